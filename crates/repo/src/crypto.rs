@@ -1,0 +1,246 @@
+//! Keys and encryption. Every encrypted thing in a repository is a standard Fernet token
+//! stored as raw bytes (the base64url decoding of the usual text token). We build and
+//! open tokens here with the RustCrypto primitives instead of going through the `fernet`
+//! crate: that avoids a base64 round trip of every blob, and the `fernet` crate refuses
+//! tokens stamped in the future, which would break a restore on a host whose clock is
+//! behind. A unit test checks both directions against the `fernet` crate.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::error::{Error, IoContext, Result};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Fernet token version byte.
+const VERSION: u8 = 0x80;
+/// Version, timestamp, IV.
+const HEADER_LEN: usize = 1 + 8 + 16;
+/// HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
+
+/// One Fernet key: 16 bytes signing key, 16 bytes encryption key.
+#[derive(Clone)]
+pub(crate) struct FernetKey {
+    signing: [u8; 16],
+    encryption: [u8; 16],
+}
+
+impl FernetKey {
+    fn from_bytes(raw: &[u8]) -> Option<Self> {
+        if raw.len() != 32 {
+            return None;
+        }
+        let mut signing = [0u8; 16];
+        let mut encryption = [0u8; 16];
+        signing.copy_from_slice(&raw[..16]);
+        encryption.copy_from_slice(&raw[16..]);
+        Some(FernetKey {
+            signing,
+            encryption,
+        })
+    }
+
+    /// Encrypts `data` into a raw (not base64) Fernet token.
+    pub(crate) fn encrypt(&self, data: &[u8]) -> Vec<u8> {
+        let mut iv = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut iv);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let padded_len = (data.len() / 16 + 1) * 16;
+        let mut out = Vec::with_capacity(HEADER_LEN + padded_len + TAG_LEN);
+        out.push(VERSION);
+        out.extend_from_slice(&now.to_be_bytes());
+        out.extend_from_slice(&iv);
+        out.resize(HEADER_LEN + padded_len, 0);
+        out[HEADER_LEN..HEADER_LEN + data.len()].copy_from_slice(data);
+        let enc = cbc::Encryptor::<aes::Aes128>::new(&self.encryption.into(), &iv.into());
+        // The buffer is sized for the padding, so this cannot fail.
+        let ct_len = enc
+            .encrypt_padded_mut::<Pkcs7>(&mut out[HEADER_LEN..], data.len())
+            .map(|ct| ct.len())
+            .unwrap_or(padded_len);
+        out.truncate(HEADER_LEN + ct_len);
+        let mut mac = self.mac();
+        mac.update(&out);
+        out.extend_from_slice(&mac.finalize().into_bytes());
+        out
+    }
+
+    /// Opens a raw Fernet token; `None` if this key did not make it or it was altered.
+    pub(crate) fn decrypt(&self, token: &[u8]) -> Option<Vec<u8>> {
+        if token.len() < HEADER_LEN + 16 + TAG_LEN || token[0] != VERSION {
+            return None;
+        }
+        let (msg, tag) = token.split_at(token.len() - TAG_LEN);
+        let mut mac = self.mac();
+        mac.update(msg);
+        mac.verify_slice(tag).ok()?;
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&msg[9..HEADER_LEN]);
+        let mut buf = msg[HEADER_LEN..].to_vec();
+        let dec = cbc::Decryptor::<aes::Aes128>::new(&self.encryption.into(), &iv.into());
+        let len = dec.decrypt_padded_mut::<Pkcs7>(&mut buf).ok()?.len();
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        <HmacSha256 as Mac>::new_from_slice(&self.signing)
+            .unwrap_or_else(|_| unreachable!("hmac takes any key length"))
+    }
+}
+
+/// The configured keys: the first encrypts new data, any of them decrypts.
+///
+/// Key material is never printed: `Debug` shows only how many keys there are.
+#[derive(Clone)]
+pub struct KeySet {
+    keys: Vec<FernetKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeySet({} keys)", self.keys.len())
+    }
+}
+
+impl KeySet {
+    /// Loads Fernet key files (urlsafe base64 of 32 bytes, a trailing newline allowed).
+    pub fn load(paths: &[PathBuf]) -> Result<KeySet> {
+        if paths.is_empty() {
+            return Err(Error::NoKeys);
+        }
+        let mut keys = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = std::fs::read_to_string(path).ctx("read key file", path)?;
+            let key = KeySet::parse(&text).ok_or_else(|| Error::BadKey { path: path.clone() })?;
+            keys.push(key);
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Builds a key set from key texts (as in key files); `None` if one is malformed.
+    pub fn from_strings(texts: &[&str]) -> Option<KeySet> {
+        let keys = texts
+            .iter()
+            .map(|t| KeySet::parse(t))
+            .collect::<Option<Vec<_>>>()?;
+        (!keys.is_empty()).then_some(KeySet { keys })
+    }
+
+    fn parse(text: &str) -> Option<FernetKey> {
+        let text = text.trim_end_matches(['\n', '\r']).trim_end_matches('=');
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        FernetKey::from_bytes(&raw)
+    }
+
+    /// Encrypts with the first key into a raw Fernet token.
+    pub(crate) fn encrypt(&self, data: &[u8]) -> Vec<u8> {
+        self.keys[0].encrypt(data)
+    }
+
+    /// Decrypts a raw Fernet token with whichever key made it.
+    pub(crate) fn decrypt(&self, token: &[u8]) -> Option<Vec<u8>> {
+        self.keys.iter().find_map(|k| k.decrypt(token))
+    }
+}
+
+/// Creates a new random Fernet key file at `out` with mode 0600, in the format of
+/// Python's `Fernet.generate_key()` plus a newline. Refuses to overwrite a file.
+pub fn generate_key_file(out: &Path) -> Result<()> {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let text = base64::engine::general_purpose::URL_SAFE.encode(raw);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::KeyFileExists {
+                    path: out.to_path_buf(),
+                }
+            } else {
+                Error::io("create key file", out, e)
+            }
+        })?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .ctx("write key file", out)?;
+    Ok(())
+}
+
+/// Base64url (with padding) of a raw token: the standard text form of a Fernet token.
+pub fn token_to_text(raw: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE.encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_the_fernet_crate() {
+        let key_text = fernet::Fernet::generate_key();
+        let other = fernet::Fernet::new(&key_text).unwrap();
+        let ours = KeySet::from_strings(&[&key_text]).unwrap();
+        for len in [0usize, 1, 15, 16, 17, 1000] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let raw = ours.encrypt(&data);
+            assert_eq!(other.decrypt(&token_to_text(&raw)).unwrap(), data);
+            let theirs = other.encrypt(&data);
+            let raw_theirs = base64::engine::general_purpose::URL_SAFE
+                .decode(theirs)
+                .unwrap();
+            assert_eq!(ours.decrypt(&raw_theirs).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn rotation_decrypts_with_any_key_and_rejects_tampering() {
+        let a = fernet::Fernet::generate_key();
+        let b = fernet::Fernet::generate_key();
+        let old = KeySet::from_strings(&[&a]).unwrap();
+        let rotated = KeySet::from_strings(&[&b, &a]).unwrap();
+        let mut tok = old.encrypt(b"hello");
+        assert_eq!(rotated.decrypt(&tok).unwrap(), b"hello");
+        assert!(KeySet::from_strings(&[&b]).unwrap().decrypt(&tok).is_none());
+        let n = tok.len();
+        tok[n / 2] ^= 1;
+        assert!(rotated.decrypt(&tok).is_none());
+    }
+
+    #[test]
+    fn key_file_is_0600_and_not_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        generate_key_file(&p).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(fernet::Fernet::new(text.trim_end()).is_some());
+        assert!(KeySet::load(&[p.clone()]).is_ok());
+        assert!(matches!(
+            generate_key_file(&p),
+            Err(Error::KeyFileExists { .. })
+        ));
+        assert!(!format!("{:?}", KeySet::load(&[p]).unwrap()).contains(text.trim_end()));
+    }
+}

@@ -1,0 +1,196 @@
+//! Blob encoding and packs.
+//!
+//! A blob is stored as a raw Fernet token whose plaintext is either a zstd frame or the
+//! blob itself (when compression would not help; the `compressed` flag in the pack header
+//! and index says which). A pack is the tokens back to back, then the header token (an
+//! encrypted [`PackHeader`]), then the header token's length as a little-endian u32.
+//! The pack's name is the BLAKE3 hash of its bytes.
+
+use crate::crypto::KeySet;
+use crate::error::{Error, Result};
+use crate::format::{BlobKind, Id, IndexPack, PackEntry, PackHeader};
+use crate::storage::Storage;
+
+/// Bytes sampled to decide whether a blob is worth compressing.
+const SAMPLE: usize = 64 * 1024;
+
+/// The repository's blob id: BLAKE3 keyed with the repository's secret id key.
+pub(crate) fn blob_id(id_key: &[u8; 32], data: &[u8]) -> Id {
+    Id(*blake3::keyed_hash(id_key, data).as_bytes())
+}
+
+/// A blob ready to be packed.
+pub(crate) struct SealedBlob {
+    pub id: Id,
+    pub kind: BlobKind,
+    pub compressed: bool,
+    pub raw_len: u32,
+    pub token: Vec<u8>,
+}
+
+/// Compresses (when it helps) and encrypts one blob.
+pub(crate) fn seal(keys: &KeySet, id: Id, kind: BlobKind, data: &[u8], level: i32) -> SealedBlob {
+    let compressed = compress(data, level);
+    let (plain, is_compressed) = match &compressed {
+        Some(c) => (c.as_slice(), true),
+        None => (data, false),
+    };
+    SealedBlob {
+        id,
+        kind,
+        compressed: is_compressed,
+        raw_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        token: keys.encrypt(plain),
+    }
+}
+
+/// zstd-compresses `data` unless a quick sample shows it is incompressible (already
+/// compressed or encrypted input), or the result would not be smaller.
+fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    if data.len() < 64 {
+        return None;
+    }
+    if data.len() > 2 * SAMPLE {
+        let sample = zstd::bulk::compress(&data[..SAMPLE], 1).ok()?;
+        if sample.len() * 100 > SAMPLE * 97 {
+            return None;
+        }
+    }
+    let out = zstd::bulk::compress(data, level).ok()?;
+    (out.len() < data.len()).then_some(out)
+}
+
+/// Decrypts and decompresses a blob token; `Err(reason)` if it is damaged.
+pub(crate) fn open_blob(
+    keys: &KeySet,
+    entry: &PackEntry,
+    token: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    let plain = keys
+        .decrypt(token)
+        .ok_or_else(|| "does not decrypt (damaged, or written with another key)".to_string())?;
+    if entry.compressed {
+        zstd::bulk::decompress(&plain, entry.raw_len as usize)
+            .map_err(|e| format!("does not decompress: {e}"))
+    } else {
+        Ok(plain)
+    }
+}
+
+/// Repository-relative name of a pack file.
+pub(crate) fn pack_name(id: &Id) -> String {
+    let h = id.to_hex();
+    format!("data/{}/{}", &h[..2], h)
+}
+
+/// Collects sealed blobs into a pack in memory (bounded by the target pack size plus
+/// one blob) and writes it out when full.
+pub(crate) struct PackWriter {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+    target: usize,
+}
+
+impl PackWriter {
+    pub(crate) fn new(target: usize) -> Self {
+        PackWriter {
+            buf: Vec::new(),
+            entries: Vec::new(),
+            target,
+        }
+    }
+
+    pub(crate) fn add(&mut self, blob: &SealedBlob) {
+        self.entries.push(PackEntry {
+            id: blob.id,
+            kind: blob.kind,
+            compressed: blob.compressed,
+            offset: self.buf.len() as u64,
+            length: u32::try_from(blob.token.len()).unwrap_or(u32::MAX),
+            raw_len: blob.raw_len,
+        });
+        self.buf.extend_from_slice(&blob.token);
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.buf.len() >= self.target
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the pack (atomically, durably) and returns its index record.
+    pub(crate) fn flush(&mut self, storage: &dyn Storage, keys: &KeySet) -> Result<IndexPack> {
+        let header = PackHeader {
+            entries: std::mem::take(&mut self.entries),
+        };
+        let plain = bincode::serialize(&header)
+            .map_err(|e| Error::Internal(format!("encode pack header: {e}")))?;
+        let token = keys.encrypt(&plain);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(&token);
+        buf.extend_from_slice(&u32::try_from(token.len()).unwrap_or(u32::MAX).to_le_bytes());
+        let id = Id(*blake3::hash(&buf).as_bytes());
+        storage.write_atomic(&pack_name(&id), &buf)?;
+        Ok(IndexPack {
+            id,
+            size: buf.len() as u64,
+            entries: header.entries,
+        })
+    }
+}
+
+/// Reads and decrypts a pack's header.
+pub(crate) fn read_header(
+    storage: &dyn Storage,
+    keys: &KeySet,
+    id: &Id,
+    size: u64,
+) -> Result<Vec<PackEntry>> {
+    let name = pack_name(id);
+    let path = storage.describe(&name);
+    if size < 4 {
+        return Err(Error::corrupt("pack", path, "shorter than its trailer"));
+    }
+    let tail = storage.read_at(&name, size - 4, 4)?;
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 4 > size {
+        return Err(Error::corrupt("pack", path, "header length beyond the file"));
+    }
+    let token = storage.read_at(&name, size - 4 - len, len as usize)?;
+    let plain = keys
+        .decrypt(&token)
+        .ok_or_else(|| Error::corrupt("pack header", path.clone(), "does not decrypt"))?;
+    let header: PackHeader = bincode::deserialize(&plain)
+        .map_err(|e| Error::corrupt("pack header", path, e.to_string()))?;
+    Ok(header.entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incompressible_data_is_stored_raw_and_text_compressed() {
+        let keys = KeySet::from_strings(&["cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="]).unwrap();
+        let noise: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let text = b"all work and no play ".repeat(10_000);
+        let key = [7u8; 32];
+        for (data, want_compressed) in [(&noise, false), (&text.to_vec(), true)] {
+            let b = seal(&keys, blob_id(&key, data), BlobKind::Data, data, 3);
+            assert_eq!(b.compressed, want_compressed);
+            let entry = PackEntry {
+                id: b.id,
+                kind: b.kind,
+                compressed: b.compressed,
+                offset: 0,
+                length: b.token.len() as u32,
+                raw_len: b.raw_len,
+            };
+            assert_eq!(&open_blob(&keys, &entry, &b.token).unwrap(), data);
+        }
+    }
+}

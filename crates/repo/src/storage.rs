@@ -1,0 +1,170 @@
+//! Where repository files live. The engine names files by repository-relative paths
+//! ("config", "index/<id>", "data/ab/<id>") and reaches them only through [`Storage`],
+//! so a remote tier (S3, another mount) is one more implementation of this trait.
+//!
+//! Every write is atomic: to a temporary name in the same directory, fsync, rename,
+//! fsync the directory. Names starting with '.' are temporaries and never listed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use crate::error::{IoContext, Result};
+
+/// Access to the files of one repository.
+pub(crate) trait Storage: Send + Sync {
+    /// A path for messages (a local path, or a URL-like string for remote tiers).
+    fn describe(&self, name: &str) -> PathBuf;
+    /// Reads a whole file.
+    fn read(&self, name: &str) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`.
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// The size of a file, or `None` if it does not exist.
+    fn size(&self, name: &str) -> Result<Option<u64>>;
+    /// Writes a file atomically and durably (temp name, fsync, rename, fsync dir).
+    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Lists the file names (not paths) in a directory; temporaries are left out.
+    /// For "data" the two-character fan-out directories are walked and the returned
+    /// names are "ab/abcd...".
+    fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// Removes a file; a missing file is not an error.
+    fn remove(&self, name: &str) -> Result<()>;
+}
+
+/// A repository in a local directory.
+pub(crate) struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub(crate) fn new(root: &Path) -> Self {
+        LocalDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn sync_dir(dir: &Path) -> Result<()> {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .ctx("fsync directory", dir)
+    }
+}
+
+impl Storage for LocalDir {
+    fn describe(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.root.join(name);
+        fs::read(&path).ctx("read", path)
+    }
+
+    fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let path = self.root.join(name);
+        let f = File::open(&path).ctx("open", &path)?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).ctx("read", &path)?;
+        Ok(buf)
+    }
+
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.root.join(name);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::Error::io("stat", path, e)),
+        }
+    }
+
+    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.root.join(name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.exists() {
+            fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+            if let Some(parent) = dir.parent() {
+                LocalDir::sync_dir(parent)?;
+            }
+        }
+        let mut suffix = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut suffix);
+        let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(crate::Error::io("write", &tmp, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(crate::Error::io("rename into place", &path, e));
+        }
+        LocalDir::sync_dir(&dir)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let path = self.root.join(dir);
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(crate::Error::io("list", path, e)),
+        };
+        for entry in entries {
+            let entry = entry.ctx("list", &path)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let ft = entry.file_type().ctx("stat", entry.path())?;
+            if dir == "data" && ft.is_dir() {
+                for sub in self.list(&format!("data/{name}"))? {
+                    out.push(format!("{name}/{sub}"));
+                }
+            } else if ft.is_file() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        let path = self.root.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::Error::io("remove", path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_lists_and_hides_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        s.write_atomic("data/ab/abcdef", b"pack").unwrap();
+        s.write_atomic("index/01", b"idx").unwrap();
+        fs::write(dir.path().join("index/.tmp-zz"), b"junk").unwrap();
+        assert_eq!(s.list("data").unwrap(), vec!["ab/abcdef".to_string()]);
+        assert_eq!(s.list("index").unwrap(), vec!["01".to_string()]);
+        assert_eq!(s.read_at("data/ab/abcdef", 1, 2).unwrap(), b"ac");
+        assert_eq!(s.size("index/01").unwrap(), Some(3));
+        assert_eq!(s.size("index/02").unwrap(), None);
+        s.remove("index/01").unwrap();
+        assert!(s.list("index").unwrap().is_empty());
+    }
+}
