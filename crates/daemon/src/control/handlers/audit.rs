@@ -1,0 +1,31 @@
+//! `audit` and `audit verify`.
+
+use drd_proto::{Event, Progress, ProgressUnit, Reply};
+
+use super::{internal, Ctx, HandlerResult};
+
+pub(super) async fn list(ctx: &Ctx, since_unix_ms: Option<i64>, limit: u32) -> HandlerResult {
+    ctx.shared
+        .audit
+        .list(since_unix_ms, limit)
+        .await
+        .map(Reply::AuditEntries)
+        .map_err(|e| internal(&e))
+}
+
+pub(super) async fn verify(ctx: &Ctx) -> HandlerResult {
+    let events = ctx.event_sender();
+    ctx.shared
+        .audit
+        .verify(move |done, total| {
+            let _ = events.try_send(Event::Progress(Progress {
+                task: "verifying audit chain".to_owned(),
+                done,
+                total: Some(total),
+                unit: ProgressUnit::Items,
+            }));
+        })
+        .await
+        .map(Reply::AuditVerified)
+        .map_err(|e| internal(&e))
+}

@@ -1,0 +1,130 @@
+//! The daemon's life: start everything in order, serve until told to stop, then stop
+//! everything in reverse with a deadline.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::{Actor, Outcome};
+use crate::catalog::{Catalog, CatalogError, CatalogMaintenance};
+use crate::config::LoadedConfig;
+use crate::control::{server, socket};
+use crate::logging::LogHandle;
+use crate::signals;
+use crate::state::Shared;
+use crate::systemd::{self, Watchdog};
+use crate::workers::Supervisor;
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The state directory could not be made.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The catalog could not be opened.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The socket could not be bound.
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How often the catalog is checkpointed.
+const CATALOG_MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the daemon on `config` until SIGTERM or SIGINT.
+pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), RunError> {
+    let daemon = config.config.daemon.clone();
+    std::fs::create_dir_all(&daemon.state_dir)
+        .and_then(|()| {
+            std::fs::set_permissions(&daemon.state_dir, std::fs::Permissions::from_mode(0o750))
+        })
+        .map_err(|source| RunError::StateDir {
+            path: daemon.state_dir.clone(),
+            source,
+        })?;
+    let catalog = Catalog::open(&daemon.state_dir.join("catalog.db"))?;
+    let signals = signals::install().map_err(RunError::Signals)?;
+    let bound = socket::bind(&daemon.socket, config.socket_gid).await?;
+
+    let stopping = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let supervisor = Supervisor::new(stopping.clone(), tracker.clone());
+    let shared = Arc::new(Shared::new(
+        config,
+        catalog.clone(),
+        supervisor.clone(),
+        stopping.clone(),
+        log,
+    ));
+    shared
+        .audit(
+            &Actor::Daemon,
+            "start daemon",
+            Outcome::Ok,
+            format!(
+                "drd {} pid {} config {} socket {}",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                shared.config().path.display(),
+                daemon.socket.display()
+            ),
+        )
+        .await;
+
+    supervisor.spawn(CatalogMaintenance {
+        catalog: catalog.clone(),
+        every: CATALOG_MAINTENANCE_EVERY,
+    });
+    if let Some(watchdog) = Watchdog::from_env(catalog.clone()) {
+        supervisor.spawn(watchdog);
+    }
+    tracker.spawn(signals::run(signals, shared.clone()));
+
+    tracing::info!(socket = %daemon.socket.display(), "drd ready");
+    systemd::notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("serving on {}", daemon.socket.display())),
+    ]);
+    server::serve(&bound.listener, shared.clone(), tracker.clone()).await;
+
+    // Stopping: no new connections (the accept loop has returned); idle connections
+    // close, in-flight requests finish within the deadline.
+    systemd::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    tracing::info!("drd stopping");
+    drop(bound);
+    tracker.close();
+    if tokio::time::timeout(daemon.stop_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout = %humantime::format_duration(daemon.stop_timeout),
+            "requests still running at the stop deadline were abandoned"
+        );
+    }
+    shared
+        .audit(
+            &Actor::Daemon,
+            "stop daemon",
+            Outcome::Ok,
+            "stopped".to_owned(),
+        )
+        .await;
+    catalog.close().await;
+    tracing::info!("drd stopped");
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! drd: the disaster-recovery supervisor daemon, as a library.
+//!
+//! `main.rs` parses flags and calls [`daemon::run`]; everything else lives here so
+//! tests and tools can drive the same code. See the README's architecture table for
+//! which module holds which concern.
+
+pub mod audit;
+pub mod catalog;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod logging;
+pub mod signals;
+pub mod state;
+pub mod systemd;
+pub mod util;
+pub mod workers;

@@ -1,0 +1,16 @@
+//! Small helpers shared across the daemon.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn unix_ms_now() -> i64 {
+    unix_ms(SystemTime::now())
+}
+
+/// `time` as milliseconds since the Unix epoch (negative before it).
+pub fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}

@@ -1,0 +1,36 @@
+//! drd-proto: what `drd` and `drctl` say to each other over the control socket.
+//!
+//! Both binaries depend on this crate and nothing heavier, so the client never pulls in
+//! SQLite or Docker. A connection starts with a handshake ([`ClientFrame::Hello`] /
+//! [`ServerFrame::Welcome`]); after that the client sends one [`Request`] at a time and
+//! the server answers with any number of [`Event`]s followed by one [`Response`].
+//! Frames are length-delimited with a hard cap ([`MAX_FRAME_LEN`]); payloads are
+//! encoded by [`codec`], the one place that knows the wire encoding.
+
+pub mod codec;
+mod event;
+mod message;
+mod request;
+mod response;
+mod role;
+
+pub use event::{Event, Progress, ProgressUnit};
+pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
+pub use request::Request;
+pub use response::{
+    AuditEntry, AuditMismatch, AuditVerifyReport, DaemonState, ErrorKind, ErrorReply, Reply,
+    Response, StatusReport, WorkerState, WorkerStatus,
+};
+pub use role::Role;
+
+/// The protocol version this build speaks. Bump it on any change to the frames that an
+/// older peer would misread; the handshake turns a mismatch into a clear error.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts, length prefix excluded. A peer that announces
+/// more is answered with an error and disconnected before anything is allocated.
+pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
+
+/// Where `drd` listens and `drctl` connects when neither the config nor `--socket` /
+/// `DRD_SOCKET` say otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/drd/drd.sock";
