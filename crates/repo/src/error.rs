@@ -133,6 +133,9 @@ pub enum Error {
     /// The backup plan is not usable.
     #[error("invalid backup plan: {0}")]
     InvalidPlan(String),
+    /// A repository or operation option is out of range.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
     /// The operation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,

@@ -24,6 +24,6 @@ pub use crypto::{generate_key_file, token_to_text, KeySet};
 pub use error::{Error, Result};
 pub use format::{BackupStats, BlobKind, Id, Snapshot};
 pub use lock::hostname;
-pub use repo::{at_or_before_of, latest_of, select_snapshot, RepoOptions, Repository};
+pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};
 pub use verify::{Problem, VerifyOptions, VerifyProgress, VerifyReport};

@@ -174,9 +174,8 @@ mod tests {
     #[test]
     fn incompressible_data_is_stored_raw_and_text_compressed() {
         let keys = KeySet::from_strings(&["cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="]).unwrap();
-        let noise: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let mut noise = vec![0u8; 300_000];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut noise);
         let text = b"all work and no play ".repeat(10_000);
         let key = [7u8; 32];
         for (data, want_compressed) in [(&noise, false), (&text.to_vec(), true)] {

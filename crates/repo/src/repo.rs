@@ -80,27 +80,48 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-/// Default chunker: about 1 MiB chunks, between 256 KiB and 4 MiB.
-const DEFAULT_CHUNKER: ChunkerParams = ChunkerParams {
-    min: 256 * 1024,
-    avg: 1024 * 1024,
-    max: 4 * 1024 * 1024,
-};
-/// Default pack target size.
-const DEFAULT_PACK_SIZE: u64 = 16 * 1024 * 1024;
+/// Choices fixed when a repository is created.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Average chunk size in bytes (a power of two, 256 B to 4 MiB); chunks are between
+    /// a quarter and four times this. Smaller chunks dedup scattered changes (database
+    /// pages) better; larger ones keep the in-memory index smaller (about 130 bytes of
+    /// RAM per chunk).
+    pub chunk_avg: u32,
+    /// Target pack size in bytes.
+    pub pack_size: u64,
+}
+
+impl Default for InitOptions {
+    /// 512 KiB average chunks (128 KiB to 2 MiB) and 16 MiB packs.
+    fn default() -> Self {
+        InitOptions {
+            chunk_avg: 512 * 1024,
+            pack_size: 16 * 1024 * 1024,
+        }
+    }
+}
 
 impl Repository {
     /// Creates a new repository in `path` (which must be missing or an empty directory).
     pub fn init(path: &Path, keys: &KeySet) -> Result<Repository> {
-        Repository::init_with(path, keys, DEFAULT_CHUNKER, DEFAULT_PACK_SIZE)
+        Repository::init_with(path, keys, &InitOptions::default())
     }
 
-    pub(crate) fn init_with(
-        path: &Path,
-        keys: &KeySet,
-        chunker: ChunkerParams,
-        pack_size: u64,
-    ) -> Result<Repository> {
+    /// [`Repository::init`] with a chosen chunk and pack size.
+    pub fn init_with(path: &Path, keys: &KeySet, options: &InitOptions) -> Result<Repository> {
+        let avg = options.chunk_avg;
+        if !avg.is_power_of_two() || !(1024..=4 * 1024 * 1024).contains(&avg) {
+            return Err(Error::InvalidOption(format!(
+                "chunk size {avg} must be a power of two between 1 KiB and 4 MiB"
+            )));
+        }
+        let chunker = ChunkerParams {
+            min: (avg / 4).max(64),
+            avg,
+            max: avg.saturating_mul(4).min(16 * 1024 * 1024),
+        };
+        let pack_size = options.pack_size.max(1024);
         if path.join("config").exists() {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
@@ -307,6 +328,17 @@ impl Repository {
             loc.entry.length as usize,
         )?;
         Ok((token, loc.entry.compressed))
+    }
+
+    /// Where a blob is stored: the pack file, and the offset and length of its raw token
+    /// in it (for tooling, and for tests that damage or decrypt one blob).
+    pub fn blob_location(&self, id: &Id) -> Option<(PathBuf, u64, u32)> {
+        let loc = self.locate(id)?;
+        Some((
+            self.storage.describe(&pack_name(&loc.pack)),
+            loc.entry.offset,
+            loc.entry.length,
+        ))
     }
 
     /// The data blob ids of a file in a snapshot (path inside the snapshot, '/'-separated).
