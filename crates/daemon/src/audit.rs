@@ -89,10 +89,10 @@ impl AuditLog {
         let detail = detail.into();
         match outcome {
             Outcome::Ok => {
-                tracing::info!(target: "drd::audit", %actor, action, outcome = outcome.as_str(), detail)
+                tracing::info!(target: "drd::audit", %actor, action, outcome = outcome.as_str(), detail);
             }
             _ => {
-                tracing::warn!(target: "drd::audit", %actor, action, outcome = outcome.as_str(), detail)
+                tracing::warn!(target: "drd::audit", %actor, action, outcome = outcome.as_str(), detail);
             }
         }
         let (actor, action) = (actor.to_string(), action.to_owned());

@@ -3,6 +3,7 @@
 //! The level comes from `RUST_LOG` when set, else from the config's `log_level`; a
 //! config reload changes it live unless `RUST_LOG` pins it.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -67,6 +68,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<LogHandle> {
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text | LogFormat::Auto => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
     };

@@ -97,7 +97,6 @@ fn run(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
     match runtime.block_on(drd::daemon::run(config, Some(log))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(cause = %err, "drd cannot run");
             eprintln!("drd: {err}");
             ExitCode::from(EX_CANTCREAT)
         }

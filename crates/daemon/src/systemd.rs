@@ -34,11 +34,21 @@ pub struct Watchdog {
 impl Watchdog {
     /// The watchdog worker, if systemd asked for one (`WatchdogSec=` in the unit).
     pub fn from_env(catalog: Catalog) -> Option<Watchdog> {
-        let mut usec = 0;
-        sd_notify::watchdog_enabled(false, &mut usec).then(|| Watchdog {
+        watchdog_usec().map(|usec| Watchdog {
             interval: Duration::from_micros(usec / 2),
             catalog,
         })
+    }
+}
+
+/// `WATCHDOG_USEC`, if it is meant for this process. As in libsystemd's
+/// `sd_watchdog_enabled`, a missing `WATCHDOG_PID` means it is (the sd-notify crate
+/// insists on one, which would ignore a plain `WATCHDOG_USEC`).
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse() != Ok(std::process::id()) => None,
+        _ => (usec > 0).then_some(usec),
     }
 }
 

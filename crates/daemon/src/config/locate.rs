@@ -32,6 +32,7 @@ pub(super) fn field_at(text: &str, offset: Option<usize>) -> String {
         return String::new();
     };
     let before = &text[..offset.min(text.len())];
+    let before = &before[..before.rfind('\n').unwrap_or(0)];
     let table = before
         .lines()
         .rev()
@@ -43,7 +44,9 @@ pub(super) fn field_at(text: &str, offset: Option<usize>) -> String {
                 .to_owned()
         })
         .unwrap_or_default();
-    let key = text[offset.min(text.len())..]
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..]
         .lines()
         .next()
         .and_then(|line| line.split_once('='))

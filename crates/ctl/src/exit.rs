@@ -1,0 +1,56 @@
+//! drctl's exit codes, part of its interface (documented in `drctl --help` and the
+//! README). They follow sysexits.h where one fits.
+
+use std::process::ExitCode;
+
+use drd_proto::ErrorKind;
+
+use crate::client::ClientError;
+
+/// The request ran, and what it checked is not right (for example a broken audit chain).
+pub const CHECK_FAILED: u8 = 1;
+/// Bad flags or arguments.
+pub const USAGE: u8 = 64;
+/// drd is not running, or is stopping or busy.
+pub const UNAVAILABLE: u8 = 69;
+/// drd failed inside while serving the request.
+pub const SOFTWARE: u8 = 70;
+/// The daemon is busy or stopping; try again.
+pub const TEMPFAIL: u8 = 75;
+/// drctl and drd speak different protocols, or a reply could not be read.
+pub const PROTOCOL: u8 = 76;
+/// The caller lacks the role (or socket permission) for the request.
+pub const NOPERM: u8 = 77;
+/// drd refused a config (on reload).
+pub const CONFIG: u8 = 78;
+
+/// The text shown at the end of `drctl --help`.
+pub const HELP: &str = "\
+Exit codes:
+  0   success
+  1   the request ran and found a problem (e.g. audit verify found a broken chain)
+  64  bad command line
+  69  drd is not running at the socket
+  70  drd failed while serving the request
+  75  drd is busy or stopping; try again
+  76  drctl and drd do not speak the same protocol version
+  77  permission denied (role or socket permissions)
+  78  drd refused the config (reload)";
+
+/// The exit code for a failed request.
+pub fn code_for(err: &ClientError) -> ExitCode {
+    let code = match err {
+        ClientError::NotRunning { .. } => UNAVAILABLE,
+        ClientError::SocketPermission { .. } => NOPERM,
+        ClientError::Io { .. } | ClientError::Closed(_) => UNAVAILABLE,
+        ClientError::Protocol(_) => PROTOCOL,
+        ClientError::Refused(reply) => match reply.kind {
+            ErrorKind::VersionMismatch | ErrorKind::BadRequest => PROTOCOL,
+            ErrorKind::PermissionDenied => NOPERM,
+            ErrorKind::Busy | ErrorKind::ShuttingDown => TEMPFAIL,
+            ErrorKind::InvalidConfig => CONFIG,
+            ErrorKind::Internal => SOFTWARE,
+        },
+    };
+    ExitCode::from(code)
+}

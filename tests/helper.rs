@@ -1,0 +1,292 @@
+//! Test helper: builds the real binaries once, starts `drd` on a temporary config and
+//! socket, waits until it answers, and runs `drctl` against it.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use drd_proto::codec;
+use drd_proto::{ClientFrame, Hello, ServerFrame, PROTOCOL_VERSION};
+
+/// Paths to the built `drd` and `drctl`.
+pub struct Bins {
+    pub drd: PathBuf,
+    pub drctl: PathBuf,
+}
+
+/// Builds `drd` and `drctl` (once per test binary) and returns where they are.
+pub fn bins() -> &'static Bins {
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "drd", "-p", "drctl", "--bins"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of drd and drctl failed");
+        // target/debug/deps/<test> -> target/debug
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap().to_owned();
+        Bins {
+            drd: dir.join("drd"),
+            drctl: dir.join("drctl"),
+        }
+    })
+}
+
+/// A temporary folder that other users can traverse (tests run clients as other uids).
+pub fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("drd-test")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A running `drd`, stopped (SIGKILL) when dropped.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Writes a config (`[daemon]` paths are filled in, `extra` is appended to the
+    /// `[daemon]` table and may add more tables) and starts drd on it.
+    pub fn start(extra: &str) -> Daemon {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = open_tempdir();
+        let config = dir.path().join("drd.toml");
+        std::fs::write(&config, config_text(dir.path(), extra)).unwrap();
+        let mut daemon = Daemon {
+            dir,
+            child: None,
+            config,
+        };
+        daemon.spawn(env);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Starts drd on this daemon's config without waiting.
+    pub fn spawn(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let mut cmd = Command::new(&bins().drd);
+        cmd.args(["run", "--log-format", "text", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/drd.sock")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("drd.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn catalog(&self) -> PathBuf {
+        self.dir.path().join("state/catalog.db")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Waits until drd answers a handshake on its socket.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("drd exited early with {status}; log:\n{}", self.log());
+            }
+            if let Ok(mut conn) = RawConn::connect(&self.socket()) {
+                if conn.handshake().is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("drd did not become ready; log:\n{}", self.log());
+    }
+
+    /// Runs drctl against this daemon.
+    pub fn drctl(&self, args: &[&str]) -> Output {
+        drctl(&self.socket(), args)
+    }
+
+    /// Sends `signal` to drd.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Waits for drd to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("drd did not exit within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// Rewrites the config file (paths filled in as at start).
+    pub fn rewrite_config(&self, extra: &str) {
+        std::fs::write(&self.config, config_text(self.dir.path(), extra)).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\n{extra}\n",
+        dir.join("state").display(),
+        dir.join("run/drd.sock").display()
+    )
+}
+
+/// Runs drctl with `--socket socket`.
+pub fn drctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(&bins().drctl)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("DRD_SOCKET")
+        .output()
+        .unwrap()
+}
+
+/// stdout and stderr of `out`, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A raw connection for speaking (or abusing) the protocol byte by byte.
+pub struct RawConn {
+    pub stream: UnixStream,
+}
+
+impl RawConn {
+    pub fn connect(socket: &Path) -> std::io::Result<RawConn> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(RawConn { stream })
+    }
+
+    /// Writes one length-prefixed frame.
+    pub fn send_frame(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        self.stream.write_all(&len)?;
+        self.stream.write_all(payload)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one frame and decodes it; `None` at end of stream.
+    pub fn read_frame(&mut self) -> std::io::Result<Option<ServerFrame>> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(err) => return Err(err),
+        }
+        let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut payload)?;
+        Ok(Some(
+            codec::decode(&payload).map_err(std::io::Error::other)?,
+        ))
+    }
+
+    pub fn hello(&mut self, protocol: u32) -> std::io::Result<Option<ServerFrame>> {
+        let hello = ClientFrame::Hello(Hello {
+            protocol,
+            client: "test".to_owned(),
+        });
+        self.send_frame(&codec::encode(&hello).unwrap())?;
+        self.read_frame()
+    }
+
+    pub fn handshake(&mut self) -> std::io::Result<()> {
+        match self.hello(PROTOCOL_VERSION)? {
+            Some(ServerFrame::Welcome(_)) => Ok(()),
+            other => Err(std::io::Error::other(format!("no welcome: {other:?}"))),
+        }
+    }
+
+    /// Reads until the server closes the connection; true if it did within 10 s.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Audit rows (actor, action, outcome, detail) read straight from the catalog file.
+pub fn audit_rows(catalog: &Path) -> Vec<(String, String, String, String)> {
+    let conn = rusqlite::Connection::open(catalog).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT actor, action, outcome, detail FROM audit ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Waits up to 10 s for `cond`.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}");
+}
