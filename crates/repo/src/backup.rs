@@ -278,9 +278,10 @@ impl Repository {
         })
     }
 
-    /// Packs sealed blobs; writes an index file every 64 packs and at the end.
+    /// Packs sealed blobs; writes an index file every 16 packs (256 MiB by default, so
+    /// a killed backup's work is mostly reused by the next run) and at the end.
     fn run_packer(&self, rx: &Receiver<SealedBlob>, abort: &AtomicBool) -> Result<PackerOutcome> {
-        const INDEX_EVERY: usize = 64;
+        const INDEX_EVERY: usize = 16;
         let mut writer = PackWriter::new(self.pack_size());
         let mut all = Vec::new();
         let mut unindexed = Vec::new();

@@ -468,3 +468,162 @@ fn set_meta(
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeySet;
+    use crate::format::{BackupStats, BlobKind, Tree};
+    use crate::pack::{blob_id, seal, PackWriter};
+
+    fn node(name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            dev: 0,
+            inode: 0,
+            nlink: 1,
+            size: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: Vec::new(),
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// Stores blobs directly and writes a snapshot with `root` as its tree, the way a
+    /// hostile or buggy writer could.
+    fn craft(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)], root: Id) -> Snapshot {
+        let mut w = PackWriter::new(1 << 20);
+        for (kind, data) in blobs {
+            w.add(&seal(&repo.keys, blob_id(&repo.id_key, data), *kind, data, 3));
+        }
+        let pack = w.flush(&*repo.storage, &repo.keys).unwrap();
+        repo.write_index(&[pack]).unwrap();
+        repo.refresh().unwrap();
+        let snap = Snapshot {
+            id: Id::random().to_hex(),
+            job: "evil".into(),
+            host: "h".into(),
+            time_ms: 0,
+            parent: None,
+            sources: vec![],
+            tree: root,
+            stats: BackupStats::default(),
+        };
+        repo.write_snapshot(&snap).unwrap();
+        snap
+    }
+
+    #[test]
+    fn names_that_escape_the_target_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeySet::from_strings(&["cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="]).unwrap();
+        let repo = Repository::init(&dir.path().join("repo"), &keys).unwrap();
+        let content = b"pwned".to_vec();
+        let content_id = blob_id(&repo.id_key, &content);
+        for bad in [&b".."[..], b"a/../../x", b".", b"", b"nul\0byte"] {
+            let mut file = node(b"escaped", NodeKind::File);
+            file.content = vec![content_id];
+            file.size = 5;
+            let inner = bincode::serialize(&Tree { nodes: vec![file] }).unwrap();
+            let inner_id = blob_id(&repo.id_key, &inner);
+            // A harmless entry first, so a restore that wrote as it walked would have
+            // written something before meeting the bad name.
+            let mut ok = node(b"aaa-harmless", NodeKind::File);
+            ok.content = vec![content_id];
+            ok.size = 5;
+            let mut evil = node(bad, NodeKind::Dir);
+            evil.subtree = Some(inner_id);
+            let root = bincode::serialize(&Tree {
+                nodes: vec![ok, evil],
+            })
+            .unwrap();
+            let root_id = blob_id(&repo.id_key, &root);
+            let snap = craft(
+                &repo,
+                &[
+                    (BlobKind::Data, content.clone()),
+                    (BlobKind::Tree, inner),
+                    (BlobKind::Tree, root),
+                ],
+                root_id,
+            );
+            let outer = dir.path().join("outer");
+            let target = outer.join("target");
+            let err = repo
+                .restore(
+                    &snap,
+                    &RestoreOptions {
+                        paths: vec![],
+                        target: target.clone(),
+                        overwrite: false,
+                        threads: 1,
+                    },
+                    &mut |_| {},
+                )
+                .unwrap_err();
+            assert!(matches!(err, Error::UnsafeName { .. }), "{err}");
+            let shown = String::from_utf8_lossy(bad).into_owned();
+            assert!(err.to_string().contains(&format!("{shown:?}")), "{err}");
+            assert!(!outer.exists(), "restore wrote something for {shown:?}");
+            assert!(!dir.path().join("escaped").exists());
+        }
+    }
+
+    #[test]
+    fn a_symlinked_directory_in_the_target_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeySet::from_strings(&["cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="]).unwrap();
+        let repo = Repository::init(&dir.path().join("repo"), &keys).unwrap();
+        let content = b"data".to_vec();
+        let content_id = blob_id(&repo.id_key, &content);
+        let mut file = node(b"f", NodeKind::File);
+        file.content = vec![content_id];
+        let sub = bincode::serialize(&Tree { nodes: vec![file] }).unwrap();
+        let sub_id = blob_id(&repo.id_key, &sub);
+        let mut d = node(b"d", NodeKind::Dir);
+        d.mode = 0o755;
+        d.subtree = Some(sub_id);
+        let root = bincode::serialize(&Tree { nodes: vec![d] }).unwrap();
+        let root_id = blob_id(&repo.id_key, &root);
+        let snap = craft(
+            &repo,
+            &[
+                (BlobKind::Data, content),
+                (BlobKind::Tree, sub),
+                (BlobKind::Tree, root),
+            ],
+            root_id,
+        );
+        // The target already holds d -> elsewhere (planted symlink).
+        let target = dir.path().join("target");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, target.join("d")).unwrap();
+        let opts = RestoreOptions {
+            paths: vec![],
+            target: target.clone(),
+            overwrite: false,
+            threads: 1,
+        };
+        assert!(repo.restore(&snap, &opts, &mut |_| {}).is_err());
+        let opts = RestoreOptions {
+            overwrite: true,
+            ..opts
+        };
+        repo.restore(&snap, &opts, &mut |_| {}).unwrap();
+        assert!(!elsewhere.join("f").exists());
+        assert!(std::fs::symlink_metadata(target.join("d"))
+            .unwrap()
+            .file_type()
+            .is_dir());
+        assert_eq!(std::fs::read(target.join("d/f")).unwrap(), b"data");
+    }
+}

@@ -1,0 +1,270 @@
+//! Verify finds damage and names what it breaks; blobs decrypt with Python's Fernet;
+//! a backup killed with SIGKILL leaves a repository that verifies.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{describe, random_bytes, restored, Fixture};
+use drd_repo::{KeySet, Problem, Repository, RestoreOptions, VerifyOptions};
+
+fn read_data() -> VerifyOptions {
+    VerifyOptions {
+        read_data: true,
+        threads: 2,
+        ..VerifyOptions::default()
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("victim.db"), random_bytes(100_000)).unwrap();
+    std::fs::write(src.join("bystander"), b"fine").unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    assert!(fx.repo.verify(&read_data(), &mut |_| {}).unwrap().is_ok());
+
+    let path_in_snapshot = format!("{}/victim.db", src.display());
+    let blobs = fx.repo.file_blobs(&snap, &path_in_snapshot).unwrap();
+    let (pack, offset, len) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&pack).unwrap();
+    let at = offset + u64::from(len) / 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+    drop(f);
+
+    // Structure alone does not read blob data.
+    assert!(fx.repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap().is_ok());
+    let report = fx.repo.verify(&read_data(), &mut |_| {}).unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    let Problem::BadBlob { id, affected, .. } = &report.problems[0] else {
+        panic!("{:?}", report.problems[0]);
+    };
+    assert_eq!(id, &blobs[0].to_hex());
+    assert_eq!(affected.len(), 1);
+    assert_eq!(affected[0].snapshot, snap.id);
+    assert_eq!(affected[0].path, path_in_snapshot);
+    let text = report.problems[0].to_string();
+    assert!(text.contains("victim.db"), "{text}");
+
+    // Restore refuses to write the bad content and names the file.
+    let err = fx
+        .repo
+        .restore(
+            &snap,
+            &RestoreOptions {
+                paths: vec![],
+                target: fx.dir.path().join("t"),
+                overwrite: false,
+                threads: 1,
+            },
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("victim.db"), "{err}");
+}
+
+#[test]
+fn a_missing_pack_is_reported_and_an_unindexed_one_is_reclaimable() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    let blobs = fx
+        .repo
+        .file_blobs(&snap, &format!("{}/f", src.display()))
+        .unwrap();
+    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    // An orphan pack (as left by a killed backup) is not damage.
+    let orphan = pack.with_file_name("00".repeat(32));
+    std::fs::write(&orphan, b"partial").unwrap();
+    let report = fx.repo.verify(&read_data(), &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.problems);
+    assert_eq!(report.reclaimable_packs.len(), 1);
+    std::fs::remove_file(&orphan).unwrap();
+
+    std::fs::remove_file(&pack).unwrap();
+    let report = fx.repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap();
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| matches!(p, Problem::MissingPack { .. })));
+}
+
+/// Whether python3 with cryptography is available; with CI set its absence is a failure.
+fn python_with_cryptography() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import cryptography.fernet"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but python3 with the cryptography package is missing"
+        );
+        println!("SKIPPED: python3 with the cryptography package is not installed");
+    }
+    ok
+}
+
+#[test]
+fn python_fernet_decrypts_a_stored_blob() {
+    if !python_with_cryptography() {
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    // One compressible file (its token holds a zstd frame) and one random (raw).
+    let text = b"SELECT * FROM backups; -- compressible\n".repeat(2000);
+    let noise = random_bytes(50_000);
+    std::fs::write(src.join("text.sql"), &text).unwrap();
+    std::fs::write(src.join("noise.bin"), &noise).unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    let key = std::fs::read_to_string(&fx.key_path).unwrap();
+    for (name, data) in [("text.sql", &text), ("noise.bin", &noise)] {
+        let ids = fx
+            .repo
+            .file_blobs(&snap, &format!("{}/{name}", src.display()))
+            .unwrap();
+        assert_eq!(ids.len(), 1);
+        let (raw, compressed) = fx.repo.blob_token(&ids[0]).unwrap();
+        assert_eq!(compressed, name == "text.sql");
+        let token = drd_repo::token_to_text(&raw);
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys; from cryptography.fernet import Fernet; \
+                 f = Fernet(sys.argv[1].strip().encode()); \
+                 sys.stdout.buffer.write(f.decrypt(sys.argv[2].encode()))",
+                key.trim(),
+                &token,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if compressed {
+            // A zstd frame (magic 28 b5 2f fd) that decompresses to the file.
+            assert_eq!(&out.stdout[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+            assert_eq!(&zstd::bulk::decompress(&out.stdout, data.len()).unwrap(), data);
+        } else {
+            assert_eq!(&out.stdout, data);
+        }
+    }
+}
+
+const CRASH_ENV: &str = "DRD_REPO_CRASH_CHILD";
+
+/// Runs only as the child of `a_backup_killed_mid_way_leaves_a_repository_that_verifies`.
+#[test]
+fn crash_child() {
+    let Some(spec) = std::env::var_os(CRASH_ENV) else {
+        return;
+    };
+    let spec = spec.into_string().unwrap();
+    let mut parts = spec.split('\n');
+    let (repo, key, src) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let keys = KeySet::load(&[key.into()]).unwrap();
+    let repo = Repository::open(repo.as_ref(), &keys).unwrap();
+    let plan = drd_repo::BackupPlan {
+        job: "crash".into(),
+        host: None,
+        parent: None,
+        sources: vec![drd_repo::Source::Path {
+            root: src.into(),
+            excludes: vec![],
+        }],
+    };
+    let _ = repo.backup(plan, &drd_repo::BackupOptions::default(), &mut |_| {});
+}
+
+#[test]
+fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
+    let fx = Fixture::new();
+    let small = fx.mkdir("small");
+    std::fs::write(small.join("keep.txt"), b"earlier snapshot").unwrap();
+    let earlier = fx.backup(&small, None).snapshot;
+
+    // Enough random data for several packs; the child is killed once one is written.
+    let big = fx.mkdir("big");
+    for i in 0..12 {
+        std::fs::write(big.join(format!("f{i}")), random_bytes(8 * 1024 * 1024)).unwrap();
+    }
+    let count_packs = || {
+        let mut n = 0;
+        for d in std::fs::read_dir(fx.repo_path().join("data")).unwrap() {
+            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+                if !f.unwrap().file_name().to_string_lossy().starts_with('.') {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let packs_before = count_packs();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture"])
+        .env(
+            CRASH_ENV,
+            format!(
+                "{}\n{}\n{}",
+                fx.repo_path().display(),
+                fx.key_path.display(),
+                big.display()
+            ),
+        )
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_packs() == packs_before {
+        assert!(Instant::now() < deadline, "the child wrote no pack");
+        assert!(child.try_wait().unwrap().is_none(), "the child finished too soon");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let keys = KeySet::load(&[fx.key_path.clone()]).unwrap();
+    let repo = Repository::open(&fx.repo_path(), &keys).unwrap();
+    let report = repo.verify(&read_data(), &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.problems);
+    // The dead child's lock was broken, and said so.
+    assert!(
+        report.warnings.iter().any(|w| w.contains("broke stale lock")),
+        "{:?}",
+        report.warnings
+    );
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 1, "the killed backup wrote a snapshot");
+    assert_eq!(snaps[0].id, earlier.id);
+    let target = fx.dir.path().join("t");
+    repo.restore(
+        &earlier,
+        &RestoreOptions {
+            paths: vec![],
+            target: target.clone(),
+            overwrite: false,
+            threads: 2,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(describe(&small).0, describe(&restored(&target, &small)).0);
+    // A new backup after the crash works.
+    let s = fx.backup(&big, None);
+    assert!(s.snapshot.stats.bytes_added > 0);
+    assert!(repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap().is_ok());
+}
