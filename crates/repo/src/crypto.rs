@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(fernet::Fernet::new(text.trim_end()).is_some());
-        assert!(KeySet::load(&[p.clone()]).is_ok());
+        assert!(KeySet::load(std::slice::from_ref(&p)).is_ok());
         assert!(matches!(
             generate_key_file(&p),
             Err(Error::KeyFileExists { .. })

@@ -171,7 +171,8 @@ pub struct Snapshot {
     pub parent: Option<String>,
     /// Source descriptions ("path:/var/lib/app", "stream:pg.dump").
     pub sources: Vec<String>,
-    /// Root tree blob.
+    /// Root tree blob (hex in the JSON).
+    #[serde(with = "hex_id")]
     pub tree: Id,
     /// Statistics of the run.
     pub stats: BackupStats,
@@ -222,4 +223,19 @@ pub(crate) struct Node {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Tree {
     pub nodes: Vec<Node>,
+}
+
+/// Serde for an [`Id`] as a hex string (snapshot JSON is meant to be read by people).
+mod hex_id {
+    use super::Id;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(id: &Id, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.to_hex())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let text = String::deserialize(d)?;
+        Id::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
 }

@@ -79,7 +79,12 @@ pub(crate) fn acquire(
 ) -> Result<LockGuard> {
     let host = hostname();
     let pid = std::process::id();
-    let name = format!("locks/{}-{}-{}", host, pid, &crate::format::Id::random().to_hex()[..8]);
+    let name = format!(
+        "locks/{}-{}-{}",
+        host,
+        pid,
+        &crate::format::Id::random().to_hex()[..8]
+    );
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let started_ms = now_ms();
     let write = |heartbeat_ms: i64| -> Result<()> {
@@ -138,7 +143,11 @@ pub(crate) fn acquire(
                     "{} pid {} ({})",
                     info.host,
                     info.pid,
-                    if info.exclusive { "exclusive" } else { "shared" }
+                    if info.exclusive {
+                        "exclusive"
+                    } else {
+                        "shared"
+                    }
                 ),
                 lock_file: path,
             });

@@ -156,7 +156,11 @@ pub(crate) fn read_header(
     let tail = storage.read_at(&name, size - 4, 4)?;
     let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     if len + 4 > size {
-        return Err(Error::corrupt("pack", path, "header length beyond the file"));
+        return Err(Error::corrupt(
+            "pack",
+            path,
+            "header length beyond the file",
+        ));
     }
     let token = storage.read_at(&name, size - 4 - len, len as usize)?;
     let plain = keys

@@ -261,14 +261,34 @@ impl Repository {
         let file = IndexFile {
             packs: packs.to_vec(),
         };
-        let plain = bincode::serialize(&file)
-            .map_err(|e| Error::Internal(format!("encode index: {e}")))?;
+        let plain =
+            bincode::serialize(&file).map_err(|e| Error::Internal(format!("encode index: {e}")))?;
         let name = format!("index/{}", Id::random().to_hex());
         self.storage.write_atomic(&name, &self.keys.encrypt(&plain))
     }
 
     pub(crate) fn lock(&self, exclusive: bool, warnings: &mut Vec<String>) -> Result<LockGuard> {
         lock::acquire(&self.storage, exclusive, self.options.lock_lease, warnings)
+    }
+
+    /// A shared lock for reading (restore, verify). A repository on read-only storage
+    /// (a mounted offsite disk, a recovery medium) cannot hold lock files; reading it
+    /// unlocked is then allowed, with a warning.
+    pub(crate) fn lock_for_read(&self, warnings: &mut Vec<String>) -> Result<Option<LockGuard>> {
+        match self.lock(false, warnings) {
+            Ok(g) => Ok(Some(g)),
+            Err(Error::Io { source, path, .. })
+                if source.raw_os_error() == Some(libc::EROFS)
+                    || source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                warnings.push(format!(
+                    "could not take a lock ({}: {source}); reading the repository unlocked",
+                    path.display()
+                ));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn locate(&self, id: &Id) -> Option<BlobLoc> {
@@ -310,7 +330,11 @@ impl Repository {
     pub(crate) fn read_tree(&self, id: &Id, context: &str) -> Result<Tree> {
         let data = self.read_blob(id, context)?;
         bincode::deserialize(&data).map_err(|e| {
-            Error::corrupt("tree", self.path.clone(), format!("tree {id} for {context}: {e}"))
+            Error::corrupt(
+                "tree",
+                self.path.clone(),
+                format!("tree {id} for {context}: {e}"),
+            )
         })
     }
 
@@ -365,11 +389,16 @@ impl Repository {
         Err(Error::PathNotInSnapshot(path.to_string()))
     }
 
-    /// Every snapshot, oldest first.
+    /// Every readable snapshot, oldest first. A damaged snapshot file is left out (so
+    /// the others stay usable); `verify` reports it.
     pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
         let mut out = Vec::new();
         for name in self.storage.list("snapshots")? {
-            out.push(self.read_snapshot(&name)?);
+            match self.read_snapshot(&name) {
+                Ok(s) => out.push(s),
+                Err(Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.id.cmp(&b.id)));
         Ok(out)
@@ -392,8 +421,10 @@ impl Repository {
     pub(crate) fn write_snapshot(&self, snap: &Snapshot) -> Result<()> {
         let plain = serde_json::to_vec(snap)
             .map_err(|e| Error::Internal(format!("encode snapshot: {e}")))?;
-        self.storage
-            .write_atomic(&format!("snapshots/{}", snap.id), &self.keys.encrypt(&plain))
+        self.storage.write_atomic(
+            &format!("snapshots/{}", snap.id),
+            &self.keys.encrypt(&plain),
+        )
     }
 
     /// Finds a snapshot by "latest", a full id, or a unique id prefix.

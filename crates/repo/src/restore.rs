@@ -130,7 +130,7 @@ impl Repository {
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
         let mut summary = RestoreSummary::default();
-        let _lock = self.lock(false, &mut summary.warnings)?;
+        let _lock = self.lock_for_read(&mut summary.warnings)?;
         let target = &options.target;
         match std::fs::read_dir(target) {
             Ok(mut entries) => {
@@ -160,7 +160,9 @@ impl Repository {
             &mut hardlinks,
         )?;
         if let Some(i) = matched.iter().position(|m| !m) {
-            return Err(Error::PathNotInSnapshot(options.paths[i].display().to_string()));
+            return Err(Error::PathNotInSnapshot(
+                options.paths[i].display().to_string(),
+            ));
         }
 
         std::fs::create_dir_all(target).ctx("create restore target", target)?;
@@ -468,7 +470,6 @@ fn set_meta(
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,7 +502,13 @@ mod tests {
     fn craft(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)], root: Id) -> Snapshot {
         let mut w = PackWriter::new(1 << 20);
         for (kind, data) in blobs {
-            w.add(&seal(&repo.keys, blob_id(&repo.id_key, data), *kind, data, 3));
+            w.add(&seal(
+                &repo.keys,
+                blob_id(&repo.id_key, data),
+                *kind,
+                data,
+                3,
+            ));
         }
         let pack = w.flush(&*repo.storage, &repo.keys).unwrap();
         repo.write_index(&[pack]).unwrap();

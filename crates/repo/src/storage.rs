@@ -93,10 +93,7 @@ impl Storage for LocalDir {
         rand::thread_rng().fill_bytes(&mut suffix);
         let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()
         };

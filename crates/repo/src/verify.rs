@@ -121,7 +121,12 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let affected = |f: &mut fmt::Formatter<'_>, a: &[Affected]| -> fmt::Result {
             for x in a.iter().take(20) {
-                write!(f, "\n    snapshot {} {}", &x.snapshot[..x.snapshot.len().min(8)], x.path)?;
+                write!(
+                    f,
+                    "\n    snapshot {} {}",
+                    &x.snapshot[..x.snapshot.len().min(8)],
+                    x.path
+                )?;
             }
             if a.len() > 20 {
                 write!(f, "\n    ... and {} more", a.len() - 20)?;
@@ -129,14 +134,19 @@ impl fmt::Display for Problem {
             Ok(())
         };
         match self {
-            Problem::BadSnapshot { file, reason } => write!(f, "snapshot {file} is damaged: {reason}"),
+            Problem::BadSnapshot { file, reason } => {
+                write!(f, "snapshot {file} is damaged: {reason}")
+            }
             Problem::BadIndex { file, reason } => write!(f, "index {file} is damaged: {reason}"),
             Problem::MissingPack { pack } => write!(f, "pack {pack} is missing"),
             Problem::PackSize {
                 pack,
                 expected,
                 actual,
-            } => write!(f, "pack {pack} has {actual} bytes, the index says {expected}"),
+            } => write!(
+                f,
+                "pack {pack} has {actual} bytes, the index says {expected}"
+            ),
             Problem::BadPackHeader { pack, reason } => {
                 write!(f, "pack {pack} header is damaged: {reason}")
             }
@@ -146,7 +156,10 @@ impl fmt::Display for Problem {
                 reason,
                 affected: a,
             } => {
-                write!(f, "blob {id} in pack {pack} is damaged ({reason}); it breaks:")?;
+                write!(
+                    f,
+                    "blob {id} in pack {pack} is damaged ({reason}); it breaks:"
+                )?;
                 affected(f, a)
             }
             Problem::MissingBlob { id, affected: a } => {
@@ -197,7 +210,7 @@ impl Repository {
     ) -> Result<VerifyReport> {
         let started = Instant::now();
         let mut report = VerifyReport::default();
-        let _lock = self.lock(false, &mut report.warnings)?;
+        let _lock = self.lock_for_read(&mut report.warnings)?;
 
         // Indexes (tolerant: a damaged one is a problem, not a stop).
         let mut index = Index::default();
@@ -205,7 +218,11 @@ impl Repository {
             match self.read_index_file(&name) {
                 Ok(file) => file.packs.iter().for_each(|p| index.add(p)),
                 Err(e) => report.problems.push(Problem::BadIndex {
-                    file: self.storage.describe(&format!("index/{name}")).display().to_string(),
+                    file: self
+                        .storage
+                        .describe(&format!("index/{name}"))
+                        .display()
+                        .to_string(),
                     reason: e.to_string(),
                 }),
             }
@@ -247,7 +264,11 @@ impl Repository {
                         entries.iter().map(|e| (e.id, e.offset)).collect();
                     let missing = by_pack
                         .get(id)
-                        .map(|v| v.iter().filter(|l| !listed.contains(&(l.entry.id, l.entry.offset))).count())
+                        .map(|v| {
+                            v.iter()
+                                .filter(|l| !listed.contains(&(l.entry.id, l.entry.offset)))
+                                .count()
+                        })
                         .unwrap_or(0);
                     if missing > 0 {
                         report.problems.push(Problem::BadPackHeader {
@@ -284,7 +305,11 @@ impl Repository {
                     }
                 }
                 Err(e) => report.problems.push(Problem::BadSnapshot {
-                    file: self.storage.describe(&format!("snapshots/{name}")).display().to_string(),
+                    file: self
+                        .storage
+                        .describe(&format!("snapshots/{name}"))
+                        .display()
+                        .to_string(),
                     reason: e.to_string(),
                 }),
             }
@@ -308,14 +333,21 @@ impl Repository {
                     chosen.push(good_packs[rng.gen_range(0..good_packs.len())]);
                 }
             }
-            let results = self.read_packs(&chosen, &by_pack, options.threads.max(1), progress, started);
+            let results =
+                self.read_packs(&chosen, &by_pack, options.threads.max(1), progress, started);
             report.packs_read = chosen.len() as u64;
             for (loc, outcome) in results {
                 report.blobs_read += 1;
                 if let Err(reason) = outcome {
                     bad.insert(
                         loc.entry.id,
-                        (self.storage.describe(&pack_name(&loc.pack)).display().to_string(), reason),
+                        (
+                            self.storage
+                                .describe(&pack_name(&loc.pack))
+                                .display()
+                                .to_string(),
+                            reason,
+                        ),
                     );
                 }
             }
@@ -324,7 +356,14 @@ impl Repository {
         if !missing.is_empty() || !bad.is_empty() {
             let mut affected: HashMap<Id, Vec<Affected>> = HashMap::new();
             for snap in &snapshots {
-                self.map_affected(snap, &snap.tree, &mut Vec::new(), &missing, &bad, &mut affected);
+                self.map_affected(
+                    snap,
+                    &snap.tree,
+                    &mut Vec::new(),
+                    &missing,
+                    &bad,
+                    &mut affected,
+                );
             }
             let mut missing: Vec<Id> = missing.into_iter().collect();
             missing.sort();
@@ -367,7 +406,11 @@ impl Repository {
         let tree = match self.read_tree(id, "verify") {
             Ok(t) => t,
             Err(e) => {
-                let pack = self.storage.describe(&pack_name(&loc.pack)).display().to_string();
+                let pack = self
+                    .storage
+                    .describe(&pack_name(&loc.pack))
+                    .display()
+                    .to_string();
                 bad.insert(*id, (pack, e.to_string()));
                 return;
             }
@@ -398,7 +441,9 @@ impl Repository {
             if p.is_empty() {
                 "/".to_string()
             } else {
-                std::ffi::OsStr::from_bytes(p).to_string_lossy().into_owned()
+                std::ffi::OsStr::from_bytes(p)
+                    .to_string_lossy()
+                    .into_owned()
             }
         };
         if missing.contains(tree_id) || bad.contains_key(tree_id) {
@@ -420,7 +465,9 @@ impl Repository {
                     if missing.contains(c) || bad.contains_key(c) {
                         let list = out.entry(*c).or_default();
                         let p = shown(path);
-                        if list.len() < 1000 && !list.iter().any(|a| a.snapshot == snap.id && a.path == p) {
+                        if list.len() < 1000
+                            && !list.iter().any(|a| a.snapshot == snap.id && a.path == p)
+                        {
                             list.push(Affected {
                                 snapshot: snap.id.clone(),
                                 path: p,

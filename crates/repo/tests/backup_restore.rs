@@ -1,6 +1,9 @@
 //! Backup and restore of real trees: every kind of entry, partial restores, picking
 //! snapshots, incremental runs and failing sources.
 
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::ffi::OsStr;
@@ -10,9 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 use common::{describe, random_bytes, restored, xattrs_supported, Fixture};
-use drd_repo::{
-    BackupOptions, BackupPlan, Error, KeySet, Repository, RestoreOptions, Source,
-};
+use drd_repo::{BackupOptions, BackupPlan, Error, KeySet, Repository, RestoreOptions, Source};
 
 /// A tree with every kind of entry the engine handles.
 fn build_tree(root: &std::path::Path) -> bool {
@@ -33,8 +34,7 @@ fn build_tree(root: &std::path::Path) -> bool {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::create_dir_all(root.join("empty-dir")).unwrap();
     std::fs::create_dir_all(root.join("private")).unwrap();
-    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink("plain.txt", root.join("link-rel")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", root.join("link-dangling")).unwrap();
     std::os::unix::fs::symlink("../..", root.join("dir/link-up")).unwrap();
@@ -55,7 +55,14 @@ fn build_tree(root: &std::path::Path) -> bool {
     }
     // Fixed mtimes (with nanoseconds) on everything, directories last.
     let t = filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789);
-    for e in ["plain.txt", "empty", "dir/with space.bin", "secret", "bin/run.sh", "hard/a"] {
+    for e in [
+        "plain.txt",
+        "empty",
+        "dir/with space.bin",
+        "secret",
+        "bin/run.sh",
+        "hard/a",
+    ] {
         filetime::set_file_mtime(root.join(e), t).unwrap();
     }
     filetime::set_symlink_file_times(root.join("link-rel"), t, t).unwrap();
@@ -96,7 +103,10 @@ fn round_trip_of_every_kind_of_entry() {
     assert_eq!(r.symlinks, 3);
     let (want, want_links) = describe(&src);
     let (got, got_links) = describe(&restored(&target, &src));
-    assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
     for (path, w) in &want {
         assert_eq!(w, &got[path], "entry {}", path.display());
     }
@@ -139,8 +149,11 @@ fn round_trip_of_every_kind_of_entry() {
     );
 
     // The repository is self-describing: a fresh open with only the key file lists it.
-    let reopened = Repository::open(&fx.repo_path(), &KeySet::load(&[fx.key_path.clone()]).unwrap())
-        .unwrap();
+    let reopened = Repository::open(
+        &fx.repo_path(),
+        &KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(reopened.snapshots().unwrap().len(), 1);
 }
 
@@ -156,7 +169,7 @@ fn partial_restore_writes_only_the_chosen_paths() {
         .restore(
             &snap,
             &RestoreOptions {
-                paths: vec![wanted.clone()],
+                paths: vec![wanted],
                 target: target.clone(),
                 overwrite: false,
                 threads: 2,
@@ -210,8 +223,15 @@ fn snapshots_are_picked_by_id_prefix_latest_and_time() {
     assert!(fx.repo.latest(Some("other-job")).unwrap().is_none());
     let between = fx.repo.at_or_before(s2.time_ms - 1, None).unwrap().unwrap();
     assert_eq!(between.id, s1.id);
-    assert_eq!(fx.repo.at_or_before(s2.time_ms, None).unwrap().unwrap().id, s2.id);
-    assert!(fx.repo.at_or_before(s1.time_ms - 1, None).unwrap().is_none());
+    assert_eq!(
+        fx.repo.at_or_before(s2.time_ms, None).unwrap().unwrap().id,
+        s2.id
+    );
+    assert!(fx
+        .repo
+        .at_or_before(s1.time_ms - 1, None)
+        .unwrap()
+        .is_none());
     assert!(matches!(
         fx.repo.find_snapshot("zzzz"),
         Err(Error::NoSnapshot(_))
@@ -315,7 +335,7 @@ fn a_failing_stream_writes_no_snapshot() {
         parent: None,
         sources: vec![
             Source::Path {
-                root: src.clone(),
+                root: src,
                 excludes: vec![],
             },
             Source::Stream {
@@ -329,9 +349,16 @@ fn a_failing_stream_writes_no_snapshot() {
         .backup(plan, &BackupOptions::default(), &mut |_| {})
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("pg.dump") && msg.contains("no snapshot"), "{msg}");
+    assert!(
+        msg.contains("pg.dump") && msg.contains("no snapshot"),
+        "{msg}"
+    );
     assert!(fx.repo.snapshots().unwrap().is_empty());
-    assert!(fx.repo.verify(&Default::default(), &mut |_| {}).unwrap().is_ok());
+    assert!(fx
+        .repo
+        .verify(&Default::default(), &mut |_| {})
+        .unwrap()
+        .is_ok());
 
     // A working stream is stored as a file at the root of the snapshot.
     let plan = BackupPlan {
@@ -362,7 +389,10 @@ fn a_failing_stream_writes_no_snapshot() {
             &mut |_| {},
         )
         .unwrap();
-    assert_eq!(std::fs::read(target.join("dumps/pg.dump")).unwrap(), b"dump body");
+    assert_eq!(
+        std::fs::read(target.join("dumps/pg.dump")).unwrap(),
+        b"dump body"
+    );
 }
 
 #[test]
@@ -378,7 +408,7 @@ fn excludes_leave_out_matching_entries() {
         host: None,
         parent: None,
         sources: vec![Source::Path {
-            root: src.clone(),
+            root: src,
             excludes: vec!["*.tmp".into(), "cache".into()],
         }],
     };
@@ -395,10 +425,16 @@ fn a_wrong_key_is_refused_with_a_clear_message_before_anything_is_written() {
     let other = fx.dir.path().join("other.key");
     drd_repo::generate_key_file(&other).unwrap();
     let before: Vec<_> = walkdir(&fx.repo_path());
-    let err = Repository::open(&fx.repo_path(), &KeySet::load(&[other.clone()]).unwrap())
-        .unwrap_err();
+    let err = Repository::open(
+        &fx.repo_path(),
+        &KeySet::load(std::slice::from_ref(&other)).unwrap(),
+    )
+    .unwrap_err();
     let msg = err.to_string();
-    let want = format!("this key does not open repository {}", fx.repo_path().display());
+    let want = format!(
+        "this key does not open repository {}",
+        fx.repo_path().display()
+    );
     assert!(msg.starts_with(&want), "{msg}");
     assert!(!msg.contains(std::fs::read_to_string(&other).unwrap().trim()));
     assert_eq!(before, walkdir(&fx.repo_path()));

@@ -1,6 +1,9 @@
 //! Verify finds damage and names what it breaks; blobs decrypt with Python's Fernet;
 //! a backup killed with SIGKILL leaves a repository that verifies.
 
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::FileExt;
@@ -30,7 +33,11 @@ fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
     let path_in_snapshot = format!("{}/victim.db", src.display());
     let blobs = fx.repo.file_blobs(&snap, &path_in_snapshot).unwrap();
     let (pack, offset, len) = fx.repo.blob_location(&blobs[0]).unwrap();
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(&pack).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
     let at = offset + u64::from(len) / 2;
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
@@ -38,7 +45,11 @@ fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
     drop(f);
 
     // Structure alone does not read blob data.
-    assert!(fx.repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap().is_ok());
+    assert!(fx
+        .repo
+        .verify(&VerifyOptions::default(), &mut |_| {})
+        .unwrap()
+        .is_ok());
     let report = fx.repo.verify(&read_data(), &mut |_| {}).unwrap();
     assert!(!report.is_ok());
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
@@ -89,7 +100,10 @@ fn a_missing_pack_is_reported_and_an_unindexed_one_is_reclaimable() {
     std::fs::remove_file(&orphan).unwrap();
 
     std::fs::remove_file(&pack).unwrap();
-    let report = fx.repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap();
+    let report = fx
+        .repo
+        .verify(&VerifyOptions::default(), &mut |_| {})
+        .unwrap();
     assert!(report
         .problems
         .iter()
@@ -155,7 +169,10 @@ fn python_fernet_decrypts_a_stored_blob() {
         if compressed {
             // A zstd frame (magic 28 b5 2f fd) that decompresses to the file.
             assert_eq!(&out.stdout[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
-            assert_eq!(&zstd::bulk::decompress(&out.stdout, data.len()).unwrap(), data);
+            assert_eq!(
+                &zstd::bulk::decompress(&out.stdout, data.len()).unwrap(),
+                data
+            );
         } else {
             assert_eq!(&out.stdout, data);
         }
@@ -231,19 +248,25 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while count_packs() == packs_before {
         assert!(Instant::now() < deadline, "the child wrote no pack");
-        assert!(child.try_wait().unwrap().is_none(), "the child finished too soon");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child finished too soon"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let keys = KeySet::load(&[fx.key_path.clone()]).unwrap();
+    let keys = KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap();
     let repo = Repository::open(&fx.repo_path(), &keys).unwrap();
     let report = repo.verify(&read_data(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{:#?}", report.problems);
     // The dead child's lock was broken, and said so.
     assert!(
-        report.warnings.iter().any(|w| w.contains("broke stale lock")),
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("broke stale lock")),
         "{:?}",
         report.warnings
     );
@@ -266,5 +289,8 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
     // A new backup after the crash works.
     let s = fx.backup(&big, None);
     assert!(s.snapshot.stats.bytes_added > 0);
-    assert!(repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap().is_ok());
+    assert!(repo
+        .verify(&VerifyOptions::default(), &mut |_| {})
+        .unwrap()
+        .is_ok());
 }

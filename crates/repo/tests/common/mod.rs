@@ -26,7 +26,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("main.key");
         generate_key_file(&key_path).unwrap();
-        let keys = KeySet::load(&[key_path.clone()]).unwrap();
+        let keys = KeySet::load(std::slice::from_ref(&key_path)).unwrap();
         let repo = Repository::init(&dir.path().join("repo"), &keys).unwrap();
         Fixture {
             dir,
@@ -131,7 +131,11 @@ fn walk(
         xattrs.sort();
         let entry = Entry {
             kind,
-            mode: if ft.is_symlink() { 0 } else { m.mode() & 0o7777 },
+            mode: if ft.is_symlink() {
+                0
+            } else {
+                m.mode() & 0o7777
+            },
             mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
             content: ft.is_file().then(|| std::fs::read(&path).unwrap()),
             target: ft
