@@ -101,7 +101,7 @@ impl Default for BackupOptions {
 }
 
 /// A progress report during a backup.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct BackupProgress {
     /// Files (and streams) done so far.
     pub files_done: u64,
@@ -120,7 +120,7 @@ pub struct BackupProgress {
 }
 
 /// The result of a backup.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BackupSummary {
     /// The snapshot written.
     pub snapshot: Snapshot,

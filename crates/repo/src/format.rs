@@ -158,8 +158,9 @@ pub struct BackupStats {
 /// A snapshot file (encrypted JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Snapshot id (hex); the file name, not stored inside.
-    #[serde(skip)]
+    /// Snapshot id (hex). On disk it is the file name and left out of the JSON; in
+    /// other serializations (the daemon's wire) it is included.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// The job that made it.
     pub job: String,

@@ -110,25 +110,7 @@ impl Repository {
 
     /// [`Repository::init`] with a chosen chunk and pack size.
     pub fn init_with(path: &Path, keys: &KeySet, options: &InitOptions) -> Result<Repository> {
-        let avg = options.chunk_avg;
-        if !avg.is_power_of_two() || !(1024..=4 * 1024 * 1024).contains(&avg) {
-            return Err(Error::InvalidOption(format!(
-                "chunk size {avg} must be a power of two between 1 KiB and 4 MiB"
-            )));
-        }
-        let chunker = ChunkerParams {
-            min: (avg / 4).max(64),
-            avg,
-            max: avg.saturating_mul(4).min(16 * 1024 * 1024),
-        };
-        let pack_size = options.pack_size.max(1024);
-        if path.join("config").exists() {
-            return Err(Error::AlreadyExists {
-                path: path.to_path_buf(),
-                reason: "a repository is already there".into(),
-            });
-        }
-        if path.exists() {
+        if path.exists() && !path.join("config").exists() {
             let mut entries = std::fs::read_dir(path).ctx("list", path)?;
             if entries.next().is_some() {
                 return Err(Error::AlreadyExists {
@@ -141,6 +123,34 @@ impl Repository {
             let p = path.join(d);
             std::fs::create_dir_all(&p).ctx("create directory", &p)?;
         }
+        Repository::init_on(Arc::new(LocalDir::new(path)), keys, options)
+    }
+
+    /// Creates a new repository on any [`Storage`].
+    pub fn init_on(
+        storage: Arc<dyn Storage>,
+        keys: &KeySet,
+        options: &InitOptions,
+    ) -> Result<Repository> {
+        let path = storage.location();
+        if storage.size("config")?.is_some() {
+            return Err(Error::AlreadyExists {
+                path,
+                reason: "a repository is already there".into(),
+            });
+        }
+        let avg = options.chunk_avg;
+        if !avg.is_power_of_two() || !(1024..=4 * 1024 * 1024).contains(&avg) {
+            return Err(Error::InvalidOption(format!(
+                "chunk size {avg} must be a power of two between 1 KiB and 4 MiB"
+            )));
+        }
+        let chunker = ChunkerParams {
+            min: (avg / 4).max(64),
+            avg,
+            max: avg.saturating_mul(4).min(16 * 1024 * 1024),
+        };
+        let pack_size = options.pack_size.max(1024);
         let mut id_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id_key);
         let secret = Secret {
@@ -159,10 +169,9 @@ impl Repository {
         };
         let body = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::Internal(format!("encode config: {e}")))?;
-        let storage = LocalDir::new(path);
         // The config is written last: its presence is what makes a repository.
         storage.write_atomic("config", &body)?;
-        Repository::open(path, keys)
+        Repository::open_on(storage, keys, RepoOptions::default())
     }
 
     /// Opens an existing repository. Fails with [`Error::WrongKey`] before anything is
@@ -173,14 +182,21 @@ impl Repository {
 
     /// [`Repository::open`] with options.
     pub fn open_with(path: &Path, keys: &KeySet, options: RepoOptions) -> Result<Repository> {
-        let storage: Arc<dyn Storage> = Arc::new(LocalDir::new(path));
-        let config_path = path.join("config");
+        Repository::open_on(Arc::new(LocalDir::new(path)), keys, options)
+    }
+
+    /// Opens a repository on any [`Storage`].
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        keys: &KeySet,
+        options: RepoOptions,
+    ) -> Result<Repository> {
+        let path = storage.location();
+        let config_path = storage.describe("config");
         let body = match storage.read("config") {
             Ok(b) => b,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotARepository {
-                    path: path.to_path_buf(),
-                })
+                return Err(Error::NotARepository { path })
             }
             Err(e) => return Err(e),
         };
@@ -199,16 +215,16 @@ impl Repository {
         let token = base64::engine::general_purpose::URL_SAFE
             .decode(config.secret.trim())
             .map_err(|e| Error::corrupt("config", &config_path, format!("secret: {e}")))?;
-        let secret_json = keys.decrypt(&token).ok_or_else(|| Error::WrongKey {
-            path: path.to_path_buf(),
-        })?;
+        let secret_json = keys
+            .decrypt(&token)
+            .ok_or_else(|| Error::WrongKey { path: path.clone() })?;
         let secret: Secret = serde_json::from_slice(&secret_json)
             .map_err(|e| Error::corrupt("config", &config_path, format!("secret: {e}")))?;
         let mut id_key = [0u8; 32];
         hex::decode_to_slice(&secret.id_key, &mut id_key)
             .map_err(|e| Error::corrupt("config", &config_path, format!("id key: {e}")))?;
         let repo = Repository {
-            path: path.to_path_buf(),
+            path,
             storage,
             keys: keys.clone(),
             id_key,
@@ -218,6 +234,11 @@ impl Repository {
         };
         repo.refresh()?;
         Ok(repo)
+    }
+
+    /// The storage the repository lives on.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     /// The repository directory.
@@ -419,7 +440,11 @@ impl Repository {
     }
 
     pub(crate) fn write_snapshot(&self, snap: &Snapshot) -> Result<()> {
-        let plain = serde_json::to_vec(snap)
+        let on_disk = Snapshot {
+            id: String::new(),
+            ..snap.clone()
+        };
+        let plain = serde_json::to_vec(&on_disk)
             .map_err(|e| Error::Internal(format!("encode snapshot: {e}")))?;
         self.storage.write_atomic(
             &format!("snapshots/{}", snap.id),

@@ -38,7 +38,7 @@ pub struct RestoreOptions {
 }
 
 /// A progress report during a restore.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RestoreProgress {
     /// Files written so far.
     pub files_done: u64,
@@ -53,7 +53,7 @@ pub struct RestoreProgress {
 }
 
 /// The result of a restore.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RestoreSummary {
     /// Regular files restored (hardlinks included).
     pub files: u64,
@@ -380,6 +380,8 @@ impl Repository {
         if hole {
             f.set_len(pos).ctx("set length of", path)?;
         }
+        // A restore is followed by restarting services on the data: make it durable.
+        f.sync_all().ctx("fsync", path)?;
         Ok(())
     }
 }

@@ -14,9 +14,18 @@ use rand::RngCore;
 
 use crate::error::{IoContext, Result};
 
-/// Access to the files of one repository.
-pub(crate) trait Storage: Send + Sync {
-    /// A path for messages (a local path, or a URL-like string for remote tiers).
+/// Access to the files of one repository, by repository-relative names such as
+/// "config", "index/<hex>", "snapshots/<hex>", "locks/<name>" and "data/<ab>/<hex>".
+///
+/// Implement this for another tier (S3, ...) and open it with
+/// [`crate::Repository::open_on`]. Contract: `write_atomic` makes a file appear whole or
+/// not at all and durable when it returns; a missing file is reported by `read` as
+/// [`crate::Error::Io`] whose source has kind `NotFound`; `list` never returns
+/// temporaries.
+pub trait Storage: Send + Sync {
+    /// Where the repository is, for messages (a local path, or a URL for remote tiers).
+    fn location(&self) -> PathBuf;
+    /// A file's path or URL, for messages.
     fn describe(&self, name: &str) -> PathBuf;
     /// Reads a whole file.
     fn read(&self, name: &str) -> Result<Vec<u8>>;
@@ -34,13 +43,15 @@ pub(crate) trait Storage: Send + Sync {
     fn remove(&self, name: &str) -> Result<()>;
 }
 
-/// A repository in a local directory.
-pub(crate) struct LocalDir {
+/// A repository in a local directory (or a mounted disk).
+#[derive(Debug, Clone)]
+pub struct LocalDir {
     root: PathBuf,
 }
 
 impl LocalDir {
-    pub(crate) fn new(root: &Path) -> Self {
+    /// Storage rooted at `root`.
+    pub fn new(root: &Path) -> Self {
         LocalDir {
             root: root.to_path_buf(),
         }
@@ -54,6 +65,10 @@ impl LocalDir {
 }
 
 impl Storage for LocalDir {
+    fn location(&self) -> PathBuf {
+        self.root.clone()
+    }
+
     fn describe(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }

@@ -38,7 +38,7 @@ pub struct VerifyOptions {
 }
 
 /// A progress report during verify.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VerifyProgress {
     /// Packs checked so far.
     pub packs_done: u64,

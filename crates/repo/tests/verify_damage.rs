@@ -294,3 +294,48 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
         .unwrap()
         .is_ok());
 }
+
+#[test]
+fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("a"), random_bytes(300_000)).unwrap();
+    let s1 = fx.backup(&src, None).snapshot;
+    let offsite = fx.dir.path().join("offsite");
+    let dest: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    let first = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    assert!(first.files_copied >= 4, "{first:?}");
+    std::fs::write(src.join("b"), b"later").unwrap();
+    fx.backup(&src, Some(&s1.id));
+    let second = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    assert!(
+        second.files_copied >= 3 && second.files_present >= 4,
+        "{second:?}"
+    );
+
+    let keys = KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap();
+    let replica = Repository::open(&offsite, &keys).unwrap();
+    assert_eq!(replica.snapshots().unwrap().len(), 2);
+    assert!(replica.verify(&read_data(), &mut |_| {}).unwrap().is_ok());
+    let target = fx.dir.path().join("t");
+    let latest = replica.find_snapshot("latest").unwrap();
+    replica
+        .restore(
+            &latest,
+            &RestoreOptions {
+                paths: vec![],
+                target: target.clone(),
+                overwrite: false,
+                threads: 2,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
+
+    // Another repository's replica is refused.
+    let other = Fixture::new();
+    let err = other.repo.replicate_to(&dest, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("another repository"), "{err}");
+}
