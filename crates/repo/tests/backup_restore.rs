@@ -447,3 +447,42 @@ fn walkdir(p: &std::path::Path) -> Vec<(PathBuf, u64)> {
     let (entries, _) = describe(p);
     entries.into_iter().map(|(k, v)| (k, v.size)).collect()
 }
+
+#[test]
+fn a_file_that_keeps_changing_while_read_is_stored_with_a_warning() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    let busy = src.join("busy.log");
+    std::fs::write(&busy, random_bytes(8 * 1024 * 1024)).unwrap();
+    std::fs::write(src.join("calm"), b"calm").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let busy = busy.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&busy)
+                .unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"x").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let summary = fx.backup(&src, None);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let w: Vec<_> = summary
+        .warnings
+        .iter()
+        .filter(|w| w.contains("changed while it was read"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", summary.warnings);
+    assert!(w[0].contains(&busy.display().to_string()), "{}", w[0]);
+    // Read twice, and stored.
+    assert!(summary.snapshot.stats.bytes_read >= 16 * 1024 * 1024);
+    assert_eq!(summary.snapshot.stats.file_count, 2);
+}
