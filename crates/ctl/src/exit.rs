@@ -7,11 +7,14 @@ use drd_proto::ErrorKind;
 
 use crate::client::ClientError;
 
-/// The request ran, and what it checked is not right (for example a broken audit chain).
-pub const CHECK_FAILED: u8 = 1;
+/// The request ran and failed, or what it checked is not right (a backup whose source
+/// failed, a key that does not open the repository, damage found, a broken audit chain).
+pub const FAILED: u8 = 1;
 /// Bad flags or arguments.
 pub const USAGE: u8 = 64;
-/// drd is not running, or is stopping or busy.
+/// What the request names does not exist (a job, a snapshot, a repository).
+pub const NOT_FOUND: u8 = 66;
+/// drd is not running at the socket.
 pub const UNAVAILABLE: u8 = 69;
 /// drd failed inside while serving the request.
 pub const SOFTWARE: u8 = 70;
@@ -28,8 +31,10 @@ pub const CONFIG: u8 = 78;
 pub const HELP: &str = "\
 Exit codes:
   0   success
-  1   the request ran and found a problem (e.g. audit verify found a broken chain)
+  1   the request ran and failed, or found a problem (a failed backup, damage found
+      by verify, a wrong key, a broken audit chain)
   64  bad command line
+  66  what the request names does not exist (job, snapshot, repository)
   69  drd is not running at the socket
   70  drd failed while serving the request
   75  drd is busy or stopping; try again
@@ -50,6 +55,8 @@ pub fn code_for(err: &ClientError) -> ExitCode {
             ErrorKind::Busy | ErrorKind::ShuttingDown => TEMPFAIL,
             ErrorKind::InvalidConfig => CONFIG,
             ErrorKind::Internal => SOFTWARE,
+            ErrorKind::NotFound => NOT_FOUND,
+            ErrorKind::Failed => FAILED,
         },
     };
     ExitCode::from(code)

@@ -4,23 +4,19 @@
 //! answer for a person (or as JSON with `--json`). Exit codes are in `exit.rs`.
 
 mod client;
+mod commands;
 mod exit;
-mod render;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use drd_proto::{Event, Reply, Request};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
-
-use client::{Client, ClientError};
 
 /// drctl talks to drd, the disaster-recovery supervisor, over its Unix socket.
 #[derive(Parser)]
 #[command(version, about, after_long_help = exit::HELP, after_help = "Exit codes: see --help.")]
-struct Cli {
+pub struct Cli {
     /// drd's control socket.
     #[arg(long, global = true, env = "DRD_SOCKET", default_value = drd_proto::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -56,12 +52,76 @@ enum Command {
     /// Reload drd's config file; a bad config is refused with its problems and the old
     /// one stays in force.
     Reload,
+    /// Run a backup job now, with live progress; prints the snapshot and its stats.
+    Backup {
+        /// The job, as named in the config ([jobs.NAME]).
+        #[arg(long)]
+        job: String,
+    },
+    /// List snapshots: id, job, time, parent, size, files.
+    Backups {
+        /// Only this job's snapshots.
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Restore a snapshot, or part of it, into a folder.
+    ///
+    /// Examples:
+    ///   drctl restore --backup-id latest --job db --target /srv/restore
+    ///   drctl restore --backup-id latest --job db --at "2 hours ago" --target /srv/r
+    ///   drctl restore --backup-id 3fa2c1d0 --path /etc/nginx --target /tmp/nginx
+    #[command(verbatim_doc_comment)]
+    Restore {
+        /// A snapshot id (or unique prefix), or `latest`.
+        #[arg(long)]
+        backup_id: String,
+        /// The job whose snapshots to pick from (and whose repository to read).
+        #[arg(long)]
+        job: Option<String>,
+        /// With `latest`: the newest snapshot at or before this time (RFC 3339 such as
+        /// 2026-11-23T10:00:00Z, or a span back like "2 hours ago").
+        #[arg(long)]
+        at: Option<String>,
+        /// Restore only this path inside the snapshot (repeatable).
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        /// The folder to restore into; snapshot paths are recreated below it.
+        #[arg(long)]
+        target: PathBuf,
+        /// Allow a target that is not empty, replacing files in the way.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Check the repositories: structure, and with --read-data every blob's content.
+    Verify {
+        /// Only this job's repository and snapshots.
+        #[arg(long)]
+        job: Option<String>,
+        /// Decrypt, decompress and re-hash the stored data, not just the structure.
+        #[arg(long)]
+        read_data: bool,
+        /// With --read-data, read only about this percentage of the data (1-100).
+        #[arg(long, requires = "read_data", value_parser = percent)]
+        subset: Option<f64>,
+    },
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain; name the first entry that does not match (exit 1).
     Verify,
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err("a percentage between 0 and 100".to_owned())
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,127 +142,15 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::SOFTWARE);
         }
     };
-    match runtime.block_on(run(&cli)) {
+    match runtime.block_on(commands::run(&cli)) {
         Ok(code) => code,
-        Err(err) => {
+        Err(commands::Failure::Client(err)) => {
             eprintln!("drctl: {err:#}");
             exit::code_for(&err)
         }
-    }
-}
-
-async fn run(cli: &Cli) -> Result<ExitCode, ClientError> {
-    let mut client = Client::connect(&cli.socket).await?;
-    match &cli.command {
-        Command::Status { audit } => {
-            let reply = client
-                .request(Request::Status { audit_tail: *audit }, |_| {})
-                .await?;
-            let Reply::Status(report) = reply else {
-                return Err(unexpected(&reply));
-            };
-            print(cli.json, &report, || render::status(&report));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit {
-            command: None,
-            since,
-            limit,
-        } => {
-            let since_unix_ms =
-                since.map(|d| render::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            let reply = client
-                .request(
-                    Request::AuditList {
-                        since_unix_ms,
-                        limit: *limit,
-                    },
-                    |_| {},
-                )
-                .await?;
-            let Reply::AuditEntries(entries) = reply else {
-                return Err(unexpected(&reply));
-            };
-            print(cli.json, &entries, || {
-                if entries.is_empty() {
-                    "no audit entries in that window\n".to_owned()
-                } else {
-                    render::audit_table(&entries)
-                }
-            });
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit {
-            command: Some(AuditCommand::Verify),
-            ..
-        } => {
-            let bar = progress_bar(cli.json);
-            let reply = client
-                .request(Request::AuditVerify, |event| show(&bar, &event))
-                .await;
-            bar.finish_and_clear();
-            let Reply::AuditVerified(report) = reply? else {
-                return Err(ClientError::Protocol("unexpected reply".to_owned()));
-            };
-            print(cli.json, &report, || render::audit_verify(&report) + "\n");
-            Ok(if report.first_mismatch.is_some() {
-                ExitCode::from(exit::CHECK_FAILED)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Reload => {
-            let reply = client.request(Request::Reload, |_| {}).await?;
-            let Reply::Reloaded { config_path } = reply else {
-                return Err(unexpected(&reply));
-            };
-            print(
-                cli.json,
-                &serde_json::json!({ "reloaded": config_path }),
-                || format!("reloaded {config_path}\n"),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
-    if json {
-        match serde_json::to_string_pretty(value) {
-            Ok(out) => println!("{out}"),
-            Err(err) => eprintln!("drctl: cannot format JSON: {err}"),
-        }
-    } else {
-        print!("{}", text());
-    }
-}
-
-fn unexpected(reply: &Reply) -> ClientError {
-    ClientError::Protocol(format!("unexpected reply {reply:?}"))
-}
-
-/// A bar on stderr; hidden for `--json` and when stderr is not a terminal.
-fn progress_bar(json: bool) -> ProgressBar {
-    if json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
-fn show(bar: &ProgressBar, event: &Event) {
-    match event {
-        Event::Progress(progress) => {
-            bar.set_message(progress.task.clone());
-            if let Some(total) = progress.total {
-                bar.set_length(total);
-            }
-            bar.set_position(progress.done);
+        Err(commands::Failure::Usage(message)) => {
+            eprintln!("drctl: {message}");
+            ExitCode::from(exit::USAGE)
         }
     }
 }

@@ -77,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 2: the snapshot cache, rebuilt from the repositories whenever it is stale.
+    crate::backup::cache::MIGRATION,
 ];
 
 /// The schema version this build writes.

@@ -4,15 +4,18 @@
 //! folder, and runs every check it can before the daemon touches anything, so that
 //! `drd check-config` and a SIGHUP reload see the same problems a start would.
 
+mod jobs;
 mod locate;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use jobs::{JobConfig, KeysConfig, SourceConfig, TierConfig, TierKind};
 pub use validate::Problem;
 
 /// The whole config file.
@@ -25,6 +28,15 @@ pub struct Config {
     /// Who may do what over the socket.
     #[serde(default)]
     pub roles: RolesConfig,
+    /// Encryption keys for the repositories.
+    #[serde(default)]
+    pub keys: KeysConfig,
+    /// Where backups are stored, by name.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, TierConfig>,
+    /// Backup jobs, by name.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobConfig>,
 }
 
 /// The `[daemon]` table.
@@ -202,15 +214,23 @@ impl Config {
         };
         let mut config: Config =
             toml::from_str(text).map_err(|err| invalid(vec![Problem::from_toml(text, &err)]))?;
-        let base = path
-            .parent()
-            .map(std::path::absolute)
-            .transpose()
+        let base = std::path::absolute(path)
             .ok()
-            .flatten()
+            .and_then(|p| p.parent().map(Path::to_owned))
             .unwrap_or_default();
         config.daemon.state_dir = base.join(&config.daemon.state_dir);
         config.daemon.socket = base.join(&config.daemon.socket);
+        for file in &mut config.keys.files {
+            *file = base.join(&*file);
+        }
+        for tier in config.tiers.values_mut() {
+            tier.path = base.join(&tier.path);
+        }
+        for job in config.jobs.values_mut() {
+            for source in &mut job.sources {
+                source.resolve(&base);
+            }
+        }
         let (roles, socket_gid, problems) = validate::check(&config, text);
         if !problems.is_empty() {
             return Err(invalid(problems));

@@ -5,11 +5,13 @@
 //! which module holds which concern.
 
 pub mod audit;
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod offline;
 pub mod signals;
 pub mod state;
 pub mod systemd;

@@ -6,15 +6,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use drd::config::{Config, ConfigError};
 use drd::logging::{self, LogFormat};
+use drd::offline;
 
 /// drd, the disaster-recovery supervisor.
 ///
 /// Runs under systemd (`drd run`), protects the host's services and data, and is
 /// driven by `drctl` over a Unix socket.
 ///
-/// Exit codes: 0 success; 64 the config is invalid or the command line is wrong;
-/// 70 an internal error; 73 the socket, state directory or catalog cannot be set up
-/// (for example another drd is running).
+/// Exit codes: 0 success; 1 an offline command failed (wrong key, damage found by
+/// verify, a restore that could not finish); 64 the config is invalid or the command
+/// line is wrong; 66 the repository or snapshot does not exist; 70 an internal error;
+/// 73 the socket, state directory or catalog cannot be set up (for example another drd
+/// is running).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -39,9 +42,93 @@ enum Command {
         #[arg(long, short, default_value = "/etc/drd/drd.toml")]
         config: PathBuf,
     },
+    /// List the snapshots in a repository (offline: no daemon, no catalog).
+    Snapshots {
+        #[command(flatten)]
+        repo: RepoFlags,
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore from a repository with only the key file (offline: for a bare machine).
+    ///
+    /// Example: drd restore --repo /mnt/offsite/web-1 --key main.key --backup-id latest --target /
+    Restore {
+        #[command(flatten)]
+        repo: RepoFlags,
+        /// A snapshot id (or unique prefix), or `latest`.
+        #[arg(long)]
+        backup_id: String,
+        /// Only this job's snapshots.
+        #[arg(long)]
+        job: Option<String>,
+        /// With `latest`: the newest snapshot at or before this time (RFC 3339, or
+        /// "2 hours ago").
+        #[arg(long)]
+        at: Option<String>,
+        /// Restore only this path inside the snapshot (repeatable).
+        #[arg(long = "path")]
+        paths: Vec<PathBuf>,
+        /// The folder to restore into.
+        #[arg(long)]
+        target: PathBuf,
+        /// Allow a target that is not empty.
+        #[arg(long)]
+        overwrite: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a repository (offline): structure, and with --read-data every blob.
+    Verify {
+        #[command(flatten)]
+        repo: RepoFlags,
+        /// Only this job's snapshots.
+        #[arg(long)]
+        job: Option<String>,
+        /// Decrypt, decompress and re-hash the stored data.
+        #[arg(long)]
+        read_data: bool,
+        /// With --read-data, read only about this percentage of the data.
+        #[arg(long, requires = "read_data")]
+        subset: Option<f64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage key files.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct RepoFlags {
+    /// The repository directory.
+    #[arg(long)]
+    repo: PathBuf,
+    /// A Fernet key file (repeatable: the first encrypts, any decrypts).
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new random Fernet key (the format of Python's Fernet.generate_key()),
+    /// mode 0600; refuses to overwrite a file.
+    Generate {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 const EX_USAGE: u8 = 64;
+const EX_NOINPUT: u8 = 66;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
 
@@ -56,6 +143,62 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config, log_format } => run(&config, log_format),
+        Command::Snapshots { repo, job, json } => {
+            offline_exit(offline::snapshots(&repo.into(), job.as_deref(), json))
+        }
+        Command::Restore {
+            repo,
+            backup_id,
+            job,
+            at,
+            paths,
+            target,
+            overwrite,
+            json,
+        } => {
+            let args = offline::RestoreArgs {
+                backup_id,
+                job,
+                at,
+                paths,
+                target,
+                overwrite,
+            };
+            offline_exit(offline::restore(&repo.into(), args, json))
+        }
+        Command::Verify {
+            repo,
+            job,
+            read_data,
+            subset,
+            json,
+        } => offline_exit(offline::verify(&repo.into(), job, read_data, subset, json)),
+        Command::Key {
+            command: KeyCommand::Generate { out },
+        } => offline_exit(offline::key_generate(&out)),
+    }
+}
+
+impl From<RepoFlags> for offline::RepoArgs {
+    fn from(flags: RepoFlags) -> Self {
+        offline::RepoArgs {
+            repo: flags.repo,
+            keys: flags.keys,
+        }
+    }
+}
+
+fn offline_exit(result: Result<(), offline::OfflineError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("drd: {err}");
+            ExitCode::from(match &err {
+                offline::OfflineError::Usage(_) => EX_USAGE,
+                offline::OfflineError::Backup(e) if e.is_not_found() => EX_NOINPUT,
+                _ => 1,
+            })
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Shared {
     pub workers: Supervisor,
     /// Cancelled when the daemon begins to stop.
     pub stopping: CancellationToken,
+    /// Names of the jobs running now, so that one job never runs twice at once.
+    pub running_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
     log: Option<LogHandle>,
 }
 
@@ -54,6 +56,7 @@ impl Shared {
             catalog,
             workers,
             stopping,
+            running_jobs: std::sync::Mutex::default(),
             log,
         }
     }

@@ -20,6 +20,8 @@ pub struct Progress {
     pub total: Option<u64>,
     /// What a unit is.
     pub unit: ProgressUnit,
+    /// A line about the current item (a file, a service), or empty.
+    pub detail: String,
 }
 
 /// The unit a [`Progress`] counts in, so the client can format rates.

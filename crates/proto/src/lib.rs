@@ -7,13 +7,20 @@
 //! Frames are length-delimited with a hard cap ([`MAX_FRAME_LEN`]); payloads are
 //! encoded by [`codec`], the one place that knows the wire encoding.
 
+mod backup;
 pub mod codec;
 mod event;
 mod message;
 mod request;
 mod response;
 mod role;
+pub mod text;
+pub mod time;
 
+pub use backup::{
+    AffectedFile, BackupReport, RestoreReport, SnapshotInfo, SnapshotSelector, VerifyProblem,
+    VerifyReport,
+};
 pub use event::{Event, Progress, ProgressUnit};
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
 pub use request::Request;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Role;
+use crate::{Role, SnapshotSelector};
 
 /// One request. New variants go at the end so older daemons reject them cleanly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,16 +25,51 @@ pub enum Request {
     /// the running config stays in force (the same as SIGHUP, but with the reasons
     /// sent back).
     Reload,
+    /// Run a backup job now and report the snapshot it wrote.
+    Backup {
+        /// The job, as named in the config.
+        job: String,
+    },
+    /// List snapshots, oldest first.
+    Backups {
+        /// Only this job's.
+        job: Option<String>,
+    },
+    /// Restore a snapshot (or part of it) into a folder.
+    Restore {
+        /// Which snapshot.
+        selector: SnapshotSelector,
+        /// The job whose repository to read (and whose snapshots `Latest` / `At` pick
+        /// from); needed when jobs use different repositories.
+        job: Option<String>,
+        /// Paths inside the snapshot to restore; empty for all of it.
+        paths: Vec<String>,
+        /// The folder to restore into (absolute).
+        target: String,
+        /// Allow a non-empty target.
+        overwrite: bool,
+    },
+    /// Check repositories: structure, and with `read_data` every blob's content.
+    Verify {
+        /// Only this job's repository and snapshots; all jobs' when `None`.
+        job: Option<String>,
+        /// Decrypt, decompress and re-hash blobs.
+        read_data: bool,
+        /// With `read_data`, read only this percentage of the data.
+        subset_percent: Option<f64>,
+    },
 }
 
 impl Request {
     /// The least role allowed to make this request.
     pub fn required_role(&self) -> Role {
         match self {
-            Request::Status { .. } | Request::AuditList { .. } | Request::AuditVerify => {
-                Role::Viewer
-            }
-            Request::Reload => Role::Operator,
+            Request::Status { .. }
+            | Request::AuditList { .. }
+            | Request::AuditVerify
+            | Request::Backups { .. } => Role::Viewer,
+            Request::Reload | Request::Backup { .. } | Request::Verify { .. } => Role::Operator,
+            Request::Restore { .. } => Role::Responder,
         }
     }
 
@@ -45,12 +80,19 @@ impl Request {
             Request::AuditList { .. } => "audit",
             Request::AuditVerify => "audit verify",
             Request::Reload => "reload",
+            Request::Backup { .. } => "backup",
+            Request::Backups { .. } => "backups",
+            Request::Restore { .. } => "restore",
+            Request::Verify { .. } => "verify",
         }
     }
 
     /// Whether the request changes state, and so is audited when it runs (refusals are
     /// audited whatever the request).
     pub fn changes_state(&self) -> bool {
-        matches!(self, Request::Reload)
+        matches!(
+            self,
+            Request::Reload | Request::Backup { .. } | Request::Restore { .. }
+        )
     }
 }

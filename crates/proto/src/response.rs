@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{BackupReport, RestoreReport, SnapshotInfo, VerifyReport};
+
 /// The final answer to a request. `Error` is variant 0 and must stay there: a client of
 /// any version can then read why the daemon turned it away.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +40,11 @@ pub enum ErrorKind {
     InvalidConfig,
     /// The request ran and failed inside the daemon.
     Internal,
+    /// What the request names does not exist (a job, a snapshot).
+    NotFound,
+    /// The request ran and failed for a reason in the world (a source missing, a
+    /// command that failed, a key that does not open the repository).
+    Failed,
 }
 
 /// A successful answer, one variant per request.
@@ -54,6 +61,14 @@ pub enum Reply {
         /// The file that was read.
         config_path: String,
     },
+    /// Answer to [`crate::Request::Backup`].
+    BackedUp(BackupReport),
+    /// Answer to [`crate::Request::Backups`].
+    Snapshots(Vec<SnapshotInfo>),
+    /// Answer to [`crate::Request::Restore`].
+    Restored(RestoreReport),
+    /// Answer to [`crate::Request::Verify`]: one report per repository checked.
+    Verified(Vec<VerifyReport>),
 }
 
 /// What `drctl status` shows.

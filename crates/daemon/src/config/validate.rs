@@ -6,7 +6,7 @@ use std::path::Path;
 
 use nix::unistd::{Group, User};
 
-use super::{locate, Config, GroupRef, ResolvedRoles, RoleMembers, UserRef};
+use super::{jobs, locate, Config, GroupRef, ResolvedRoles, RoleMembers, UserRef};
 
 /// One thing wrong with a config, with the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +136,7 @@ pub(super) fn check(config: &Config, text: &str) -> (ResolvedRoles, Option<u32>,
         operator: resolve("operator", &config.roles.operator),
         responder: resolve("responder", &config.roles.responder),
     };
+    jobs::check(&config.keys, &config.tiers, &config.jobs, &mut problem);
     (roles, socket_gid, problems)
 }
 

@@ -1,8 +1,12 @@
 //! One handler per request; `dispatch` is the only place that matches on requests.
 
 mod audit;
+mod backup;
+mod backups;
 mod reload;
+mod restore;
 mod status;
+mod verify;
 
 use std::sync::Arc;
 
@@ -48,6 +52,29 @@ pub async fn dispatch(
         } => audit::list(&ctx, since_unix_ms, limit).await,
         Request::AuditVerify => audit::verify(&ctx).await,
         Request::Reload => reload::reload(&ctx).await,
+        Request::Backup { job } => backup::backup(&ctx, job).await,
+        Request::Backups { job } => backups::backups(&ctx, job).await,
+        Request::Restore {
+            selector,
+            job,
+            paths,
+            target,
+            overwrite,
+        } => {
+            let request = restore::RestoreRequest {
+                selector,
+                job,
+                paths,
+                target,
+                overwrite,
+            };
+            restore::restore(&ctx, request).await
+        }
+        Request::Verify {
+            job,
+            read_data,
+            subset_percent,
+        } => verify::verify(&ctx, job, read_data, subset_percent).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),
@@ -57,6 +84,44 @@ pub async fn dispatch(
 
 /// What handlers return.
 type HandlerResult = Result<drd_proto::Reply, ErrorReply>;
+
+/// A backup-side failure as a reply: not-found kinds become `NotFound`, the rest
+/// `Failed`.
+fn backup_error(err: &crate::backup::BackupError) -> ErrorReply {
+    ErrorReply {
+        kind: if err.is_not_found() {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Failed
+        },
+        message: err.to_string(),
+    }
+}
+
+/// Runs blocking repository work on the blocking pool; a panic there becomes an
+/// internal error instead of taking the connection down.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ErrorReply> + Send + 'static,
+) -> Result<T, ErrorReply> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|join| Err(internal(&join)))
+}
+
+/// A progress event sender for blocking code: `send(task, done, total, unit, detail)`.
+fn progress_sender(
+    events: mpsc::Sender<Event>,
+) -> impl Fn(&str, u64, Option<u64>, drd_proto::ProgressUnit, String) + Send + 'static {
+    move |task, done, total, unit, detail| {
+        let _ = events.try_send(Event::Progress(drd_proto::Progress {
+            task: task.to_owned(),
+            done,
+            total,
+            unit,
+            detail,
+        }));
+    }
+}
 
 /// An internal failure as a reply, logged on the way.
 fn internal(err: &dyn std::fmt::Display) -> ErrorReply {

@@ -23,6 +23,7 @@ pub(super) async fn verify(ctx: &Ctx) -> HandlerResult {
                 done,
                 total: Some(total),
                 unit: ProgressUnit::Items,
+                detail: String::new(),
             }));
         })
         .await

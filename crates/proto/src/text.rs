@@ -1,9 +1,13 @@
-//! Output for people: tables, times and ages. Scripts use `--json` instead.
+//! Text for people: tables, times, sizes and the reports `drctl` and the offline `drd`
+//! commands print. Scripts use `--json` instead.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use drd_proto::{AuditEntry, AuditVerifyReport, DaemonState, StatusReport, WorkerState};
+use crate::{
+    AuditEntry, AuditVerifyReport, BackupReport, DaemonState, RestoreReport, SnapshotInfo,
+    StatusReport, VerifyReport, WorkerState,
+};
 
 /// `ms` since the epoch as RFC 3339 UTC, to the second.
 pub fn time(unix_ms: i64) -> String {
@@ -163,6 +167,182 @@ pub fn audit_verify(report: &AuditVerifyReport) -> String {
             report.entries
         ),
         (None, None) => "audit log is empty".to_owned(),
+    }
+}
+
+/// Bytes in binary units: `512 B`, `1.5 KiB`, `20.3 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The first 8 digits of a snapshot id.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+/// Snapshots as a table, oldest first.
+pub fn snapshots(list: &[SnapshotInfo]) -> String {
+    if list.is_empty() {
+        return "no snapshots\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                short(&s.id).to_owned(),
+                s.job.clone(),
+                time(s.unix_ms),
+                s.parent
+                    .as_deref()
+                    .map_or("-".to_owned(), |p| short(p).to_owned()),
+                bytes(s.size),
+                s.files.to_string(),
+                s.host.clone(),
+                s.tier.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "JOB",
+            "TIME (UTC)",
+            "PARENT",
+            "SIZE",
+            "FILES",
+            "HOST",
+            "TIER",
+        ],
+        &rows,
+    )
+}
+
+fn warnings(out: &mut String, list: &[String]) {
+    if !list.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} warning{}:",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" }
+        );
+        for w in list {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+}
+
+/// A finished backup.
+pub fn backup_report(r: &BackupReport) -> String {
+    let s = &r.snapshot;
+    let mut out = format!(
+        "snapshot {} of job {} in tier {} ({})\n",
+        s.id,
+        s.job,
+        s.tier,
+        time(s.unix_ms)
+    );
+    let _ = writeln!(
+        out,
+        "  files     {} new, {} changed, {} unchanged ({} in all, {})",
+        r.files_new,
+        r.files_changed,
+        r.files_unchanged,
+        s.files,
+        bytes(s.size)
+    );
+    let _ = writeln!(
+        out,
+        "  data      {} read, {} added after dedup and compression",
+        bytes(r.bytes_read),
+        bytes(r.bytes_added)
+    );
+    let _ = writeln!(
+        out,
+        "  parent    {}",
+        s.parent
+            .as_deref()
+            .map_or("none (first snapshot of the job)", short)
+    );
+    let _ = writeln!(out, "  took      {}", span_ms(r.elapsed_ms));
+    warnings(&mut out, &r.warnings);
+    out
+}
+
+/// A finished restore.
+pub fn restore_report(r: &RestoreReport) -> String {
+    let mut out = format!(
+        "restored snapshot {} of job {} ({}) to {}\n",
+        short(&r.snapshot.id),
+        r.snapshot.job,
+        time(r.snapshot.unix_ms),
+        r.target
+    );
+    let _ = writeln!(
+        out,
+        "  {} files, {} directories, {} symlinks, {} in {}",
+        r.files,
+        r.dirs,
+        r.symlinks,
+        bytes(r.bytes),
+        span_ms(r.elapsed_ms)
+    );
+    warnings(&mut out, &r.warnings);
+    out
+}
+
+/// Verify results, one block per repository.
+pub fn verify_reports(reports: &[VerifyReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let verdict = if r.problems.is_empty() {
+            "OK"
+        } else {
+            "DAMAGED"
+        };
+        let _ = writeln!(out, "tier {} ({}): {verdict}", r.tier, r.location);
+        let _ = writeln!(
+            out,
+            "  {} snapshots, {} packs checked, {} packs and {} blobs read, in {}",
+            r.snapshots,
+            r.packs,
+            r.packs_read,
+            r.blobs_read,
+            span_ms(r.elapsed_ms)
+        );
+        if r.reclaimable_bytes > 0 {
+            let _ = writeln!(
+                out,
+                "  {} in packs no index lists (left by an interrupted backup; harmless)",
+                bytes(r.reclaimable_bytes)
+            );
+        }
+        for p in &r.problems {
+            let _ = writeln!(out, "  problem: {}", p.message.replace('\n', "\n  "));
+        }
+        warnings(&mut out, &r.warnings);
+    }
+    if reports.is_empty() {
+        out.push_str("no repositories to verify: no job writes to a tier\n");
+    }
+    out
+}
+
+fn span_ms(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.2}s", ms as f64 / 1000.0)
+    } else {
+        span(i64::try_from(ms).unwrap_or(i64::MAX))
     }
 }
 

@@ -1,0 +1,162 @@
+//! One function per command: build the request, send it, print the reply.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use drd_proto::text as render;
+use drd_proto::{Reply, Request, SnapshotSelector};
+use serde::Serialize;
+
+use crate::client::{Client, ClientError};
+use crate::progress::Bar;
+use crate::{exit, AuditCommand, Cli, Command};
+
+/// Why a command did not run to its end.
+pub enum Failure {
+    /// Talking to drd failed, or drd refused.
+    Client(ClientError),
+    /// The command line makes no sense, found after parsing.
+    Usage(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(err: ClientError) -> Self {
+        Failure::Client(err)
+    }
+}
+
+/// Runs the command `cli` holds.
+pub async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
+    // Check what can be checked before connecting.
+    let request = request_for(&cli.command)?;
+    let mut client = Client::connect(&cli.socket).await?;
+    let mut bar = Bar::new(cli.json);
+    let reply = client.request(request, |event| bar.show(&event)).await;
+    bar.finish();
+    let reply = reply?;
+    let json = cli.json;
+    let code = match (&cli.command, reply) {
+        (Command::Status { .. }, Reply::Status(report)) => {
+            print(json, &report, || render::status(&report))
+        }
+        (Command::Audit { command: None, .. }, Reply::AuditEntries(entries)) => {
+            print(json, &entries, || {
+                if entries.is_empty() {
+                    "no audit entries in that window\n".to_owned()
+                } else {
+                    render::audit_table(&entries)
+                }
+            })
+        }
+        (Command::Audit { .. }, Reply::AuditVerified(report)) => {
+            print(json, &report, || render::audit_verify(&report) + "\n");
+            if report.first_mismatch.is_some() {
+                return Ok(ExitCode::from(exit::FAILED));
+            }
+            ExitCode::SUCCESS
+        }
+        (Command::Reload, Reply::Reloaded { config_path }) => print(
+            json,
+            &serde_json::json!({ "reloaded": config_path }),
+            || format!("reloaded {config_path}\n"),
+        ),
+        (Command::Backup { .. }, Reply::BackedUp(report)) => {
+            print(json, &report, || render::backup_report(&report))
+        }
+        (Command::Backups { .. }, Reply::Snapshots(list)) => {
+            print(json, &list, || render::snapshots(&list))
+        }
+        (Command::Restore { .. }, Reply::Restored(report)) => {
+            print(json, &report, || render::restore_report(&report))
+        }
+        (Command::Verify { .. }, Reply::Verified(reports)) => {
+            print(json, &reports, || render::verify_reports(&reports));
+            if reports.iter().any(|r| !r.problems.is_empty()) {
+                return Ok(ExitCode::from(exit::FAILED));
+            }
+            ExitCode::SUCCESS
+        }
+        (_, other) => {
+            return Err(ClientError::Protocol(format!("unexpected reply {other:?}")).into())
+        }
+    };
+    Ok(code)
+}
+
+fn request_for(command: &Command) -> Result<Request, Failure> {
+    Ok(match command {
+        Command::Status { audit } => Request::Status { audit_tail: *audit },
+        Command::Audit {
+            command: None,
+            since,
+            limit,
+        } => Request::AuditList {
+            since_unix_ms: since
+                .map(|d| render::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            limit: *limit,
+        },
+        Command::Audit {
+            command: Some(AuditCommand::Verify),
+            ..
+        } => Request::AuditVerify,
+        Command::Reload => Request::Reload,
+        Command::Backup { job } => Request::Backup { job: job.clone() },
+        Command::Backups { job } => Request::Backups { job: job.clone() },
+        Command::Restore {
+            backup_id,
+            job,
+            at,
+            paths,
+            target,
+            overwrite,
+        } => {
+            let selector = match (backup_id.as_str(), at) {
+                ("latest", None) => SnapshotSelector::Latest,
+                ("latest", Some(at)) => SnapshotSelector::At(
+                    drd_proto::time::parse_point_in_time(at, SystemTime::now())
+                        .map_err(|e| Failure::Usage(format!("--at {e}")))?,
+                ),
+                (_, Some(_)) => {
+                    return Err(Failure::Usage(
+                        "--at picks a snapshot by time; use it with --backup-id latest".to_owned(),
+                    ))
+                }
+                (id, None) => SnapshotSelector::Id(id.to_owned()),
+            };
+            // The daemon has another working directory: send an absolute target.
+            let target = std::path::absolute(target)
+                .map_err(|e| Failure::Usage(format!("--target {}: {e}", target.display())))?;
+            Request::Restore {
+                selector,
+                job: job.clone(),
+                paths: paths.clone(),
+                target: target.display().to_string(),
+                overwrite: *overwrite,
+            }
+        }
+        Command::Verify {
+            job,
+            read_data,
+            subset,
+        } => Request::Verify {
+            job: job.clone(),
+            read_data: *read_data,
+            subset_percent: *subset,
+        },
+    })
+}
+
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(out) => println!("{out}"),
+            Err(err) => {
+                eprintln!("drctl: cannot format JSON: {err}");
+                return ExitCode::from(exit::SOFTWARE);
+            }
+        }
+    } else {
+        print!("{}", text());
+    }
+    ExitCode::SUCCESS
+}

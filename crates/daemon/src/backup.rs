@@ -1,0 +1,191 @@
+//! Backup, restore and verify on the daemon's side: turning configured jobs into
+//! repository operations, and the sources that need more than reading files (SQLite
+//! online copies, command output).
+//!
+//! Everything here is blocking code; request handlers run it on the blocking pool, and
+//! the offline `drd restore` / `drd verify` commands call it directly.
+
+pub mod cache;
+mod command;
+pub mod report;
+mod sources;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use drd_proto::SnapshotSelector;
+use drd_repo::{
+    BackupOptions, BackupPlan, BackupProgress, BackupSummary, KeySet, Repository, Snapshot,
+};
+
+use crate::config::{JobConfig, LoadedConfig, TierConfig};
+
+/// Why a backup, restore or verify could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The repository engine failed.
+    #[error(transparent)]
+    Repo(#[from] drd_repo::Error),
+    /// A source could not be prepared (a database that cannot be copied, a command
+    /// that cannot start).
+    #[error("source {source_name}: {message}")]
+    Source {
+        /// The source, as configured.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The request names something the config does not have.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl BackupError {
+    /// True when the error is about something that does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            BackupError::NotFound(_)
+                | BackupError::Repo(
+                    drd_repo::Error::NoSnapshot(_) | drd_repo::Error::NotARepository { .. }
+                )
+        )
+    }
+}
+
+/// A job and the tier it writes to, looked up in the config.
+pub struct JobTarget<'a> {
+    /// The job's name.
+    pub name: &'a str,
+    /// The job.
+    pub job: &'a JobConfig,
+    /// The name of the tier backups land on.
+    pub tier_name: &'a str,
+    /// That tier.
+    pub tier: &'a TierConfig,
+}
+
+/// Finds job `name` and its tier, or says which jobs there are.
+pub fn job_target<'a>(
+    config: &'a LoadedConfig,
+    name: &'a str,
+) -> Result<JobTarget<'a>, BackupError> {
+    let jobs = &config.config.jobs;
+    let job = jobs.get(name).ok_or_else(|| {
+        let known: Vec<&str> = jobs.keys().map(String::as_str).collect();
+        BackupError::NotFound(if known.is_empty() {
+            format!("no job named {name:?}: the config defines no jobs")
+        } else {
+            format!("no job named {name:?}; the config has {}", known.join(", "))
+        })
+    })?;
+    // Config validation guarantees the job has one tier and that it exists.
+    let tier_name = job.tiers.first().map(String::as_str).unwrap_or_default();
+    let tier = config
+        .config
+        .tiers
+        .get(tier_name)
+        .ok_or_else(|| BackupError::NotFound(format!("job {name:?} names no defined tier")))?;
+    Ok(JobTarget {
+        name,
+        job,
+        tier_name,
+        tier,
+    })
+}
+
+/// The tiers a request is about: the named job's, or every tier some job writes to.
+pub fn tiers_for<'a>(
+    config: &'a LoadedConfig,
+    job: Option<&'a str>,
+) -> Result<Vec<(&'a str, &'a TierConfig)>, BackupError> {
+    if let Some(job) = job {
+        let target = job_target(config, job)?;
+        return Ok(vec![(target.tier_name, target.tier)]);
+    }
+    let mut tiers: Vec<(&str, &TierConfig)> = config
+        .config
+        .jobs
+        .values()
+        .filter_map(|j| j.tiers.first())
+        .filter_map(|t| config.config.tiers.get_key_value(t))
+        .map(|(name, tier)| (name.as_str(), tier))
+        .collect();
+    tiers.sort_by_key(|(name, _)| *name);
+    tiers.dedup_by_key(|(name, _)| *name);
+    Ok(tiers)
+}
+
+/// Opens the repository at `path`, creating it on first use.
+pub fn open_or_init(path: &Path, keys: &KeySet) -> Result<Repository, BackupError> {
+    let empty = match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
+        Err(source) => {
+            return Err(drd_repo::Error::Io {
+                op: "open repository directory",
+                path: path.to_owned(),
+                source,
+            }
+            .into())
+        }
+    };
+    let repo = if empty {
+        tracing::info!(path = %path.display(), "creating repository");
+        Repository::init(path, keys)?
+    } else {
+        Repository::open(path, keys)?
+    };
+    Ok(repo)
+}
+
+/// Runs one backup of `target` and returns what the engine reports.
+pub fn run_backup(
+    target: &JobTarget<'_>,
+    keys: &KeySet,
+    scratch: &Path,
+    progress: &mut dyn FnMut(&BackupProgress),
+) -> Result<BackupSummary, BackupError> {
+    let repo = open_or_init(&target.tier.path, keys)?;
+    let parent = repo.latest(Some(target.name))?.map(|s| s.id);
+    let prepared = sources::prepare(&target.job.sources, scratch)?;
+    let plan = BackupPlan {
+        job: target.name.to_owned(),
+        host: None,
+        parent,
+        sources: prepared.sources,
+    };
+    let summary = repo.backup(plan, &BackupOptions::default(), progress)?;
+    drop(prepared.scratch);
+    Ok(summary)
+}
+
+/// Picks the snapshot `selector` names from `repo`.
+pub fn select(
+    repo: &Repository,
+    selector: &SnapshotSelector,
+    job: Option<&str>,
+) -> Result<Snapshot, BackupError> {
+    let of_job = job.map(|j| format!(" of job {j}")).unwrap_or_default();
+    match selector {
+        SnapshotSelector::Id(id) => Ok(repo.find_snapshot(id)?),
+        SnapshotSelector::Latest => repo.latest(job)?.ok_or_else(|| {
+            BackupError::NotFound(format!(
+                "there is no snapshot{of_job} in {}",
+                repo.path().display()
+            ))
+        }),
+        SnapshotSelector::At(at) => repo.at_or_before(*at, job)?.ok_or_else(|| {
+            BackupError::NotFound(format!(
+                "there is no snapshot{of_job} at or before {} in {}",
+                crate::util::rfc3339(*at),
+                repo.path().display()
+            ))
+        }),
+    }
+}
+
+/// Where scratch copies (SQLite online backups) go while a backup runs.
+pub fn scratch_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("scratch")
+}

@@ -1,0 +1,96 @@
+//! From the repository engine's results to what goes over the wire (and what the
+//! offline commands print).
+
+use drd_proto::{
+    AffectedFile, BackupReport, RestoreReport, SnapshotInfo, VerifyProblem, VerifyReport,
+};
+use drd_repo::{BackupSummary, Problem, RestoreSummary, Snapshot};
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A snapshot as listed.
+pub fn snapshot_info(snapshot: &Snapshot, tier: &str) -> SnapshotInfo {
+    SnapshotInfo {
+        id: snapshot.id.clone(),
+        job: snapshot.job.clone(),
+        host: snapshot.host.clone(),
+        unix_ms: snapshot.time_ms,
+        parent: snapshot.parent.clone(),
+        size: snapshot.stats.total_size,
+        files: snapshot.stats.file_count,
+        tier: tier.to_owned(),
+    }
+}
+
+/// A finished backup.
+pub fn backup_report(summary: &BackupSummary, tier: &str) -> BackupReport {
+    let stats = &summary.snapshot.stats;
+    BackupReport {
+        snapshot: snapshot_info(&summary.snapshot, tier),
+        files_new: stats.files_new,
+        files_changed: stats.files_changed,
+        files_unchanged: stats.files_unchanged,
+        bytes_read: stats.bytes_read,
+        bytes_added: stats.bytes_added,
+        warnings: summary.warnings.clone(),
+        elapsed_ms: ms(summary.elapsed),
+    }
+}
+
+/// A finished restore.
+pub fn restore_report(
+    summary: &RestoreSummary,
+    snapshot: &Snapshot,
+    tier: &str,
+    target: &std::path::Path,
+) -> RestoreReport {
+    RestoreReport {
+        snapshot: snapshot_info(snapshot, tier),
+        target: target.display().to_string(),
+        files: summary.files,
+        dirs: summary.dirs,
+        symlinks: summary.symlinks,
+        bytes: summary.bytes,
+        warnings: summary.warnings.clone(),
+        elapsed_ms: ms(summary.elapsed),
+    }
+}
+
+/// A finished verify of one repository.
+pub fn verify_report(
+    report: &drd_repo::VerifyReport,
+    tier: &str,
+    location: &std::path::Path,
+) -> VerifyReport {
+    VerifyReport {
+        tier: tier.to_owned(),
+        location: location.display().to_string(),
+        snapshots: report.snapshots_checked,
+        packs: report.packs_checked,
+        packs_read: report.packs_read,
+        blobs_read: report.blobs_read,
+        problems: report.problems.iter().map(problem).collect(),
+        reclaimable_bytes: report.reclaimable_bytes,
+        warnings: report.warnings.clone(),
+        elapsed_ms: ms(report.elapsed),
+    }
+}
+
+fn problem(problem: &Problem) -> VerifyProblem {
+    let affected = match problem {
+        Problem::BadBlob { affected, .. } | Problem::MissingBlob { affected, .. } => affected
+            .iter()
+            .map(|a| AffectedFile {
+                snapshot: a.snapshot.clone(),
+                path: a.path.clone(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    VerifyProblem {
+        message: problem.to_string(),
+        affected,
+    }
+}

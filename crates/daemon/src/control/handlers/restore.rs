@@ -1,0 +1,129 @@
+//! `restore`: a snapshot, or part of it, into a target folder, with progress.
+
+use std::path::PathBuf;
+
+use drd_proto::{ErrorKind, ErrorReply, ProgressUnit, Reply, SnapshotSelector};
+use drd_repo::RestoreOptions;
+
+use super::{backup_error, blocking, progress_sender, Ctx, HandlerResult};
+use crate::audit::Outcome;
+use crate::backup::{self, report, BackupError};
+
+/// The restore request's fields.
+pub(super) struct RestoreRequest {
+    pub selector: SnapshotSelector,
+    pub job: Option<String>,
+    pub paths: Vec<String>,
+    pub target: String,
+    pub overwrite: bool,
+}
+
+pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult {
+    let target = PathBuf::from(&request.target);
+    if !target.is_absolute() {
+        return Err(ErrorReply {
+            kind: ErrorKind::BadRequest,
+            message: format!(
+                "restore target {} must be an absolute path",
+                target.display()
+            ),
+        });
+    }
+    let config = ctx.shared.config();
+    let tiers = backup::tiers_for(&config, request.job.as_deref()).map_err(|e| backup_error(&e))?;
+    let (tier, repo_path) = match tiers.as_slice() {
+        [(name, tier)] => ((*name).to_owned(), tier.path.clone()),
+        [] => {
+            return Err(backup_error(&BackupError::NotFound(
+                "no job writes to any tier, so there is nothing to restore from".to_owned(),
+            )))
+        }
+        _ => {
+            return Err(ErrorReply {
+                kind: ErrorKind::BadRequest,
+                message: "jobs write to more than one repository; name the job with --job"
+                    .to_owned(),
+            })
+        }
+    };
+    let keys =
+        drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
+    let send = progress_sender(ctx.event_sender());
+    let what = describe(&request);
+    let job = request.job.clone();
+    let (paths, overwrite, selector) = (request.paths, request.overwrite, request.selector);
+    let restore_target = target.clone();
+    let result = blocking(move || {
+        let run = || -> Result<_, BackupError> {
+            let repo = drd_repo::Repository::open(&repo_path, &keys)?;
+            let snapshot = backup::select(&repo, &selector, job.as_deref())?;
+            let options = RestoreOptions {
+                paths: paths.iter().map(PathBuf::from).collect(),
+                target: restore_target.clone(),
+                overwrite,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            };
+            let task = format!("restore {}", snapshot.short_id());
+            let summary = repo.restore(&snapshot, &options, &mut |p| {
+                send(
+                    &task,
+                    p.bytes_done,
+                    Some(p.bytes_total),
+                    ProgressUnit::Bytes,
+                    format!("{}/{} files", p.files_done, p.files_total),
+                );
+            })?;
+            Ok(report::restore_report(
+                &summary,
+                &snapshot,
+                &tier,
+                &restore_target,
+            ))
+        };
+        run().map_err(|e| backup_error(&e))
+    })
+    .await;
+    let actor = ctx.peer.actor();
+    match result {
+        Ok(report) => {
+            let detail = format!(
+                "snapshot {} ({}) to {}: {} files, {} bytes",
+                report.snapshot.id,
+                what,
+                target.display(),
+                report.files,
+                report.bytes
+            );
+            ctx.shared
+                .audit(&actor, "restore", Outcome::Ok, detail)
+                .await;
+            Ok(Reply::Restored(report))
+        }
+        Err(reply) => {
+            let detail = format!("{what} to {}: {}", target.display(), reply.message);
+            ctx.shared
+                .audit(&actor, "restore", Outcome::Failed, detail)
+                .await;
+            Err(reply)
+        }
+    }
+}
+
+fn describe(request: &RestoreRequest) -> String {
+    let which = match &request.selector {
+        SnapshotSelector::Latest => "latest".to_owned(),
+        SnapshotSelector::Id(id) => id.clone(),
+        SnapshotSelector::At(at) => format!("at {}", crate::util::rfc3339(*at)),
+    };
+    let job = request
+        .job
+        .as_deref()
+        .map(|j| format!(" of {j}"))
+        .unwrap_or_default();
+    let paths = if request.paths.is_empty() {
+        String::new()
+    } else {
+        format!(", paths {}", request.paths.join(" "))
+    };
+    format!("{which}{job}{paths}")
+}

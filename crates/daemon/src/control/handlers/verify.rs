@@ -1,0 +1,54 @@
+//! `verify`: check each repository the jobs use; with `read_data`, every blob.
+
+use drd_proto::{ProgressUnit, Reply};
+use drd_repo::VerifyOptions;
+
+use super::{backup_error, blocking, progress_sender, Ctx, HandlerResult};
+use crate::backup::{self, report, BackupError};
+
+pub(super) async fn verify(
+    ctx: &Ctx,
+    job: Option<String>,
+    read_data: bool,
+    subset_percent: Option<f64>,
+) -> HandlerResult {
+    let config = ctx.shared.config();
+    let tiers: Vec<(String, std::path::PathBuf)> = backup::tiers_for(&config, job.as_deref())
+        .map_err(|e| backup_error(&e))?
+        .into_iter()
+        .map(|(name, tier)| (name.to_owned(), tier.path.clone()))
+        .collect();
+    let keys =
+        drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
+    let mut reports = Vec::new();
+    for (tier, path) in tiers {
+        let send = progress_sender(ctx.event_sender());
+        let (keys, job) = (keys.clone(), job.clone());
+        let report = blocking(move || {
+            let run = || -> Result<_, BackupError> {
+                let repo = drd_repo::Repository::open(&path, &keys)?;
+                let options = VerifyOptions {
+                    read_data,
+                    subset_percent,
+                    job,
+                    threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                };
+                let task = format!("verify {tier}");
+                let result = repo.verify(&options, &mut |p| {
+                    send(
+                        &task,
+                        p.packs_done,
+                        Some(p.packs_total),
+                        ProgressUnit::Items,
+                        format!("{} bytes read", p.bytes_done),
+                    );
+                })?;
+                Ok(report::verify_report(&result, &tier, &path))
+            };
+            run().map_err(|e| backup_error(&e))
+        })
+        .await?;
+        reports.push(report);
+    }
+    Ok(Reply::Verified(reports))
+}

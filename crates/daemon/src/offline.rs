@@ -1,0 +1,183 @@
+//! Commands that work without a daemon or a catalog, for a bare new machine that has
+//! nothing but the repository and the key file: `drd snapshots`, `drd restore`,
+//! `drd verify`, and `drd key generate`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use drd_proto::text;
+use drd_proto::SnapshotSelector;
+use drd_repo::{KeySet, Repository, RestoreOptions, VerifyOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::backup::{self, report, BackupError};
+
+/// What an offline command failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// Repository work failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The command line makes no sense.
+    #[error("{0}")]
+    Usage(String),
+    /// Verify found damage (already printed).
+    #[error("the repository is damaged; see the problems above")]
+    Damaged,
+}
+
+impl From<drd_repo::Error> for OfflineError {
+    fn from(err: drd_repo::Error) -> Self {
+        OfflineError::Backup(err.into())
+    }
+}
+
+/// Where the repository is and which keys open it.
+pub struct RepoArgs {
+    /// The repository directory.
+    pub repo: PathBuf,
+    /// Key files; the first encrypts, any decrypts.
+    pub keys: Vec<PathBuf>,
+}
+
+impl RepoArgs {
+    fn open(&self) -> Result<Repository, OfflineError> {
+        let keys = KeySet::load(&self.keys)?;
+        Ok(Repository::open(&self.repo, &keys)?)
+    }
+}
+
+/// `drd key generate --out FILE`.
+pub fn key_generate(out: &Path) -> Result<(), OfflineError> {
+    drd_repo::generate_key_file(out)?;
+    eprintln!(
+        "wrote a new key to {} (mode 0600). Keep a copy off this host: without it the \
+         backups cannot be read.",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `drd snapshots`.
+pub fn snapshots(args: &RepoArgs, job: Option<&str>, json: bool) -> Result<(), OfflineError> {
+    let repo = args.open()?;
+    let list: Vec<_> = repo
+        .snapshots()?
+        .iter()
+        .filter(|s| job.is_none_or(|j| s.job == j))
+        .map(|s| report::snapshot_info(s, "offline"))
+        .collect();
+    print(json, &list, || text::snapshots(&list));
+    Ok(())
+}
+
+/// What `drd restore` was asked.
+pub struct RestoreArgs {
+    /// A snapshot id (or prefix) or `latest`.
+    pub backup_id: String,
+    /// Only this job's snapshots.
+    pub job: Option<String>,
+    /// With `latest`: at or before this time.
+    pub at: Option<String>,
+    /// Paths inside the snapshot.
+    pub paths: Vec<PathBuf>,
+    /// Where to.
+    pub target: PathBuf,
+    /// Allow a non-empty target.
+    pub overwrite: bool,
+}
+
+/// `drd restore`.
+pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), OfflineError> {
+    let selector = match (restore.backup_id.as_str(), &restore.at) {
+        ("latest", None) => SnapshotSelector::Latest,
+        ("latest", Some(at)) => SnapshotSelector::At(
+            drd_proto::time::parse_point_in_time(at, SystemTime::now())
+                .map_err(|e| OfflineError::Usage(format!("--at {e}")))?,
+        ),
+        (_, Some(_)) => {
+            return Err(OfflineError::Usage(
+                "--at picks a snapshot by time; use it with --backup-id latest".to_owned(),
+            ))
+        }
+        (id, None) => SnapshotSelector::Id(id.to_owned()),
+    };
+    let repo = args.open()?;
+    let snapshot = backup::select(&repo, &selector, restore.job.as_deref())?;
+    let options = RestoreOptions {
+        paths: restore.paths,
+        target: restore.target,
+        overwrite: restore.overwrite,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let bar = bar(
+        json,
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+    );
+    bar.set_prefix(format!("restore {}", snapshot.short_id()));
+    let summary = repo.restore(&snapshot, &options, &mut |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    let report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    print(json, &report, || text::restore_report(&report));
+    Ok(())
+}
+
+/// `drd verify`.
+pub fn verify(
+    args: &RepoArgs,
+    job: Option<String>,
+    read_data: bool,
+    subset_percent: Option<f64>,
+    json: bool,
+) -> Result<(), OfflineError> {
+    let repo = args.open()?;
+    let options = VerifyOptions {
+        read_data,
+        subset_percent,
+        job,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let bar = bar(json, "{prefix} [{bar:30}] {pos}/{len} packs {msg}");
+    bar.set_prefix("verify");
+    let result = repo.verify(&options, &mut |p| {
+        bar.set_length(p.packs_total);
+        bar.set_position(p.packs_done);
+        bar.set_message(text::bytes(p.bytes_done));
+    });
+    bar.finish_and_clear();
+    let reports = vec![report::verify_report(&result?, "offline", &args.repo)];
+    print(json, &reports, || text::verify_reports(&reports));
+    if reports.iter().any(|r| !r.problems.is_empty()) {
+        return Err(OfflineError::Damaged);
+    }
+    Ok(())
+}
+
+fn bar(json: bool, template: &str) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(out) => println!("{out}"),
+            Err(err) => eprintln!("drd: cannot format JSON: {err}"),
+        }
+    } else {
+        print!("{}", text());
+    }
+}

@@ -1,0 +1,120 @@
+//! What backup, restore and verify requests report back.
+
+use serde::{Deserialize, Serialize};
+
+/// Which snapshot a restore reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotSelector {
+    /// The newest (of the job, if one is named).
+    Latest,
+    /// A snapshot id or a unique prefix of one.
+    Id(String),
+    /// The newest at or before this time (Unix milliseconds).
+    At(i64),
+}
+
+/// One snapshot, as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The snapshot id (hex).
+    pub id: String,
+    /// The job that made it.
+    pub job: String,
+    /// The host that made it.
+    pub host: String,
+    /// When the backup started (Unix milliseconds).
+    pub unix_ms: i64,
+    /// The snapshot it was taken incrementally against.
+    pub parent: Option<String>,
+    /// Total content size of its files.
+    pub size: u64,
+    /// Files, symlinks and streams in it.
+    pub files: u64,
+    /// The tier (repository) it is in.
+    pub tier: String,
+}
+
+/// The outcome of a backup run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupReport {
+    /// The snapshot written.
+    pub snapshot: SnapshotInfo,
+    /// Files not in the parent.
+    pub files_new: u64,
+    /// Files whose metadata changed since the parent (read again).
+    pub files_changed: u64,
+    /// Files unchanged since the parent (not read).
+    pub files_unchanged: u64,
+    /// Bytes read from the sources.
+    pub bytes_read: u64,
+    /// Bytes added to the repository after dedup, compression and encryption.
+    pub bytes_added: u64,
+    /// Things the operator should know (files that changed while read, skipped files).
+    pub warnings: Vec<String>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The outcome of a restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub snapshot: SnapshotInfo,
+    /// Where it went.
+    pub target: String,
+    /// Regular files written.
+    pub files: u64,
+    /// Directories made.
+    pub dirs: u64,
+    /// Symlinks made.
+    pub symlinks: u64,
+    /// Content bytes written.
+    pub bytes: u64,
+    /// What could not be restored exactly.
+    pub warnings: Vec<String>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The outcome of verifying one repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// The tier verified.
+    pub tier: String,
+    /// Its location.
+    pub location: String,
+    /// Snapshots whose trees were walked.
+    pub snapshots: u64,
+    /// Packs whose structure was checked.
+    pub packs: u64,
+    /// Packs whose data was read.
+    pub packs_read: u64,
+    /// Blobs decrypted and re-hashed.
+    pub blobs_read: u64,
+    /// Damage found; empty means the repository is sound.
+    pub problems: Vec<VerifyProblem>,
+    /// Bytes in packs no index lists (left by an interrupted backup; safe to remove).
+    pub reclaimable_bytes: u64,
+    /// Notes such as stale locks broken.
+    pub warnings: Vec<String>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// One piece of damage and what it breaks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyProblem {
+    /// What is wrong, in words (with the affected files listed).
+    pub message: String,
+    /// The snapshot files the damage breaks.
+    pub affected: Vec<AffectedFile>,
+}
+
+/// A file in a snapshot that damage breaks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AffectedFile {
+    /// The snapshot id.
+    pub snapshot: String,
+    /// The path inside the snapshot.
+    pub path: String,
+}
