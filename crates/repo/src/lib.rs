@@ -14,6 +14,7 @@ mod error;
 mod format;
 mod lock;
 mod pack;
+mod prune;
 mod replicate;
 mod repo;
 mod restore;
@@ -25,6 +26,9 @@ pub use crypto::{generate_key_file, token_to_text, KeySet};
 pub use error::{Error, Result};
 pub use format::{BackupStats, BlobKind, Id, Snapshot};
 pub use lock::hostname;
+pub use prune::{
+    apply_retention, ForgetSummary, PruneOptions, PruneSummary, Retention, RetentionDecision,
+};
 pub use replicate::ReplicateSummary;
 pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};

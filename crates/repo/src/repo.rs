@@ -274,18 +274,21 @@ impl Repository {
         bincode::deserialize(&plain).map_err(|e| Error::corrupt("index file", &path, e.to_string()))
     }
 
-    /// Writes an index file for `packs` (which must already be on storage).
-    pub(crate) fn write_index(&self, packs: &[IndexPack]) -> Result<()> {
+    /// Writes an index file for `packs` (which must already be on storage); returns its
+    /// name, or `None` when there was nothing to write.
+    pub(crate) fn write_index(&self, packs: &[IndexPack]) -> Result<Option<String>> {
         if packs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let file = IndexFile {
             packs: packs.to_vec(),
         };
         let plain =
             bincode::serialize(&file).map_err(|e| Error::Internal(format!("encode index: {e}")))?;
-        let name = format!("index/{}", Id::random().to_hex());
-        self.storage.write_atomic(&name, &self.keys.encrypt(&plain))
+        let name = Id::random().to_hex();
+        self.storage
+            .write_atomic(&format!("index/{name}"), &self.keys.encrypt(&plain))?;
+        Ok(Some(name))
     }
 
     pub(crate) fn lock(&self, exclusive: bool, warnings: &mut Vec<String>) -> Result<LockGuard> {
