@@ -50,12 +50,16 @@ impl Index {
 pub struct RepoOptions {
     /// How long a lock stays valid without a heartbeat (heartbeats come every quarter).
     pub lock_lease: Duration,
+    /// How long to keep retrying when another process holds a conflicting lock
+    /// (zero: fail at once with [`Error::Locked`]).
+    pub lock_wait: Duration,
 }
 
 impl Default for RepoOptions {
     fn default() -> Self {
         RepoOptions {
             lock_lease: Duration::from_secs(300),
+            lock_wait: Duration::ZERO,
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct Repository {
     pub(crate) config: ConfigFile,
     pub(crate) index: RwLock<Index>,
     pub(crate) options: RepoOptions,
+    /// Replicas tried, in order, when a blob cannot be read or is damaged here.
+    pub(crate) fallbacks: Vec<Arc<dyn Storage>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -231,6 +237,7 @@ impl Repository {
             config,
             index: RwLock::new(Index::default()),
             options,
+            fallbacks: Vec::new(),
         };
         repo.refresh()?;
         Ok(repo)
@@ -292,7 +299,15 @@ impl Repository {
     }
 
     pub(crate) fn lock(&self, exclusive: bool, warnings: &mut Vec<String>) -> Result<LockGuard> {
-        lock::acquire(&self.storage, exclusive, self.options.lock_lease, warnings)
+        let deadline = std::time::Instant::now() + self.options.lock_wait;
+        loop {
+            match lock::acquire(&self.storage, exclusive, self.options.lock_lease, warnings) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A shared lock for reading (restore, verify). A repository on read-only storage
@@ -326,10 +341,31 @@ impl Repository {
             context: context.to_string(),
         })?;
         let name = pack_name(&loc.pack);
-        let token = self
+        let (offset, len) = (loc.entry.offset, loc.entry.length as usize);
+        let first = self
             .storage
-            .read_at(&name, loc.entry.offset, loc.entry.length as usize)?;
-        self.open_token(&loc, &token, context)
+            .read_at(&name, offset, len)
+            .and_then(|token| self.open_token(&loc, &token, context));
+        if first.is_ok() {
+            return first;
+        }
+        // Replicas hold the same pack under the same name.
+        for replica in &self.fallbacks {
+            if let Ok(data) = replica
+                .read_at(&name, offset, len)
+                .and_then(|token| self.open_token(&loc, &token, context))
+            {
+                return Ok(data);
+            }
+        }
+        first
+    }
+
+    /// Adds a replica of this repository (see [`Repository::replicate_to`]) from which
+    /// restore and reads fetch a blob that is missing or damaged here.
+    pub fn with_fallback(mut self, replica: Arc<dyn Storage>) -> Self {
+        self.fallbacks.push(replica);
+        self
     }
 
     pub(crate) fn open_token(&self, loc: &BlobLoc, token: &[u8], context: &str) -> Result<Vec<u8>> {

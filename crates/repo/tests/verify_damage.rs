@@ -334,6 +334,43 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
         .unwrap();
     assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
 
+    // A damaged blob here is fetched from the replica.
+    let blobs = fx
+        .repo
+        .file_blobs(&latest, &format!("{}/a", src.display()))
+        .unwrap();
+    let (pack, offset, len) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
+    let at = offset + u64::from(len) / 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 1], at).unwrap();
+    let restore_to = |repo: &Repository, dir: &str| {
+        repo.restore(
+            &latest,
+            &RestoreOptions {
+                paths: vec![],
+                target: fx.dir.path().join(dir),
+                overwrite: false,
+                threads: 1,
+            },
+            &mut |_| {},
+        )
+    };
+    assert!(restore_to(&fx.repo, "t2").is_err());
+    let with_replica = Repository::open(&fx.repo_path(), &keys)
+        .unwrap()
+        .with_fallback(dest.clone());
+    restore_to(&with_replica, "t3").unwrap();
+    assert_eq!(
+        describe(&src).0,
+        describe(&restored(&fx.dir.path().join("t3"), &src)).0
+    );
+
     // Another repository's replica is refused.
     let other = Fixture::new();
     let err = other.repo.replicate_to(&dest, &mut |_| {}).unwrap_err();
