@@ -32,7 +32,9 @@ fn a_valid_config_passes() {
 fn the_quickstart_config_passes() {
     // packaging/drd.toml names the drd group, which only exists where the sysusers
     // snippet ran: .ci/run creates it and checks that config there.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let out = Command::new(&bins().drd)
         .args(["check-config", "--config"])
         .arg(root.join("examples/quickstart.toml"))

@@ -290,3 +290,138 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A drd with a key, a `local` directory tier at `DIR/repo`, and the jobs in `jobs`
+/// (TOML; `{dir}` in it stands for the daemon's folder).
+pub fn backup_daemon(jobs: &str) -> Daemon {
+    let dir = open_tempdir();
+    let key = dir.path().join("main.key");
+    let out = Command::new(&bins().drd)
+        .args(["key", "generate", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let extra = format!(
+        "\n[keys]\nfiles = [\"{}\"]\n[tiers.local]\nkind = \"dir\"\npath = \"{}\"\n{}",
+        key.display(),
+        dir.path().join("repo").display(),
+        jobs.replace("{dir}", &dir.path().display().to_string())
+    );
+    let config = dir.path().join("drd.toml");
+    std::fs::write(&config, config_text(dir.path(), &extra)).unwrap();
+    let mut daemon = Daemon {
+        dir,
+        child: None,
+        config,
+    };
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    daemon
+}
+
+impl Daemon {
+    /// Runs drctl with `--json` and parses its stdout; panics unless it exits 0.
+    pub fn drctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.drctl(&all);
+        assert!(out.status.success(), "drctl {args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The repository of the `local` tier.
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// The key file.
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("main.key")
+    }
+}
+
+/// Runs `drd ARGS` (offline commands).
+pub fn drd(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(&bins().drd).args(args).output().unwrap()
+}
+
+/// Asserts that the trees at `a` and `b` hold the same names, kinds, bytes, modes,
+/// mtimes, symlink targets and hardlink groups.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    let mut links_a: HashMap<u64, PathBuf> = HashMap::new();
+    let mut links_b: HashMap<u64, PathBuf> = HashMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb)
+                .unwrap_or_else(|e| panic!("{} missing in restore: {e}", pb.display())),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{}", rel.display());
+        assert_eq!(ma.mode(), mb.mode(), "mode of {}", rel.display());
+        if !ma.file_type().is_symlink() && !ma.is_dir() {
+            assert_eq!(
+                (ma.mtime(), ma.mtime_nsec()),
+                (mb.mtime(), mb.mtime_nsec()),
+                "mtime of {}",
+                rel.display()
+            );
+        }
+        if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap()
+            );
+        } else if ma.is_file() {
+            assert_eq!(ma.len(), mb.len(), "size of {}", rel.display());
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "content of {} differs",
+                rel.display()
+            );
+            if ma.nlink() > 1 {
+                // Files that share an inode in the source share one in the restore.
+                let first_a = links_a
+                    .entry(ma.ino())
+                    .or_insert_with(|| rel.clone())
+                    .clone();
+                let first_b = links_b
+                    .entry(mb.ino())
+                    .or_insert_with(|| rel.clone())
+                    .clone();
+                assert_eq!(first_a, first_b, "hardlink group of {}", rel.display());
+            }
+        } else if ma.is_dir() {
+            let mut names_a: Vec<_> = std::fs::read_dir(&pa)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            let mut names_b: Vec<_> = std::fs::read_dir(&pb)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names_a.sort();
+            names_b.sort();
+            assert_eq!(names_a, names_b, "entries of {}", rel.display());
+            stack.extend(names_a.into_iter().map(|n| rel.join(n)));
+        }
+    }
+}
+
+/// `n` pseudo-random bytes from `seed` (xorshift; fast and deterministic).
+pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}

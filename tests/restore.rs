@@ -1,0 +1,325 @@
+//! Restores: by time, in part, offline on a bare machine, and from a damaged or
+//! interrupted repository.
+#![allow(clippy::unwrap_used)]
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use drd_integration_tests::{backup_daemon, drd, open_tempdir, random_bytes, text};
+use nix::sys::signal::Signal;
+
+const JOB: &str =
+    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[test]
+fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
+    let daemon = backup_daemon(JOB);
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(data.join("etc")).unwrap();
+    std::fs::write(data.join("etc/app.conf"), "version 1").unwrap();
+    std::fs::write(data.join("other"), "other").unwrap();
+    let first = daemon.drctl_json(&["backup", "--job", "files"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let between = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(data.join("etc/app.conf"), "version 2").unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+
+    let target = daemon.dir.path().join("t1");
+    let restored = daemon.drctl_json(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--job",
+        "files",
+        "--at",
+        &between,
+        "--path",
+        data.join("etc").to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(restored["snapshot"]["id"], first["snapshot"]["id"]);
+    let restored_data = target.join(data.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(restored_data.join("etc/app.conf")).unwrap(),
+        "version 1"
+    );
+    assert!(
+        !restored_data.join("other").exists(),
+        "--path restored more than asked"
+    );
+
+    std::thread::sleep(Duration::from_millis(1200));
+    let target = daemon.dir.path().join("t2");
+    daemon.drctl_json(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--at",
+        "1 second ago",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    let conf = target
+        .join(data.strip_prefix("/").unwrap())
+        .join("etc/app.conf");
+    assert_eq!(std::fs::read_to_string(conf).unwrap(), "version 2");
+
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--at",
+        "last tuesday",
+        "--target",
+        "/tmp/x",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+}
+
+#[test]
+fn a_bare_machine_restores_with_only_the_repository_and_the_key() {
+    let mut daemon = backup_daemon(JOB);
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("precious"), random_bytes(3, 1 << 20)).unwrap();
+    let snap = daemon.drctl_json(&["backup", "--job", "files"]);
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(10));
+
+    // The "new machine": a copy of the repository and the key file, nothing else.
+    let bare = open_tempdir();
+    let repo = bare.path().join("offsite");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(daemon.repo())
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(daemon.key(), bare.path().join("key")).unwrap();
+    let (repo_s, key_s) = (repo.to_str().unwrap(), bare.path().join("key"));
+    let key_s = key_s.to_str().unwrap();
+
+    let out = drd(&[
+        os("snapshots"),
+        os("--repo"),
+        os(repo_s),
+        os("--key"),
+        os(key_s),
+        os("--json"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["id"], snap["snapshot"]["id"]);
+
+    let target = bare.path().join("restored");
+    let out = drd(&[
+        os("restore"),
+        os("--repo"),
+        os(repo_s),
+        os("--key"),
+        os(key_s),
+        os("--backup-id"),
+        os("latest"),
+        os("--target"),
+        target.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = target
+        .join(data.strip_prefix("/").unwrap())
+        .join("precious");
+    assert_eq!(std::fs::read(restored).unwrap(), random_bytes(3, 1 << 20));
+
+    let out = drd(&[
+        os("verify"),
+        os("--repo"),
+        os(repo_s),
+        os("--key"),
+        os(key_s),
+        os("--read-data"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_wrong_key_is_refused_before_anything_is_written() {
+    let daemon = backup_daemon(JOB);
+    std::fs::create_dir_all(daemon.dir.path().join("data")).unwrap();
+    std::fs::write(daemon.dir.path().join("data/f"), "x").unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+
+    let other = daemon.dir.path().join("other.key");
+    assert!(
+        drd(&[os("key"), os("generate"), os("--out"), other.as_os_str()])
+            .status
+            .success()
+    );
+    let target = daemon.dir.path().join("never");
+    let out = drd(&[
+        os("restore"),
+        os("--repo"),
+        daemon.repo().as_os_str(),
+        os("--key"),
+        other.as_os_str(),
+        os("--backup-id"),
+        os("latest"),
+        os("--target"),
+        target.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "this key does not open repository {}",
+            daemon.repo().display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !target.exists(),
+        "the target was created despite the wrong key"
+    );
+    // A key file is never echoed.
+    let key_text = std::fs::read_to_string(&other).unwrap();
+    assert!(!stderr.contains(key_text.trim()));
+}
+
+#[test]
+fn a_flipped_byte_is_found_by_read_verify_with_the_files_it_breaks() {
+    let daemon = backup_daemon(JOB);
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("victim.bin"), random_bytes(9, 4 << 20)).unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    let reports = daemon.drctl_json(&["verify", "--read-data"]);
+    assert!(
+        reports[0]["problems"].as_array().unwrap().is_empty(),
+        "{reports}"
+    );
+
+    // The biggest pack holds the file's data; flip one byte in its middle.
+    let pack = walk_files(&daemon.repo().join("data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+
+    let out = daemon.drctl(&["verify", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DAMAGED"), "{stdout}");
+    assert!(
+        stdout.contains("victim.bin"),
+        "the damaged file is not named: {stdout}"
+    );
+
+    // Structure alone still looks fine: sizes and headers are intact.
+    let out = daemon.drctl(&["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
+    let mut daemon = backup_daemon(JOB);
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("first"), "the first snapshot").unwrap();
+    let first = daemon.drctl_json(&["backup", "--job", "files"]);
+    for i in 0..6 {
+        std::fs::write(data.join(format!("big{i}")), random_bytes(50 + i, 40 << 20)).unwrap();
+    }
+    let socket = daemon.socket();
+    let backup = std::thread::spawn(move || {
+        drd_integration_tests::drctl(&socket, &["backup", "--job", "files"])
+    });
+    // Kill once packs of the second backup are landing.
+    let packs_before = walk_files(&daemon.repo().join("data")).len();
+    drd_integration_tests::eventually("the second backup to write packs", || {
+        walk_files(&daemon.repo().join("data")).len() > packs_before + 2
+    });
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    let out = backup.join().unwrap();
+    assert!(
+        !out.status.success(),
+        "the backup finished before the kill: {}",
+        text(&out)
+    );
+
+    let (repo, key) = (daemon.repo(), daemon.key());
+    let out = drd(&[
+        os("verify"),
+        os("--repo"),
+        repo.as_os_str(),
+        os("--key"),
+        key.as_os_str(),
+        os("--read-data"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let target = daemon.dir.path().join("restored");
+    let id = first["snapshot"]["id"].as_str().unwrap();
+    let out = drd(&[
+        os("restore"),
+        os("--repo"),
+        repo.as_os_str(),
+        os("--key"),
+        key.as_os_str(),
+        os("--backup-id"),
+        os(id),
+        os("--target"),
+        target.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = target.join(data.strip_prefix("/").unwrap()).join("first");
+    assert_eq!(
+        std::fs::read_to_string(restored).unwrap(),
+        "the first snapshot"
+    );
+
+    // A new daemon breaks the dead one's lock and backs up again.
+    std::fs::remove_file(daemon.socket()).ok();
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    let again = daemon.drctl_json(&["backup", "--job", "files"]);
+    assert_eq!(again["snapshot"]["parent"], first["snapshot"]["id"]);
+}
+
+#[test]
+fn the_catalog_is_rebuilt_from_the_repository_when_lost() {
+    let mut daemon = backup_daemon(JOB);
+    std::fs::create_dir_all(daemon.dir.path().join("data")).unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(10));
+    std::fs::remove_dir_all(daemon.dir.path().join("state")).unwrap();
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    let list = daemon.drctl_json(&["backups", "--job", "files"]);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            out.push(path);
+        }
+    }
+    out
+}
