@@ -262,3 +262,38 @@ fn unknown_jobs_and_snapshots_are_named() {
     ]);
     assert_eq!(out.status.code(), Some(66), "{}", text(&out));
 }
+
+#[test]
+fn sigterm_during_a_backup_cancels_it_and_the_daemon_stops_cleanly() {
+    let mut daemon = backup_daemon(
+        "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n",
+    );
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..6 {
+        std::fs::write(data.join(format!("big{i}")), random_bytes(70 + i, 40 << 20)).unwrap();
+    }
+    let socket = daemon.socket();
+    let backup = std::thread::spawn(move || {
+        drd_integration_tests::drctl(&socket, &["backup", "--job", "files"])
+    });
+    drd_integration_tests::eventually("the backup to start", || {
+        daemon.repo().join("data").exists()
+    });
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(std::time::Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        daemon.log()
+    );
+    let out = backup.join().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!daemon.socket().exists());
+    let rows = audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == "backup files" && r.2 == "failed"),
+        "{rows:?}"
+    );
+}

@@ -144,6 +144,7 @@ pub fn run_backup(
     target: &JobTarget<'_>,
     keys: &KeySet,
     scratch: &Path,
+    options: &BackupOptions,
     progress: &mut dyn FnMut(&BackupProgress),
 ) -> Result<BackupSummary, BackupError> {
     let repo = open_or_init(&target.tier.path, keys)?;
@@ -155,7 +156,7 @@ pub fn run_backup(
         parent,
         sources: prepared.sources,
     };
-    let summary = repo.backup(plan, &BackupOptions::default(), progress)?;
+    let summary = repo.backup(plan, options, progress)?;
     drop(prepared.scratch);
     Ok(summary)
 }

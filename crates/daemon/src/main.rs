@@ -237,7 +237,11 @@ fn run(path: &std::path::Path, log_format: LogFormat) -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    match runtime.block_on(drd::daemon::run(config, Some(log))) {
+    let result = runtime.block_on(drd::daemon::run(config, Some(log)));
+    // Work still running on the blocking pool was given its deadline inside `run`;
+    // do not let it hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("drd: {err}");

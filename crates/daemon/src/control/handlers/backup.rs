@@ -1,6 +1,7 @@
 //! `backup --job NAME`: run a job now, streaming progress, and record the snapshot.
 
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use drd_proto::{ErrorKind, ErrorReply, ProgressUnit, Reply};
 
@@ -52,11 +53,24 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
     let scratch = backup::scratch_dir(&ctx.shared.state_dir);
     let keys =
         drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
+    // A daemon that is stopping cancels the backup; what was written stays valid
+    // (packs without an index are reclaimed later) and no snapshot is recorded.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let stopping = ctx.shared.stopping.clone();
+    let flag = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        stopping.cancelled().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    let options = drd_repo::BackupOptions {
+        cancel: Some(cancel),
+        ..drd_repo::BackupOptions::default()
+    };
     let run_job = job.clone();
     let run_config = config.clone();
     let result = blocking(move || {
         let target = backup::job_target(&run_config, &run_job).map_err(|e| backup_error(&e))?;
-        backup::run_backup(&target, &keys, &scratch, &mut |p| {
+        backup::run_backup(&target, &keys, &scratch, &options, &mut |p| {
             send(
                 &task,
                 p.bytes_done,
@@ -68,6 +82,7 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
         .map_err(|e| backup_error(&e))
     })
     .await;
+    watcher.abort();
 
     let actor = ctx.peer.actor();
     let summary = match result {
