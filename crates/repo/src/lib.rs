@@ -1,12 +1,30 @@
 //! drd-repo: the backup repository engine of drd.
 //!
 //! A repository is a directory of encrypted, compressed, deduplicated snapshots that a
-//! key file alone opens: `Repository::init` / `Repository::open`, then
-//! [`Repository::backup`], [`Repository::snapshots`], [`Repository::restore`] and
-//! [`Repository::verify`]. The format is described in docs/repository-format.md.
+//! key file alone opens: [`Repository::init`] / [`Repository::open`], then
+//! [`Repository::backup`], [`Repository::snapshots`] (and [`Repository::find_snapshot`],
+//! [`Repository::at_or_before`]), [`Repository::restore`], [`Repository::verify`],
+//! [`Repository::forget`] + [`Repository::prune`] for retention, and
+//! [`Repository::replicate_to`] for offsite tiers. The format is described in
+//! docs/repository-format.md.
+//!
+//! | concern | file |
+//! | --- | --- |
+//! | keys, Fernet tokens | `crypto.rs` |
+//! | on-disk structures | `format.rs` |
+//! | file access (local dir; the trait other tiers implement) | `storage.rs` |
+//! | blob sealing, packs | `pack.rs` |
+//! | open/init, index, snapshot selection | `repo.rs` |
+//! | lease locks | `lock.rs` |
+//! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
+//! | restore | `restore.rs` |
+//! | verify | `verify.rs` |
+//! | retention, forget, prune | `prune.rs` |
+//! | replication to another tier | `replicate.rs` |
 //!
 //! The code is plain threads, no async: the daemon calls it from a blocking task and
-//! the offline `drd restore` / `drd verify` commands call it directly.
+//! the offline `drd restore` / `drd verify` commands call it directly. Nothing here
+//! logs: what an operator should know comes back in the `warnings` of each result.
 
 mod backup;
 mod crypto;

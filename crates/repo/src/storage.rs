@@ -1,5 +1,5 @@
 //! Where repository files live. The engine names files by repository-relative paths
-//! ("config", "index/<id>", "data/ab/<id>") and reaches them only through [`Storage`],
+//! (`config`, `index/<id>`, `data/ab/<id>`) and reaches them only through [`Storage`],
 //! so a remote tier (S3, another mount) is one more implementation of this trait.
 //!
 //! Every write is atomic: to a temporary name in the same directory, fsync, rename,
@@ -15,7 +15,7 @@ use rand::RngCore;
 use crate::error::{IoContext, Result};
 
 /// Access to the files of one repository, by repository-relative names such as
-/// "config", "index/<hex>", "snapshots/<hex>", "locks/<name>" and "data/<ab>/<hex>".
+/// `config`, `index/<hex>`, `snapshots/<hex>`, `locks/<name>` and `data/<ab>/<hex>`.
 ///
 /// Implement this for another tier (S3, ...) and open it with
 /// [`crate::Repository::open_on`]. Contract: `write_atomic` makes a file appear whole or

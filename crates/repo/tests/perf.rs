@@ -117,3 +117,55 @@ fn backup_restore_verify_throughput_on_200_mib() {
         mib_per_s(s.snapshot.stats.bytes_added, secs)
     );
 }
+
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
+}
+
+/// A 4 GiB sparse file with data at both ends: streamed, in bounded memory, and
+/// restored sparse. Run alone (`--test-threads 1`) so the peak RSS is this test's.
+#[test]
+#[ignore = "slow: run by hand in release mode"]
+fn multi_gib_sparse_file_in_bounded_memory() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new();
+    let src = fx.mkdir("sparse");
+    let path = src.join("disk.img");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&random_bytes(1024 * 1024)).unwrap();
+    f.seek(SeekFrom::Start(4 * 1024 * 1024 * 1024 - 1024 * 1024))
+        .unwrap();
+    f.write_all(&random_bytes(1024 * 1024)).unwrap();
+    drop(f);
+    let before = peak_rss_mib();
+    let s = fx.backup(&src, None);
+    let secs = s.elapsed.as_secs_f64();
+    println!(
+        "4 GiB sparse: backup {secs:.2} s ({:.0} MiB/s), stored {:.1} MiB, peak RSS {} -> {} MiB",
+        mib_per_s(4 * 1024 * 1024 * 1024, secs),
+        s.snapshot.stats.bytes_added as f64 / 1_048_576.0,
+        before,
+        peak_rss_mib()
+    );
+    assert!(peak_rss_mib() < before + 256);
+    let target = fx.dir.path().join("t");
+    fx.repo
+        .restore(
+            &s.snapshot,
+            &RestoreOptions {
+                paths: vec![],
+                target: target.clone(),
+                overwrite: false,
+                threads: 2,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let m = std::fs::metadata(restored(&target, &src).join("disk.img")).unwrap();
+    assert_eq!(m.len(), 4 * 1024 * 1024 * 1024);
+    assert!(m.blocks() * 512 < 64 * 1024 * 1024, "{} blocks", m.blocks());
+}
