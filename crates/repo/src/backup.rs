@@ -162,8 +162,18 @@ impl Repository {
         if plan.sources.is_empty() {
             return Err(Error::InvalidPlan("no sources".into()));
         }
+        // A parent that is gone (forgotten by retention) only costs reading everything.
         let parent = match &plan.parent {
-            Some(sel) => Some(select_snapshot(&self.snapshots()?, sel)?.clone()),
+            Some(sel) => match select_snapshot(&self.snapshots()?, sel) {
+                Ok(p) => Some(p.clone()),
+                Err(Error::NoSnapshot(_)) => {
+                    warnings.push(format!(
+                        "parent snapshot {sel} is not in the repository; every file is read"
+                    ));
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let parent_root = match &parent {

@@ -131,6 +131,8 @@ impl Repository {
         let started = Instant::now();
         let mut summary = RestoreSummary::default();
         let _lock = self.lock_for_read(&mut summary.warnings)?;
+        // Another process may have pruned (moved blobs) since this one read the index.
+        self.refresh()?;
         let target = &options.target;
         match std::fs::read_dir(target) {
             Ok(mut entries) => {

@@ -486,3 +486,19 @@ fn a_file_that_keeps_changing_while_read_is_stored_with_a_warning() {
     assert!(summary.snapshot.stats.bytes_read >= 16 * 1024 * 1024);
     assert_eq!(summary.snapshot.stats.file_count, 2);
 }
+
+#[test]
+fn a_parent_that_was_forgotten_only_costs_a_full_read() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    let gone = "0123456789abcdef".repeat(4);
+    let s = fx.backup(&src, Some(&gone));
+    assert!(
+        s.warnings[0].contains("not in the repository"),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(s.snapshot.parent, None);
+    assert_eq!(s.snapshot.stats.files_new, 1);
+}
