@@ -60,6 +60,14 @@ fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
     assert_eq!(affected.len(), 1);
     assert_eq!(affected[0].snapshot, snap.id);
     assert_eq!(affected[0].path, path_in_snapshot);
+    // A subset: all packs finds it, none reads nothing.
+    let subset = |pct: f64| VerifyOptions {
+        subset_percent: Some(pct),
+        ..read_data()
+    };
+    assert!(!fx.repo.verify(&subset(100.0), &mut |_| {}).unwrap().is_ok());
+    let none = fx.repo.verify(&subset(0.0), &mut |_| {}).unwrap();
+    assert!(none.is_ok() && none.packs_read == 0, "{none:?}");
     let text = report.problems[0].to_string();
     assert!(text.contains("victim.db"), "{text}");
 
