@@ -563,3 +563,15 @@ pub fn at_or_before_of<'a>(
         .filter(|s| job.is_none_or(|j| s.job == j) && s.time_ms <= time_ms)
         .max_by_key(|s| s.time_ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Repository>();
+        assert_send_sync::<KeySet>();
+    }
+}
