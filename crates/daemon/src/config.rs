@@ -65,6 +65,11 @@ pub struct DaemonConfig {
     /// On SIGTERM, in-flight requests get this long to finish.
     #[serde(with = "humantime_serde_compat")]
     pub stop_timeout: Duration,
+    /// Threads that compress and encrypt during a backup; 0 means one per core.
+    pub backup_threads: usize,
+    /// Chunk data a backup may hold in memory between reading and packing, in MiB;
+    /// with the pack being written and the index, this bounds a backup's memory.
+    pub backup_buffer_mib: usize,
 }
 
 impl Default for DaemonConfig {
@@ -78,6 +83,8 @@ impl Default for DaemonConfig {
             idle_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(30),
+            backup_threads: 0,
+            backup_buffer_mib: 64,
         }
     }
 }

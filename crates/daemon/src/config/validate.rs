@@ -98,6 +98,15 @@ pub(super) fn check(config: &Config, text: &str) -> (ResolvedRoles, Option<u32>,
             problem(field, "must be longer than zero".to_owned());
         }
     }
+    if !(4..=4096).contains(&daemon.backup_buffer_mib) {
+        problem(
+            "daemon.backup_buffer_mib",
+            format!(
+                "{} is out of range; use 4 to 4096 (64 is the default)",
+                daemon.backup_buffer_mib
+            ),
+        );
+    }
     let socket_len = daemon.socket.as_os_str().len();
     if socket_len > MAX_SOCKET_PATH {
         problem(

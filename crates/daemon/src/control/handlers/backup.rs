@@ -62,9 +62,16 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
         stopping.cancelled().await;
         flag.store(true, Ordering::SeqCst);
     });
+    let defaults = drd_repo::BackupOptions::default();
+    let daemon = &config.config.daemon;
     let options = drd_repo::BackupOptions {
         cancel: Some(cancel),
-        ..drd_repo::BackupOptions::default()
+        threads: match daemon.backup_threads {
+            0 => defaults.threads,
+            n => n,
+        },
+        max_in_flight_bytes: daemon.backup_buffer_mib << 20,
+        ..defaults
     };
     let run_job = job.clone();
     let run_config = config.clone();
