@@ -12,7 +12,7 @@ use crate::format::{BlobKind, Id, IndexPack, PackEntry, PackHeader};
 use crate::storage::Storage;
 
 /// Bytes sampled to decide whether a blob is worth compressing.
-const SAMPLE: usize = 64 * 1024;
+const SAMPLE: usize = 16 * 1024;
 
 /// The repository's blob id: BLAKE3 keyed with the repository's secret id key.
 pub(crate) fn blob_id(id_key: &[u8; 32], data: &[u8]) -> Id {
@@ -44,15 +44,23 @@ pub(crate) fn seal(keys: &KeySet, id: Id, kind: BlobKind, data: &[u8], level: i3
     }
 }
 
-/// zstd-compresses `data` unless a quick sample shows it is incompressible (already
+/// zstd-compresses `data` unless quick samples show it is incompressible (already
 /// compressed or encrypted input), or the result would not be smaller.
+///
+/// Samples are taken at four places, not just the start: a chunk of a disk image or a
+/// database often mixes random blocks with text and zeros, and one random sample
+/// would store the whole chunk raw.
 fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     if data.len() < 64 {
         return None;
     }
-    if data.len() > 2 * SAMPLE {
-        let sample = zstd::bulk::compress(&data[..SAMPLE], 1).ok()?;
-        if sample.len() * 100 > SAMPLE * 97 {
+    if data.len() > 4 * SAMPLE {
+        let compressible = (0..4).any(|i| {
+            let start = data.len() / 4 * i;
+            let sample = &data[start..start + SAMPLE];
+            zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() * 100 <= SAMPLE * 97)
+        });
+        if !compressible {
             return None;
         }
     }
@@ -195,5 +203,21 @@ mod tests {
             };
             assert_eq!(&open_blob(&keys, &entry, &b.token).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn a_chunk_that_starts_random_but_holds_text_is_compressed() {
+        let keys = KeySet::from_strings(&["cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="]).unwrap();
+        let mut data = vec![0u8; 128 * 1024];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut data);
+        data.extend(b"2026-11-23 INFO request served in 3 ms\n".repeat(10_000));
+        let b = seal(&keys, blob_id(&[7u8; 32], &data), BlobKind::Data, &data, 3);
+        assert!(b.compressed);
+        assert!(
+            b.token.len() < data.len() / 2,
+            "{} of {}",
+            b.token.len(),
+            data.len()
+        );
     }
 }
