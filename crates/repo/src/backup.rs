@@ -1,16 +1,20 @@
 //! Backup: walk the sources, chunk and hash on the calling thread, compress and encrypt
 //! on worker threads, collect into packs on a packer thread; then index, then snapshot.
 //!
+//! A read-ahead thread (`prefetch`) walks the same sources a bounded distance ahead and
+//! asks the kernel for the files coming next, so that a cold disk serves many at once.
+//!
 //! Memory is bounded by the channel capacities (derived from `max_in_flight_bytes`), the
-//! chunk buffer (twice the largest chunk) and one pack in the packer, never by data size.
-//! A file is never held whole in memory.
+//! chunk buffer (twice the largest chunk), the walk's batch of small blobs (1 MiB) and
+//! one pack in the packer, never by data size. A file is never held whole in memory.
 
+mod prefetch;
 mod walk;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -185,9 +189,30 @@ impl Repository {
         let threads = options.threads.max(1);
         let chunker = self.chunker();
         let job_cap = (options.max_in_flight_bytes / chunker.max as usize).max(2);
-        let (job_tx, job_rx) = bounded::<Job>(job_cap);
-        let (seal_tx, seal_rx) = bounded::<SealedBlob>(threads * 2);
+        let (job_tx, job_rx) = bounded::<Vec<Job>>(job_cap);
+        let (seal_tx, seal_rx) = bounded::<Vec<SealedBlob>>(threads * 2);
         let abort = AtomicBool::new(false);
+        // The read-ahead's view of the sources; one it cannot resolve fails the walk.
+        let ahead_sources: Vec<prefetch::Source> = plan
+            .sources
+            .iter()
+            .map(|s| match s {
+                Source::Path { root, excludes } => walk::absolute(root)
+                    .and_then(|root| {
+                        let globs = walk::build_excludes(&root, excludes)?;
+                        Ok(prefetch::Source::Path { root, globs })
+                    })
+                    .unwrap_or(prefetch::Source::Stream),
+                Source::Stream { .. } => prefetch::Source::Stream,
+            })
+            .collect();
+        let files_started = AtomicU64::new(0);
+        let walk_over = AtomicBool::new(false);
+        let window = prefetch::Window {
+            started: &files_started,
+            stop: &walk_over,
+            content: parent_root.is_none(),
+        };
 
         let (walk, packed) = std::thread::scope(|s| {
             for _ in 0..threads {
@@ -196,8 +221,11 @@ impl Repository {
                 let level = options.compression_level;
                 let keys = &self.keys;
                 s.spawn(move || {
-                    for job in rx {
-                        let sealed = pack::seal(keys, job.id, job.kind, &job.data, level);
+                    for batch in rx {
+                        let sealed: Vec<SealedBlob> = batch
+                            .iter()
+                            .map(|job| pack::seal(keys, job.id, job.kind, &job.data, level))
+                            .collect();
                         if tx.send(sealed).is_err() {
                             break;
                         }
@@ -208,12 +236,17 @@ impl Repository {
             drop(job_rx);
             let abort = &abort;
             let packer = s.spawn(move || self.run_packer(&seal_rx, abort));
+            let window = &window;
+            let ahead_sources = &ahead_sources;
+            s.spawn(move || prefetch::run(ahead_sources, window));
 
             let mut walker = Walker {
                 repo: self,
                 chunker,
                 buf: vec![0u8; chunker.max as usize * 2],
                 tx: job_tx,
+                batch: Vec::new(),
+                batch_bytes: 0,
                 pending: HashSet::new(),
                 hardlinks: HashMap::new(),
                 stats: BackupStats::default(),
@@ -228,8 +261,12 @@ impl Repository {
                     ..BackupProgress::default()
                 },
                 time_ns: time_ms.saturating_mul(1_000_000),
+                files_started: &files_started,
             };
+            // Stops the read-ahead however the walk ends, a panic included.
+            let over = prefetch::StopOnDrop(&walk_over);
             let result = walker.run(plan.sources, parent_root.as_ref());
+            drop(over);
             let Walker {
                 tx,
                 stats,
@@ -277,14 +314,18 @@ impl Repository {
 
     /// Packs sealed blobs; writes an index file every 16 packs (256 MiB by default, so
     /// a killed backup's work is mostly reused by the next run) and at the end.
-    fn run_packer(&self, rx: &Receiver<SealedBlob>, abort: &AtomicBool) -> Result<PackerOutcome> {
+    fn run_packer(
+        &self,
+        rx: &Receiver<Vec<SealedBlob>>,
+        abort: &AtomicBool,
+    ) -> Result<PackerOutcome> {
         const INDEX_EVERY: usize = 16;
         let mut writer = PackWriter::new(self.pack_size());
         let mut all = Vec::new();
         let mut unindexed = Vec::new();
         let mut bytes_added = 0u64;
         let mut blobs_added = 0u64;
-        for blob in rx {
+        for blob in rx.iter().flatten() {
             writer.add(&blob);
             blobs_added += 1;
             if writer.is_full() {

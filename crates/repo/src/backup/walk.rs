@@ -9,7 +9,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,10 @@ pub(super) struct Walker<'a> {
     pub(super) repo: &'a Repository,
     pub(super) chunker: ChunkerParams,
     pub(super) buf: Vec<u8>,
-    pub(super) tx: Sender<Job>,
+    pub(super) tx: Sender<Vec<Job>>,
+    /// Jobs not yet sent: small blobs travel in batches (see [`Walker::queue`]).
+    pub(super) batch: Vec<Job>,
+    pub(super) batch_bytes: usize,
     /// Blobs queued in this run (not yet in the index).
     pub(super) pending: HashSet<Id>,
     /// (dev, inode) -> content, so each hardlinked file is read once.
@@ -52,7 +55,14 @@ pub(super) struct Walker<'a> {
     pub(super) started: Instant,
     pub(super) report: BackupProgress,
     pub(super) time_ns: i64,
+    /// Regular files (and streams) started on, for the read-ahead's window.
+    pub(super) files_started: &'a AtomicU64,
 }
+
+/// Bytes of small blobs sent to the sealing workers in one message (at most).
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Blobs sent in one message (at most).
+const BATCH_JOBS: usize = 128;
 
 fn pipeline_stopped() -> Error {
     Error::Internal("the pack writer stopped".into())
@@ -109,7 +119,18 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-fn build_excludes(root: &Path, patterns: &[String]) -> Result<GlobSet> {
+/// The path a path source is backed up from.
+pub(super) fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .map_err(|e| Error::io("find current directory", path, e))?
+            .join(path))
+    }
+}
+
+pub(super) fn build_excludes(root: &Path, patterns: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let g = Glob::new(p).map_err(|e| {
@@ -178,12 +199,15 @@ impl Walker<'_> {
                     self.stats.total_size += size;
                     self.report.files_done += 1;
                     self.report.files_seen += 1;
+                    self.files_started
+                        .store(self.report.files_seen, Ordering::Relaxed);
                     let dirs: Vec<Vec<u8>> = dirs.iter().map(|d| d.as_bytes().to_vec()).collect();
                     insert_virtual(&mut root, &dirs, node, &name, None)?;
                 }
             }
         }
         let id = self.store_virtual(root)?;
+        self.flush_jobs()?;
         self.emit(true);
         Ok(id)
     }
@@ -195,13 +219,7 @@ impl Walker<'_> {
         excludes: &[String],
         parent_root: Option<&Tree>,
     ) -> Result<()> {
-        let abs = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .map_err(|e| Error::io("find current directory", path, e))?
-                .join(path)
-        };
+        let abs = absolute(path)?;
         let mut parts: Vec<Vec<u8>> = Vec::new();
         for c in abs.components() {
             match c {
@@ -305,6 +323,8 @@ impl Walker<'_> {
             Ok(Some(node))
         } else if ft.is_file() {
             self.report.files_seen += 1;
+            self.files_started
+                .store(self.report.files_seen, Ordering::Relaxed);
             self.report.current_path = path.display().to_string();
             let result = self.backup_file(path, name, meta, parent);
             self.report.files_done += 1;
@@ -521,13 +541,12 @@ impl Walker<'_> {
         let id = pack::blob_id(&self.repo.id_key, data);
         if !self.repo.has_blob(&id) && self.pending.insert(id) {
             self.report.bytes_added += len as u64;
-            self.tx
-                .send(Job {
-                    id,
-                    kind: BlobKind::Data,
-                    data: data.to_vec(),
-                })
-                .map_err(|_| pipeline_stopped())?;
+            let data = data.to_vec();
+            self.queue(Job {
+                id,
+                kind: BlobKind::Data,
+                data,
+            })?;
         }
         Ok(id)
     }
@@ -537,15 +556,40 @@ impl Walker<'_> {
             bincode::serialize(tree).map_err(|e| Error::Internal(format!("encode tree: {e}")))?;
         let id = pack::blob_id(&self.repo.id_key, &data);
         if !self.repo.has_blob(&id) && self.pending.insert(id) {
-            self.tx
-                .send(Job {
-                    id,
-                    kind: BlobKind::Tree,
-                    data,
-                })
-                .map_err(|_| pipeline_stopped())?;
+            self.queue(Job {
+                id,
+                kind: BlobKind::Tree,
+                data,
+            })?;
         }
         Ok(id)
+    }
+
+    /// Queues a job for the sealing workers. Small blobs (most files are one small
+    /// chunk) are sent in batches: one channel message per blob cost more in wake-ups
+    /// and spinning than sealing them did. A batch holds at most one largest chunk's
+    /// worth of bytes, so the channel's bound on bytes in flight holds as before.
+    fn queue(&mut self, job: Job) -> Result<()> {
+        let limit = (self.chunker.max as usize).min(BATCH_BYTES);
+        if !self.batch.is_empty() && self.batch_bytes + job.data.len() > limit {
+            self.flush_jobs()?;
+        }
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
+        if self.batch_bytes >= limit || self.batch.len() >= BATCH_JOBS {
+            self.flush_jobs()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the queued jobs.
+    pub(super) fn flush_jobs(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.send(batch).map_err(|_| pipeline_stopped())
     }
 
     fn store_virtual(&mut self, dir: VirtualDir) -> Result<Id> {

@@ -1,0 +1,186 @@
+//! Read-ahead for the walk. The walk reads one file at a time, so on a cold page cache
+//! the disk sees one request at a time; this thread walks the same sources in the same
+//! order a bounded distance ahead of it and asks the kernel for what comes next
+//! (`posix_fadvise(WILLNEED)` queues the reads and returns), so the disk works on many
+//! files at once while the walk hashes the current one.
+//!
+//! It only warms the page cache: it never produces data for the backup, so the order of
+//! trees, the change-while-read check and memory use are the walk's alone, and whatever
+//! goes wrong here (unreadable files, races with changes) is ignored.
+
+use std::collections::VecDeque;
+use std::fs::{FileType, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use globset::GlobSet;
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+
+/// How many regular files the read-ahead may run ahead of the walk.
+const AHEAD_FILES: u64 = 1024;
+/// How many bytes of file content it may have asked for that the walk has not started
+/// on; page cache, not process memory, but kept small so it is not evicted unread.
+const AHEAD_BYTES: u64 = 32 * 1024 * 1024;
+/// How many regular files it may stat ahead when it does not read content.
+const AHEAD_FILES_META: u64 = 4096;
+
+/// A source as the read-ahead sees it, in the walk's order.
+pub(super) enum Source {
+    /// A path source: its absolute root and excludes, as the walk applies them.
+    Path { root: PathBuf, globs: GlobSet },
+    /// A stream; the walk counts it as one file.
+    Stream,
+}
+
+/// Where the read-ahead is allowed to be.
+pub(super) struct Window<'a> {
+    /// Regular files (and streams) the walk has started on, in walk order.
+    pub started: &'a AtomicU64,
+    /// Set when the walk is over (done, failed or cancelled).
+    pub stop: &'a AtomicBool,
+    /// Ask for content (first backup) or only stat ahead (with a parent snapshot most
+    /// files are unchanged and are never read, so reading ahead would only cost).
+    pub content: bool,
+}
+
+/// Sets the flag when dropped.
+pub(super) struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Walks `sources` ahead of the walk until it is done or `window.stop` is set.
+pub(super) fn run(sources: &[Source], window: &Window<'_>) {
+    let mut ahead = ReadAhead {
+        window,
+        index: 0,
+        asked: VecDeque::new(),
+        asked_bytes: 0,
+    };
+    for source in sources {
+        let more = match source {
+            Source::Stream => {
+                ahead.index += 1;
+                true
+            }
+            // The walk follows the root when it is a symlink; so do we.
+            Source::Path { root, globs } => match std::fs::metadata(root) {
+                Ok(m) if m.is_dir() => ahead.dir(root, root, globs),
+                Ok(m) if m.is_file() => ahead.file(root),
+                _ => true,
+            },
+        };
+        if !more {
+            return;
+        }
+    }
+}
+
+struct ReadAhead<'w, 'a> {
+    window: &'w Window<'a>,
+    /// Walk-order number of the next regular file.
+    index: u64,
+    /// Files asked for that the walk has not started on: (index, bytes asked).
+    asked: VecDeque<(u64, u64)>,
+    asked_bytes: u64,
+}
+
+impl ReadAhead<'_, '_> {
+    /// Returns false when the walk is over.
+    fn dir(&mut self, dir: &Path, root: &Path, globs: &GlobSet) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return true;
+        };
+        // The type from the directory entry (no stat); the walk's order and excludes.
+        let mut names: Vec<(std::ffi::OsString, Option<FileType>)> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name(), e.file_type().ok()))
+            .collect();
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (name, ft) in names {
+            if self.window.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let path = dir.join(&name);
+            if !globs.is_empty() {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                if globs.is_match(&path) || globs.is_match(rel) || globs.is_match(&name) {
+                    continue;
+                }
+            }
+            let more = match ft {
+                Some(t) if t.is_dir() => self.dir(&path, root, globs),
+                Some(t) if t.is_file() => self.file(&path),
+                _ => true,
+            };
+            if !more {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until `path` is inside the window, then stats it and asks for its content.
+    /// Returns false when the walk is over.
+    fn file(&mut self, path: &Path) -> bool {
+        let index = self.index;
+        self.index += 1;
+        let limit = if self.window.content {
+            AHEAD_FILES
+        } else {
+            AHEAD_FILES_META
+        };
+        loop {
+            if self.window.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let started = self.window.started.load(Ordering::Relaxed);
+            while let Some(&(i, len)) = self.asked.front() {
+                if i >= started {
+                    break;
+                }
+                self.asked.pop_front();
+                self.asked_bytes -= len;
+            }
+            if index < started {
+                // The walk got here first: nothing to gain.
+                return true;
+            }
+            if index < started + limit && self.asked_bytes < AHEAD_BYTES {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return true;
+        };
+        if !self.window.content || !meta.is_file() || meta.len() == 0 {
+            return true;
+        }
+        // A large file gets its head; the kernel's own read-ahead follows the walk
+        // through the rest.
+        let len = meta.len().min(AHEAD_BYTES - self.asked_bytes);
+        // O_NONBLOCK: if the file was swapped for a FIFO since the stat, do not hang.
+        if let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            let _ = posix_fadvise(
+                &f,
+                0,
+                libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX),
+                PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
+        self.asked.push_back((index, len));
+        self.asked_bytes += len;
+        true
+    }
+}
