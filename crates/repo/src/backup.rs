@@ -5,7 +5,7 @@
 //! asks the kernel for the files coming next, so that a cold disk serves many at once.
 //!
 //! Memory is bounded by the channel capacities (derived from `max_in_flight_bytes`), the
-//! chunk buffer (twice the largest chunk), the walk's batch of small blobs (1 MiB) and
+//! chunk buffer (twice the largest chunk), the walk's batch of small blobs (256 KiB) and
 //! one pack in the packer, never by data size. A file is never held whole in memory.
 
 mod prefetch;

@@ -502,3 +502,66 @@ fn a_parent_that_was_forgotten_only_costs_a_full_read() {
     assert_eq!(s.snapshot.parent, None);
     assert_eq!(s.snapshot.stats.files_new, 1);
 }
+
+/// More files than the read-ahead runs ahead, so it is waiting on the walk when the
+/// run is cancelled; a FIFO it must not open.
+#[test]
+fn a_cancelled_backup_stops_writes_no_snapshot_and_the_next_one_is_complete() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    for d in 0..30 {
+        let dir = src.join(format!("d{d:02}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f:03}")), format!("{d} {f}")).unwrap();
+        }
+    }
+    nix::unistd::mkfifo(&src.join("d00/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let plan = || BackupPlan {
+        job: "test".into(),
+        host: None,
+        parent: None,
+        sources: vec![Source::Path {
+            root: src.clone(),
+            excludes: vec![],
+        }],
+    };
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = BackupOptions {
+        cancel: Some(cancel.clone()),
+        progress_interval: std::time::Duration::ZERO,
+        ..BackupOptions::default()
+    };
+    let result = fx.repo.backup(plan(), &options, &mut |p| {
+        if p.files_done >= 200 {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+    assert!(fx.repo.snapshots().unwrap().is_empty());
+
+    let summary = fx
+        .repo
+        .backup(plan(), &BackupOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(summary.snapshot.stats.file_count, 3000);
+    assert!(summary.warnings.iter().any(|w| w.contains("fifo")));
+    let target = fx.dir.path().join("restore");
+    fx.repo
+        .restore(
+            &summary.snapshot,
+            &RestoreOptions {
+                paths: vec![],
+                target: target.clone(),
+                overwrite: false,
+                threads: 2,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let back = restored(&target, &src);
+    assert_eq!(
+        std::fs::read_to_string(back.join("d29/f099")).unwrap(),
+        "29 99"
+    );
+}

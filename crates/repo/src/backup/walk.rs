@@ -60,7 +60,7 @@ pub(super) struct Walker<'a> {
 }
 
 /// Bytes of small blobs sent to the sealing workers in one message (at most).
-const BATCH_BYTES: usize = 1024 * 1024;
+const BATCH_BYTES: usize = 256 * 1024;
 /// Blobs sent in one message (at most).
 const BATCH_JOBS: usize = 128;
 
