@@ -70,7 +70,12 @@ pub struct DaemonConfig {
     /// Chunk data a backup may hold in memory between reading and packing, in MiB;
     /// with the pack being written and the index, this bounds a backup's memory.
     pub backup_buffer_mib: usize,
+    /// zstd level for new data, 1 (fastest) to 19 (smallest).
+    pub compression_level: i32,
 }
+
+/// The zstd level when the config names none.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -85,6 +90,7 @@ impl Default for DaemonConfig {
             stop_timeout: Duration::from_secs(30),
             backup_threads: 0,
             backup_buffer_mib: 64,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
         }
     }
 }

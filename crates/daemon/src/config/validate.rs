@@ -107,6 +107,15 @@ pub(super) fn check(config: &Config, text: &str) -> (ResolvedRoles, Option<u32>,
             ),
         );
     }
+    if !(1..=19).contains(&daemon.compression_level) {
+        problem(
+            "daemon.compression_level",
+            format!(
+                "{} is not a zstd level; use 1 (fastest) to 19 (smallest)",
+                daemon.compression_level
+            ),
+        );
+    }
     let socket_len = daemon.socket.as_os_str().len();
     if socket_len > MAX_SOCKET_PATH {
         problem(

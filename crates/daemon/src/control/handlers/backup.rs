@@ -71,6 +71,7 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
             n => n,
         },
         max_in_flight_bytes: daemon.backup_buffer_mib << 20,
+        compression_level: daemon.compression_level,
         ..defaults
     };
     let run_job = job.clone();
