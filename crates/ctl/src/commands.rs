@@ -110,19 +110,8 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             target,
             overwrite,
         } => {
-            let selector = match (backup_id.as_str(), at) {
-                ("latest", None) => SnapshotSelector::Latest,
-                ("latest", Some(at)) => SnapshotSelector::At(
-                    drd_proto::time::parse_point_in_time(at, SystemTime::now())
-                        .map_err(|e| Failure::Usage(format!("--at {e}")))?,
-                ),
-                (_, Some(_)) => {
-                    return Err(Failure::Usage(
-                        "--at picks a snapshot by time; use it with --backup-id latest".to_owned(),
-                    ))
-                }
-                (id, None) => SnapshotSelector::Id(id.to_owned()),
-            };
+            let selector = SnapshotSelector::from_args(backup_id, at.as_deref(), SystemTime::now())
+                .map_err(Failure::Usage)?;
             // The daemon has another working directory: send an absolute target.
             let target = std::path::absolute(target)
                 .map_err(|e| Failure::Usage(format!("--target {}: {e}", target.display())))?;

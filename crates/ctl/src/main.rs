@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         read_data: bool,
         /// With --read-data, read only about this percentage of the data (1-100).
-        #[arg(long, requires = "read_data", value_parser = percent)]
+        #[arg(long, requires = "read_data", value_parser = drd_proto::parse_percent)]
         subset: Option<f64>,
     },
 }
@@ -110,18 +110,6 @@ enum Command {
 enum AuditCommand {
     /// Recompute the hash chain; name the first entry that does not match (exit 1).
     Verify,
-}
-
-fn percent(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
-    if value > 0.0 && value <= 100.0 {
-        Ok(value)
-    } else {
-        Err("a percentage between 0 and 100".to_owned())
-    }
 }
 
 fn main() -> ExitCode {

@@ -93,7 +93,7 @@ enum Command {
         #[arg(long)]
         read_data: bool,
         /// With --read-data, read only about this percentage of the data.
-        #[arg(long, requires = "read_data")]
+        #[arg(long, requires = "read_data", value_parser = drd_proto::parse_percent)]
         subset: Option<f64>,
         /// Print JSON.
         #[arg(long)]

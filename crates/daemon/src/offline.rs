@@ -91,19 +91,9 @@ pub struct RestoreArgs {
 
 /// `drd restore`.
 pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), OfflineError> {
-    let selector = match (restore.backup_id.as_str(), &restore.at) {
-        ("latest", None) => SnapshotSelector::Latest,
-        ("latest", Some(at)) => SnapshotSelector::At(
-            drd_proto::time::parse_point_in_time(at, SystemTime::now())
-                .map_err(|e| OfflineError::Usage(format!("--at {e}")))?,
-        ),
-        (_, Some(_)) => {
-            return Err(OfflineError::Usage(
-                "--at picks a snapshot by time; use it with --backup-id latest".to_owned(),
-            ))
-        }
-        (id, None) => SnapshotSelector::Id(id.to_owned()),
-    };
+    let selector =
+        SnapshotSelector::from_args(&restore.backup_id, restore.at.as_deref(), SystemTime::now())
+            .map_err(OfflineError::Usage)?;
     let repo = args.open()?;
     let snapshot = backup::select(&repo, &selector, restore.job.as_deref())?;
     let options = RestoreOptions {

@@ -13,6 +13,41 @@ pub enum SnapshotSelector {
     At(i64),
 }
 
+impl SnapshotSelector {
+    /// The selector for the command-line pair `--backup-id ID|latest [--at TIME]`
+    /// that `drctl restore` and `drd restore` share. The error is a message for
+    /// the person at the terminal.
+    pub fn from_args(
+        backup_id: &str,
+        at: Option<&str>,
+        now: std::time::SystemTime,
+    ) -> Result<SnapshotSelector, String> {
+        match (backup_id, at) {
+            ("latest", None) => Ok(SnapshotSelector::Latest),
+            ("latest", Some(at)) => crate::time::parse_point_in_time(at, now)
+                .map(SnapshotSelector::At)
+                .map_err(|e| format!("--at {e}")),
+            (_, Some(_)) => {
+                Err("--at picks a snapshot by time; use it with --backup-id latest".to_owned())
+            }
+            (id, None) => Ok(SnapshotSelector::Id(id.to_owned())),
+        }
+    }
+}
+
+/// Parses a `--subset` percentage: above 0, at most 100, `%` optional.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err("a percentage between 0 and 100".to_owned())
+    }
+}
+
 /// One snapshot, as listed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotInfo {

@@ -18,8 +18,8 @@ pub mod text;
 pub mod time;
 
 pub use backup::{
-    AffectedFile, BackupReport, RestoreReport, SnapshotInfo, SnapshotSelector, VerifyProblem,
-    VerifyReport,
+    parse_percent, AffectedFile, BackupReport, RestoreReport, SnapshotInfo, SnapshotSelector,
+    VerifyProblem, VerifyReport,
 };
 pub use event::{Event, Progress, ProgressUnit};
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
