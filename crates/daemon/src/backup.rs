@@ -94,25 +94,29 @@ pub fn job_target<'a>(
     })
 }
 
-/// The tiers a request is about: the named job's, or every tier some job writes to.
-pub fn tiers_for<'a>(
-    config: &'a LoadedConfig,
-    job: Option<&'a str>,
-) -> Result<Vec<(&'a str, &'a TierConfig)>, BackupError> {
+/// The tiers a request is about, as (name, repository path): the named job's, or
+/// every tier some job writes to.
+pub fn tiers_for(
+    config: &LoadedConfig,
+    job: Option<&str>,
+) -> Result<Vec<(String, PathBuf)>, BackupError> {
     if let Some(job) = job {
         let target = job_target(config, job)?;
-        return Ok(vec![(target.tier_name, target.tier)]);
+        return Ok(vec![(
+            target.tier_name.to_owned(),
+            target.tier.path.clone(),
+        )]);
     }
-    let mut tiers: Vec<(&str, &TierConfig)> = config
+    let mut tiers: Vec<(String, PathBuf)> = config
         .config
         .jobs
         .values()
         .filter_map(|j| j.tiers.first())
         .filter_map(|t| config.config.tiers.get_key_value(t))
-        .map(|(name, tier)| (name.as_str(), tier))
+        .map(|(name, tier)| (name.clone(), tier.path.clone()))
         .collect();
-    tiers.sort_by_key(|(name, _)| *name);
-    tiers.dedup_by_key(|(name, _)| *name);
+    tiers.sort();
+    tiers.dedup();
     Ok(tiers)
 }
 

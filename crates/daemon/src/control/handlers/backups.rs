@@ -8,11 +8,7 @@ use crate::backup::{self, cache, report, BackupError};
 
 pub(super) async fn backups(ctx: &Ctx, job: Option<String>) -> HandlerResult {
     let config = ctx.shared.config();
-    let tiers: Vec<(String, std::path::PathBuf)> = backup::tiers_for(&config, job.as_deref())
-        .map_err(|e| backup_error(&e))?
-        .into_iter()
-        .map(|(name, tier)| (name.to_owned(), tier.path.clone()))
-        .collect();
+    let tiers = backup::tiers_for(&config, job.as_deref()).map_err(|e| backup_error(&e))?;
     let mut all = Vec::new();
     for (tier, path) in tiers {
         let on_disk = {

@@ -32,7 +32,7 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
     let config = ctx.shared.config();
     let tiers = backup::tiers_for(&config, request.job.as_deref()).map_err(|e| backup_error(&e))?;
     let (tier, repo_path) = match tiers.as_slice() {
-        [(name, tier)] => ((*name).to_owned(), tier.path.clone()),
+        [(name, path)] => (name.clone(), path.clone()),
         [] => {
             return Err(backup_error(&BackupError::NotFound(
                 "no job writes to any tier, so there is nothing to restore from".to_owned(),

@@ -13,11 +13,7 @@ pub(super) async fn verify(
     subset_percent: Option<f64>,
 ) -> HandlerResult {
     let config = ctx.shared.config();
-    let tiers: Vec<(String, std::path::PathBuf)> = backup::tiers_for(&config, job.as_deref())
-        .map_err(|e| backup_error(&e))?
-        .into_iter()
-        .map(|(name, tier)| (name.to_owned(), tier.path.clone()))
-        .collect();
+    let tiers = backup::tiers_for(&config, job.as_deref()).map_err(|e| backup_error(&e))?;
     let keys =
         drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
     let mut reports = Vec::new();
