@@ -12,7 +12,7 @@ mod common;
 use std::time::Instant;
 
 use common::{random_bytes, restored, Fixture};
-use drd_repo::{RestoreOptions, VerifyOptions};
+use drd_repo::VerifyOptions;
 
 fn mib_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1_048_576.0 / secs
@@ -82,18 +82,7 @@ fn backup_restore_verify_throughput_on_200_mib() {
     );
     let t = Instant::now();
     let target = fx.dir.path().join("restore");
-    fx.repo
-        .restore(
-            &s.snapshot,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&fx.repo, &s.snapshot, &target).unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!("restore: {secs:.2} s = {:.0} MiB/s", mib_per_s(total, secs));
     assert!(restored(&target, &src).join("small1999").exists());
@@ -150,18 +139,7 @@ fn multi_gib_sparse_file_in_bounded_memory() {
     );
     assert!(peak_rss_mib() < before + 256);
     let target = fx.dir.path().join("t");
-    fx.repo
-        .restore(
-            &s.snapshot,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&fx.repo, &s.snapshot, &target).unwrap();
     let m = std::fs::metadata(restored(&target, &src).join("disk.img")).unwrap();
     assert_eq!(m.len(), 4 * 1024 * 1024 * 1024);
     assert!(m.blocks() * 512 < 64 * 1024 * 1024, "{} blocks", m.blocks());

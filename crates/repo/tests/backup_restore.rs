@@ -87,19 +87,7 @@ fn round_trip_of_every_kind_of_entry() {
     assert!(stats.file_count >= 12, "{stats:?}");
 
     let target = fx.dir.path().join("target");
-    let r = fx
-        .repo
-        .restore(
-            &summary.snapshot,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    let r = common::restore_all(&fx.repo, &summary.snapshot, &target).unwrap();
     assert_eq!(r.symlinks, 3);
     let (want, want_links) = describe(&src);
     let (got, got_links) = describe(&restored(&target, &src));
@@ -292,18 +280,7 @@ fn a_five_percent_change_stores_about_five_percent() {
     assert_eq!(second.stats.files_changed, 1);
     // And it restores to the new content.
     let target = fx.dir.path().join("t");
-    fx.repo
-        .restore(
-            &second,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&fx.repo, &second, &target).unwrap();
     assert!(std::fs::read(restored(&target, &src).join("big.bin")).unwrap() == data);
 }
 
@@ -377,18 +354,7 @@ fn a_failing_stream_writes_no_snapshot() {
     assert_eq!(s.snapshot.host, "web-1");
     assert_eq!(s.snapshot.sources, vec!["stream:dumps/pg.dump".to_string()]);
     let target = fx.dir.path().join("t");
-    fx.repo
-        .restore(
-            &s.snapshot,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 1,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&fx.repo, &s.snapshot, &target).unwrap();
     assert_eq!(
         std::fs::read(target.join("dumps/pg.dump")).unwrap(),
         b"dump body"
@@ -547,18 +513,7 @@ fn a_cancelled_backup_stops_writes_no_snapshot_and_the_next_one_is_complete() {
     assert_eq!(summary.snapshot.stats.file_count, 3000);
     assert!(summary.warnings.iter().any(|w| w.contains("fifo")));
     let target = fx.dir.path().join("restore");
-    fx.repo
-        .restore(
-            &summary.snapshot,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&fx.repo, &summary.snapshot, &target).unwrap();
     let back = restored(&target, &src);
     assert_eq!(
         std::fs::read_to_string(back.join("d29/f099")).unwrap(),

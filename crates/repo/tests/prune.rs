@@ -7,7 +7,7 @@
 mod common;
 
 use common::{describe, random_bytes, restored, Fixture};
-use drd_repo::{PruneOptions, RestoreOptions, Retention, VerifyOptions};
+use drd_repo::{PruneOptions, Retention, VerifyOptions};
 
 fn dir_size(p: &std::path::Path) -> u64 {
     let mut n = 0;
@@ -81,18 +81,7 @@ fn prune_frees_what_only_forgotten_snapshots_used() {
     assert!(report.is_ok(), "{:#?}", report.problems);
     assert!(report.reclaimable_packs.is_empty());
     let target = fx.dir.path().join("t");
-    fx.repo
-        .restore(
-            &s2,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&fx.repo, &s2, &target).unwrap();
     assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
 
     // A second prune has nothing to do, and the next backup still dedups.

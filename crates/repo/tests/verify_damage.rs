@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::os::unix::fs::FileExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -32,17 +31,7 @@ fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
 
     let path_in_snapshot = format!("{}/victim.db", src.display());
     let blobs = fx.repo.file_blobs(&snap, &path_in_snapshot).unwrap();
-    let (pack, offset, len) = fx.repo.blob_location(&blobs[0]).unwrap();
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&pack)
-        .unwrap();
-    let at = offset + u64::from(len) / 2;
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
-    drop(f);
+    common::flip_byte_in_blob(&fx.repo, &blobs[0], 0x40);
 
     // Structure alone does not read blob data.
     assert!(fx
@@ -282,17 +271,7 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
     assert_eq!(snaps.len(), 1, "the killed backup wrote a snapshot");
     assert_eq!(snaps[0].id, earlier.id);
     let target = fx.dir.path().join("t");
-    repo.restore(
-        &earlier,
-        &RestoreOptions {
-            paths: vec![],
-            target: target.clone(),
-            overwrite: false,
-            threads: 2,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    common::restore_all(&repo, &earlier, &target).unwrap();
     assert_eq!(describe(&small).0, describe(&restored(&target, &small)).0);
     // A new backup after the crash works.
     let s = fx.backup(&big, None);
@@ -347,16 +326,7 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
         .repo
         .file_blobs(&latest, &format!("{}/a", src.display()))
         .unwrap();
-    let (pack, offset, len) = fx.repo.blob_location(&blobs[0]).unwrap();
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&pack)
-        .unwrap();
-    let at = offset + u64::from(len) / 2;
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 1], at).unwrap();
+    common::flip_byte_in_blob(&fx.repo, &blobs[0], 1);
     let restore_to = |repo: &Repository, dir: &str| {
         repo.restore(
             &latest,

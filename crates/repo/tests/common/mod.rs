@@ -9,7 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use drd_repo::{
-    generate_key_file, BackupOptions, BackupPlan, BackupSummary, KeySet, Repository, Source,
+    generate_key_file, BackupOptions, BackupPlan, BackupSummary, Id, KeySet, Repository,
+    RestoreOptions, RestoreSummary, Snapshot, Source,
 };
 use rand::RngCore;
 
@@ -61,6 +62,36 @@ impl Fixture {
             .backup(plan, &BackupOptions::default(), &mut |_| {})
             .unwrap()
     }
+}
+
+/// Restores all of `snapshot` into `target` (which must be empty or missing).
+pub fn restore_all(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+) -> drd_repo::Result<RestoreSummary> {
+    let options = RestoreOptions {
+        paths: vec![],
+        target: target.to_path_buf(),
+        overwrite: false,
+        threads: 2,
+    };
+    repo.restore(snapshot, &options, &mut |_| {})
+}
+
+/// Damages `blob` where it lies in its pack: XORs `mask` into its middle byte.
+pub fn flip_byte_in_blob(repo: &Repository, blob: &Id, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let (pack, offset, len) = repo.blob_location(blob).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
+    let at = offset + u64::from(len) / 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ mask], at).unwrap();
 }
 
 pub fn random_bytes(n: usize) -> Vec<u8> {
