@@ -220,6 +220,30 @@ pub(crate) struct Node {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Node {
+    /// An entry that stands for nothing on disk (a parent folder the backup made up
+    /// to hold a source root): owned by root, no content, times `time_ns`.
+    pub fn bare(name: &[u8], kind: NodeKind, mode: u32, time_ns: i64) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_ns: time_ns,
+            ctime_ns: time_ns,
+            dev: 0,
+            inode: 0,
+            nlink: 1,
+            size: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: Vec::new(),
+            xattrs: Vec::new(),
+        }
+    }
+}
+
 /// A directory: entries sorted by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Tree {

@@ -485,23 +485,7 @@ mod tests {
     use crate::pack::{blob_id, seal, PackWriter};
 
     fn node(name: &[u8], kind: NodeKind) -> Node {
-        Node {
-            name: name.to_vec(),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            dev: 0,
-            inode: 0,
-            nlink: 1,
-            size: 0,
-            content: Vec::new(),
-            subtree: None,
-            target: Vec::new(),
-            xattrs: Vec::new(),
-        }
+        Node::bare(name, kind, 0o644, 0)
     }
 
     /// Stores blobs directly and writes a snapshot with `root` as its tree, the way a

@@ -598,23 +598,10 @@ impl Walker<'_> {
             match entry {
                 VirtualEntry::Leaf(node) => tree.nodes.push(node),
                 VirtualEntry::Dir(sub) => {
-                    let mut node = sub.meta.clone().unwrap_or_else(|| Node {
-                        name: name.clone(),
-                        kind: NodeKind::Dir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        mtime_ns: self.time_ns,
-                        ctime_ns: self.time_ns,
-                        dev: 0,
-                        inode: 0,
-                        nlink: 1,
-                        size: 0,
-                        content: Vec::new(),
-                        subtree: None,
-                        target: Vec::new(),
-                        xattrs: Vec::new(),
-                    });
+                    let mut node = sub
+                        .meta
+                        .clone()
+                        .unwrap_or_else(|| Node::bare(&name, NodeKind::Dir, 0o755, self.time_ns));
                     node.subtree = Some(self.store_virtual(sub)?);
                     tree.nodes.push(node);
                 }
