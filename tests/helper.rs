@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use drd_proto::codec;
 use drd_proto::{ClientFrame, Hello, ServerFrame, PROTOCOL_VERSION};
 
+#[path = "support/docker.rs"]
+pub mod docker;
+
 /// Paths to the built `drd` and `drctl`.
 pub struct Bins {
     pub drd: PathBuf,
