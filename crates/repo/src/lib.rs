@@ -13,6 +13,7 @@
 //! | keys, Fernet tokens | `crypto.rs` |
 //! | on-disk structures | `format.rs` |
 //! | file access (local dir; the trait other tiers implement) | `storage.rs` |
+//! | S3-compatible object storage | `storage/s3.rs` |
 //! | blob sealing, packs | `pack.rs` |
 //! | open/init, index, snapshot selection | `repo.rs` |
 //! | lease locks | `lock.rs` |
@@ -50,5 +51,5 @@ pub use prune::{
 pub use replicate::ReplicateSummary;
 pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};
-pub use storage::{LocalDir, Storage};
+pub use storage::{is_s3, open_storage, LocalDir, S3Options, S3Storage, Storage};
 pub use verify::{Affected, Problem, VerifyOptions, VerifyProgress, VerifyReport};

@@ -4,15 +4,40 @@
 //!
 //! Every write is atomic: to a temporary name in the same directory, fsync, rename,
 //! fsync the directory. Names starting with '.' are temporaries and never listed.
+//! [`S3Storage`] (storage/s3.rs) keeps a repository in an S3-compatible bucket, and
+//! [`open_storage`] picks the implementation from a location string.
+
+mod s3;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::RngCore;
 
+pub use s3::{S3Options, S3Storage};
+
 use crate::error::{IoContext, Result};
+
+/// Opens the storage a location string names: `s3://bucket/prefix` is an [`S3Storage`]
+/// whose endpoint, region and credentials come from the `AWS_*` environment variables
+/// (see [`S3Options::from_url`]); anything else is a local directory ([`LocalDir`]).
+/// Nothing is read or written yet: open the repository on it with
+/// [`crate::Repository::open_on`].
+pub fn open_storage(location: &str) -> Result<Arc<dyn Storage>> {
+    if is_s3(location) {
+        Ok(Arc::new(S3Storage::new(&S3Options::from_url(location)?)?))
+    } else {
+        Ok(Arc::new(LocalDir::new(Path::new(location))))
+    }
+}
+
+/// True for an `s3://` location (as taken by [`open_storage`]).
+pub fn is_s3(location: &str) -> bool {
+    location.starts_with("s3://")
+}
 
 /// Access to the files of one repository, by repository-relative names such as
 /// `config`, `index/<hex>`, `snapshots/<hex>`, `locks/<name>` and `data/<ab>/<hex>`.

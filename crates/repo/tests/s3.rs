@@ -1,0 +1,451 @@
+//! drd-repo on S3-compatible storage, against a real server (moto on loopback): the
+//! Storage contract, backup/restore/verify on a bucket, replication to it and restores
+//! from it alone, fallback reads, locks, and an endpoint that goes away (a clear error in
+//! bounded time, nothing damaged, replication catches up when it is back).
+//!
+//! Skipped with a message when moto is not installed, except under CI (see common/moto.rs).
+
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::moto::{self, Moto};
+use common::{describe, random_bytes, restore_all, Fixture};
+use drd_repo::{
+    BackupOptions, BackupPlan, Error, InitOptions, LocalDir, RepoOptions, Repository, S3Options,
+    S3Storage, Source, Storage, VerifyOptions,
+};
+
+fn options(moto: &Moto, bucket: &str, prefix: &str) -> S3Options {
+    let mut o = S3Options::new(bucket, prefix);
+    o.endpoint = Some(moto.endpoint());
+    o.region = Some(moto::REGION.into());
+    o.access_key_id = Some(moto::ACCESS_KEY_ID.into());
+    o.secret_access_key = Some(moto::SECRET_ACCESS_KEY.into());
+    o.allow_http = true;
+    o
+}
+
+fn s3(moto: &Moto, bucket: &str, prefix: &str) -> Arc<dyn Storage> {
+    Arc::new(S3Storage::new(&options(moto, bucket, prefix)).unwrap())
+}
+
+/// A tree of a few MiB: large and small files, a subdirectory, a symlink.
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::write(root.join("big.bin"), random_bytes(3 * 1024 * 1024 + 5)).unwrap();
+    std::fs::write(root.join("sub/mid.bin"), random_bytes(700 * 1024)).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            root.join(format!("sub/deeper/small-{i}")),
+            random_bytes(100 + i),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("big.bin", root.join("link")).unwrap();
+}
+
+fn backup(repo: &Repository, root: &Path) -> drd_repo::BackupSummary {
+    let plan = BackupPlan {
+        job: "test".into(),
+        host: None,
+        parent: None,
+        sources: vec![Source::Path {
+            root: root.to_path_buf(),
+            excludes: vec![],
+        }],
+    };
+    repo.backup(plan, &BackupOptions::default(), &mut |_| {})
+        .unwrap()
+}
+
+/// Restores the latest snapshot into `target` and checks it equals `source` as it is now.
+fn assert_latest_restores(repo: &Repository, source: &Path, target: &Path) {
+    let snap = repo.latest(None).unwrap().expect("a snapshot");
+    restore_all(repo, &snap, target).unwrap();
+    let restored = common::restored(target, source);
+    assert_eq!(
+        describe(source),
+        describe(&restored),
+        "restored tree differs"
+    );
+}
+
+fn verify_clean(repo: &Repository) -> drd_repo::VerifyReport {
+    let report = repo
+        .verify(
+            &VerifyOptions {
+                read_data: true,
+                subset_percent: None,
+                job: None,
+                threads: 2,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(
+        report.is_ok(),
+        "verify found problems: {:?}",
+        report.problems
+    );
+    report
+}
+
+fn io_kind(err: &Error) -> Option<std::io::ErrorKind> {
+    match err {
+        Error::Io { source, .. } => Some(source.kind()),
+        _ => None,
+    }
+}
+
+#[test]
+fn s3_storage_keeps_the_local_dir_contract() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("contract");
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn Storage> = Arc::new(LocalDir::new(dir.path()));
+    let remote = s3(&moto, "contract", "hosts/web-1/");
+    let neighbour = s3(&moto, "contract", "hosts/web-10");
+
+    for s in [&local, &remote] {
+        s.write_atomic("data/ab/abcdef", b"pack bytes").unwrap();
+        s.write_atomic("data/cd/cdef01", b"other pack").unwrap();
+        s.write_atomic("index/01", b"idx").unwrap();
+        s.write_atomic("locks/me", b"{}").unwrap();
+    }
+    for s in [&local, &remote] {
+        let d = s.describe("config");
+        assert_eq!(s.list("data").unwrap(), ["ab/abcdef", "cd/cdef01"], "{d:?}");
+        assert_eq!(s.list("index").unwrap(), ["01"], "{d:?}");
+        assert!(s.list("snapshots").unwrap().is_empty(), "{d:?}");
+        assert_eq!(s.read("index/01").unwrap(), b"idx");
+        assert_eq!(s.read_at("data/ab/abcdef", 5, 5).unwrap(), b"bytes");
+        assert_eq!(s.size("data/cd/cdef01").unwrap(), Some(10));
+        assert_eq!(s.size("config").unwrap(), None);
+        let missing = s.read("config").unwrap_err();
+        assert_eq!(
+            io_kind(&missing),
+            Some(std::io::ErrorKind::NotFound),
+            "{missing}"
+        );
+        s.remove("locks/me").unwrap();
+        s.remove("locks/me").unwrap();
+        assert!(s.list("locks").unwrap().is_empty());
+    }
+    assert_eq!(
+        remote.describe("data/ab/abcdef").to_str(),
+        Some("s3://contract/hosts/web-1/data/ab/abcdef")
+    );
+    assert_eq!(
+        remote.location().to_str(),
+        Some("s3://contract/hosts/web-1")
+    );
+    // Prefixes are separate repositories: web-10 sees nothing of web-1.
+    assert!(neighbour.list("data").unwrap().is_empty());
+    assert_eq!(
+        moto.keys("contract", "hosts/"),
+        [
+            "hosts/web-1/data/ab/abcdef",
+            "hosts/web-1/data/cd/cdef01",
+            "hosts/web-1/index/01"
+        ]
+    );
+}
+
+#[test]
+fn a_repository_on_s3_backs_up_restores_and_verifies() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("backups");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    make_tree(&source);
+
+    let storage = s3(&moto, "backups", "web-1");
+    // Small packs, so the data spans several objects.
+    let init = InitOptions {
+        chunk_avg: 64 * 1024,
+        pack_size: 1024 * 1024,
+    };
+    let repo = Repository::init_on(Arc::clone(&storage), &fx.keys, &init).unwrap();
+    let first = backup(&repo, &source);
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+
+    let keys = moto.keys("backups", "web-1/");
+    assert!(keys.contains(&"web-1/config".to_string()), "{keys:?}");
+    let packs = keys.iter().filter(|k| k.starts_with("web-1/data/")).count();
+    assert!(packs >= 3, "expected several packs: {keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("web-1/index/")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.starts_with("web-1/snapshots/")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.starts_with("web-1/locks/")),
+        "a lock was left behind: {keys:?}"
+    );
+
+    // A change, a second (incremental) backup, through a freshly opened handle.
+    std::fs::write(source.join("sub/mid.bin"), random_bytes(300 * 1024)).unwrap();
+    let reopened = Repository::open_on(
+        s3(&moto, "backups", "web-1"),
+        &fx.keys,
+        RepoOptions::default(),
+    )
+    .unwrap();
+    backup(&reopened, &source);
+    assert_eq!(reopened.snapshots().unwrap().len(), 2);
+
+    assert_latest_restores(&reopened, &source, &fx.dir.path().join("target"));
+    let report = verify_clean(&reopened);
+    assert_eq!(report.snapshots_checked, 2);
+    assert!(
+        report.packs_read >= 3 && report.blobs_read > 0,
+        "{report:?}"
+    );
+    assert!(report.reclaimable_packs.is_empty(), "{report:?}");
+}
+
+#[test]
+fn replicate_to_s3_then_restore_from_s3_alone() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("offsite");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    make_tree(&source);
+    fx.backup(&source, None);
+    std::fs::write(source.join("new-file"), random_bytes(50_000)).unwrap();
+    fx.backup(&source, None);
+
+    let dest = s3(&moto, "offsite", "web-1/");
+    let first = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    let local_files: usize = ["data", "index", "snapshots"]
+        .iter()
+        .map(|d| fx.repo.storage().list(d).unwrap().len())
+        .sum();
+    assert_eq!(first.files_copied, local_files as u64 + 1, "{first:?}");
+    let again = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    assert_eq!(again.files_copied, 0, "{again:?}");
+
+    // The machine is gone: only the bucket and the key file are left.
+    std::fs::remove_dir_all(fx.repo_path()).unwrap();
+    let offsite = Repository::open_on(
+        s3(&moto, "offsite", "web-1"),
+        &fx.keys,
+        RepoOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(offsite.snapshots().unwrap().len(), 2);
+    assert_latest_restores(&offsite, &source, &fx.dir.path().join("target"));
+    verify_clean(&offsite);
+}
+
+#[test]
+fn a_pack_lost_locally_is_read_from_the_s3_replica() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("replica");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    make_tree(&source);
+    fx.backup(&source, None);
+    let replica = s3(&moto, "replica", "web-1");
+    fx.repo.replicate_to(&replica, &mut |_| {}).unwrap();
+
+    // Every local pack is lost.
+    let packs = fx.repo.storage().list("data").unwrap();
+    assert!(!packs.is_empty());
+    for p in &packs {
+        std::fs::remove_file(fx.repo_path().join("data").join(p)).unwrap();
+    }
+    let alone = Repository::open(&fx.repo_path(), &fx.keys).unwrap();
+    let snap = alone.latest(None).unwrap().unwrap();
+    let err = restore_all(&alone, &snap, &fx.dir.path().join("fails")).unwrap_err();
+    assert_eq!(io_kind(&err), Some(std::io::ErrorKind::NotFound), "{err}");
+
+    let with_replica = Repository::open(&fx.repo_path(), &fx.keys)
+        .unwrap()
+        .with_fallback(replica);
+    assert_latest_restores(&with_replica, &source, &fx.dir.path().join("target"));
+}
+
+#[test]
+fn locks_on_s3_exclude_and_stale_ones_are_broken() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("locks");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    make_tree(&source);
+    let storage = s3(&moto, "locks", "web-1");
+    let repo =
+        Repository::init_on(Arc::clone(&storage), &fx.keys, &InitOptions::default()).unwrap();
+    backup(&repo, &source);
+
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let lock = |heartbeat_ms: i64| {
+        serde_json::to_vec(&serde_json::json!({
+            "host": "other-host", "pid": 4242, "exclusive": true,
+            "started_ms": heartbeat_ms, "heartbeat_ms": heartbeat_ms, "lease_ms": 600_000,
+        }))
+        .unwrap()
+    };
+    // Another host holds an exclusive lock (a prune running there).
+    storage
+        .write_atomic("locks/other-host-4242-live", &lock(now_ms))
+        .unwrap();
+    let plan = || BackupPlan {
+        job: "test".into(),
+        host: None,
+        parent: None,
+        sources: vec![Source::Path {
+            root: source.clone(),
+            excludes: vec![],
+        }],
+    };
+    let err = repo
+        .backup(plan(), &BackupOptions::default(), &mut |_| {})
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Locked { .. }), "{msg}");
+    assert!(
+        msg.contains("other-host pid 4242")
+            && msg.contains("s3://locks/web-1/locks/other-host-4242-live"),
+        "{msg}"
+    );
+    assert_eq!(
+        repo.snapshots().unwrap().len(),
+        1,
+        "a locked backup wrote a snapshot"
+    );
+
+    // Its lease ran out long ago: the next backup breaks it and says so.
+    storage.remove("locks/other-host-4242-live").unwrap();
+    storage
+        .write_atomic("locks/other-host-4242-old", &lock(now_ms - 3_600_000))
+        .unwrap();
+    let summary = repo
+        .backup(plan(), &BackupOptions::default(), &mut |_| {})
+        .unwrap();
+    assert!(
+        summary.warnings.iter().any(|w| w.contains("lease expired")
+            && w.contains("s3://locks/web-1/locks/other-host-4242-old")),
+        "{:?}",
+        summary.warnings
+    );
+    assert!(storage.list("locks").unwrap().is_empty());
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_fast_and_replication_catches_up() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("flaky");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    make_tree(&source);
+    fx.backup(&source, None);
+    let dest = s3(&moto, "flaky", "web-1");
+    fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+
+    // A second backup, whose replication loses the endpoint after the first pack.
+    for i in 0..8 {
+        std::fs::write(source.join(format!("more-{i}")), random_bytes(2_500_000)).unwrap();
+    }
+    fx.backup(&source, None);
+    let stopped = AtomicBool::new(false);
+    let mut stopped_at = None;
+    let result = fx.repo.replicate_to(&dest, &mut |s| {
+        if s.files_copied >= 1 && !stopped.swap(true, Ordering::SeqCst) {
+            moto.stop();
+            stopped_at = Some(Instant::now());
+        }
+    });
+    let took = stopped_at.expect("the endpoint was stopped").elapsed();
+    let err = result.expect_err("replication to a stopped endpoint succeeded");
+    let msg = err.to_string();
+    let expect = format!(
+        "cannot reach S3 endpoint {} (bucket flaky): connection refused",
+        moto.endpoint()
+    );
+    assert!(msg.starts_with(&expect), "{msg}");
+    assert!(took < Duration::from_secs(15), "the error took {took:?}");
+
+    // Opening the repository while it is away fails just as clearly and as fast.
+    let started = Instant::now();
+    let err = Repository::open_on(Arc::clone(&dest), &fx.keys, RepoOptions::default()).unwrap_err();
+    assert!(err.to_string().starts_with(&expect), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Back again: the interrupted copy left a repository with the first snapshot only,
+    // and nothing damaged.
+    moto.start_again();
+    let offsite = Repository::open_on(Arc::clone(&dest), &fx.keys, RepoOptions::default()).unwrap();
+    assert_eq!(offsite.snapshots().unwrap().len(), 1);
+    verify_clean(&offsite);
+
+    let caught_up = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    assert!(caught_up.files_copied >= 2, "{caught_up:?}");
+    let offsite = Repository::open_on(dest, &fx.keys, RepoOptions::default()).unwrap();
+    assert_eq!(offsite.snapshots().unwrap().len(), 2);
+    let report = verify_clean(&offsite);
+    assert!(report.reclaimable_packs.is_empty(), "{report:?}");
+    assert_latest_restores(&offsite, &source, &fx.dir.path().join("target"));
+}
+
+#[test]
+fn a_server_that_stops_answering_times_out() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("slow");
+    let mut o = options(&moto, "slow", "web-1");
+    o.request_timeout = Duration::from_secs(2);
+    let storage = S3Storage::new(&o).unwrap();
+    storage.write_atomic("config", b"{}").unwrap();
+
+    moto.pause();
+    let started = Instant::now();
+    let err = storage.read("config").unwrap_err();
+    let took = started.elapsed();
+    moto.resume();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "cannot reach S3 endpoint {} (bucket slow): no answer",
+            moto.endpoint()
+        )),
+        "{msg}"
+    );
+    // Three attempts of 2 s and the backoff between them.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(storage.read("config").unwrap(), b"{}");
+}
