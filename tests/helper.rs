@@ -16,6 +16,9 @@ use drd_proto::{ClientFrame, Hello, ServerFrame, PROTOCOL_VERSION};
 #[path = "support/docker.rs"]
 pub mod docker;
 
+#[path = "support/moto.rs"]
+pub mod moto;
+
 /// Paths to the built `drd` and `drctl`.
 pub struct Bins {
     pub drd: PathBuf,
@@ -297,6 +300,11 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 /// A drd with a key, a `local` directory tier at `DIR/repo`, and the jobs in `jobs`
 /// (TOML; `{dir}` in it stands for the daemon's folder).
 pub fn backup_daemon(jobs: &str) -> Daemon {
+    backup_daemon_with("", jobs)
+}
+
+/// [`backup_daemon`] with more `[daemon]` settings (TOML lines).
+pub fn backup_daemon_with(daemon_settings: &str, jobs: &str) -> Daemon {
     let dir = open_tempdir();
     let key = dir.path().join("main.key");
     let out = Command::new(&bins().drd)
@@ -306,7 +314,7 @@ pub fn backup_daemon(jobs: &str) -> Daemon {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let extra = format!(
-        "\n[keys]\nfiles = [\"{}\"]\n[tiers.local]\nkind = \"dir\"\npath = \"{}\"\n{}",
+        "{daemon_settings}\n[keys]\nfiles = [\"{}\"]\n[tiers.local]\nkind = \"dir\"\npath = \"{}\"\n{}",
         key.display(),
         dir.path().join("repo").display(),
         jobs.replace("{dir}", &dir.path().display().to_string())

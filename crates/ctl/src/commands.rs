@@ -100,11 +100,18 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             ..
         } => Request::AuditVerify,
         Command::Reload => Request::Reload,
+        Command::Shutdown(_) | Command::Abort(_) => {
+            return Err(Failure::Usage("shutdown and abort run in shutdown.rs".to_owned()))
+        }
         Command::Backup { job } => Request::Backup { job: job.clone() },
-        Command::Backups { job } => Request::Backups { job: job.clone() },
+        Command::Backups { job, tier } => Request::Backups {
+            job: job.clone(),
+            tier: tier.clone(),
+        },
         Command::Restore {
             backup_id,
             job,
+            tier,
             at,
             paths,
             target,
@@ -118,6 +125,7 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             Request::Restore {
                 selector,
                 job: job.clone(),
+                tier: tier.clone(),
                 paths: paths.clone(),
                 target: target.display().to_string(),
                 overwrite: *overwrite,
@@ -125,10 +133,12 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
         }
         Command::Verify {
             job,
+            tier,
             read_data,
             subset,
         } => Request::Verify {
             job: job.clone(),
+            tier: tier.clone(),
             read_data: *read_data,
             subset_percent: *subset,
         },

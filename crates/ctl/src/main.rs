@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod exit;
 mod progress;
+mod shutdown;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ enum Command {
         /// Only this job's snapshots.
         #[arg(long)]
         job: Option<String>,
+        /// The snapshots on this tier (an offsite copy) instead of the landing tiers.
+        #[arg(long)]
+        tier: Option<String>,
     },
     /// Restore a snapshot, or part of it, into a folder.
     ///
@@ -78,6 +82,11 @@ enum Command {
         /// The job whose snapshots to pick from (and whose repository to read).
         #[arg(long)]
         job: Option<String>,
+        /// Read from this tier, such as an offsite copy when the local disk is lost. By
+        /// default the job's landing tier is read, and any blob missing or damaged
+        /// there is fetched from the job's offsite tiers.
+        #[arg(long)]
+        tier: Option<String>,
         /// With `latest`: the newest snapshot at or before this time (RFC 3339 such as
         /// 2026-11-23T10:00:00Z, or a span back like "2 hours ago").
         #[arg(long)]
@@ -97,6 +106,10 @@ enum Command {
         /// Only this job's repository and snapshots.
         #[arg(long)]
         job: Option<String>,
+        /// Verify this tier (an offsite copy, say) on its own, with no fallback to
+        /// another copy; by default the landing tiers are verified.
+        #[arg(long)]
+        tier: Option<String>,
         /// Decrypt, decompress and re-hash the stored data, not just the structure.
         #[arg(long)]
         read_data: bool,
@@ -104,6 +117,19 @@ enum Command {
         #[arg(long, requires = "read_data", value_parser = drd_proto::parse_percent)]
         subset: Option<f64>,
     },
+    /// Emergency shutdown: stop the configured services in dependency order, with
+    /// state saved first (preserve jobs) and drain hooks; streamed live.
+    ///
+    /// Examples:
+    ///   drctl shutdown --dry-run
+    ///   drctl shutdown --trigger data_corruption --reason "fsck errors on /srv"
+    ///   drctl shutdown --trigger security_breach --force --yes
+    ///   drctl shutdown --resume
+    #[command(verbatim_doc_comment)]
+    Shutdown(shutdown::ShutdownArgs),
+    /// Stop a running (or interrupted) shutdown at its next safe point and start
+    /// again what it stopped, in dependency order.
+    Abort(shutdown::AbortArgs),
 }
 
 #[derive(Subcommand)]
@@ -130,7 +156,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::SOFTWARE);
         }
     };
-    match runtime.block_on(commands::run(&cli)) {
+    let ran = match &cli.command {
+        Command::Shutdown(args) => runtime.block_on(shutdown::shutdown(&cli, args)),
+        Command::Abort(args) => runtime.block_on(shutdown::abort(&cli, args)),
+        _ => runtime.block_on(commands::run(&cli)),
+    };
+    match ran {
         Ok(code) => code,
         Err(commands::Failure::Client(err)) => {
             eprintln!("drctl: {err:#}");

@@ -7,6 +7,7 @@
 
 pub mod cache;
 mod command;
+pub mod docker;
 pub mod report;
 mod sources;
 mod sqlite;
@@ -94,29 +95,45 @@ pub fn job_target<'a>(
     })
 }
 
-/// The tiers a request is about, as (name, repository path): the named job's, or
-/// every tier some job writes to.
+/// The tiers a request is about, as (name, tier): `tier` if named (checked against
+/// `job`'s tiers when both are given), else the named job's landing tier, else every
+/// tier some job lands its backups on.
 pub fn tiers_for(
     config: &LoadedConfig,
     job: Option<&str>,
-) -> Result<Vec<(String, PathBuf)>, BackupError> {
+    tier: Option<&str>,
+) -> Result<Vec<(String, TierConfig)>, BackupError> {
+    if let Some(name) = tier {
+        let found = config
+            .config
+            .tiers
+            .get(name)
+            .ok_or_else(|| BackupError::NotFound(crate::tiers::unknown_tier(config, name)))?;
+        if let Some(job) = job {
+            let target = job_target(config, job)?;
+            if !target.job.tiers.iter().any(|t| t == name) {
+                return Err(BackupError::NotFound(format!(
+                    "job {job:?} does not write to tier {name:?}; its tiers are {}",
+                    target.job.tiers.join(", ")
+                )));
+            }
+        }
+        return Ok(vec![(name.to_owned(), found.clone())]);
+    }
     if let Some(job) = job {
         let target = job_target(config, job)?;
-        return Ok(vec![(
-            target.tier_name.to_owned(),
-            target.tier.path.clone(),
-        )]);
+        return Ok(vec![(target.tier_name.to_owned(), target.tier.clone())]);
     }
-    let mut tiers: Vec<(String, PathBuf)> = config
+    let mut tiers: Vec<(String, TierConfig)> = config
         .config
         .jobs
         .values()
         .filter_map(|j| j.tiers.first())
         .filter_map(|t| config.config.tiers.get_key_value(t))
-        .map(|(name, tier)| (name.clone(), tier.path.clone()))
+        .map(|(name, tier)| (name.clone(), tier.clone()))
         .collect();
-    tiers.sort();
-    tiers.dedup();
+    tiers.sort_by(|a, b| a.0.cmp(&b.0));
+    tiers.dedup_by(|a, b| a.0 == b.0);
     Ok(tiers)
 }
 
@@ -151,7 +168,7 @@ pub fn run_backup(
     options: &BackupOptions,
     progress: &mut dyn FnMut(&BackupProgress),
 ) -> Result<BackupSummary, BackupError> {
-    let repo = open_or_init(&target.tier.path, keys)?;
+    let repo = crate::tiers::open_or_init(target.tier, keys)?;
     let parent = repo.latest(Some(target.name))?.map(|s| s.id);
     let prepared = sources::prepare(&target.job.sources, scratch)?;
     let plan = BackupPlan {

@@ -79,6 +79,12 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
     // 2: the snapshot cache, rebuilt from the repositories whenever it is stale.
     crate::backup::cache::MIGRATION,
+    // 3: replication state of each (landing, offsite) tier pair.
+    crate::tiers::replication::MIGRATION,
+    // 3: the record of every job run (trigger, start, end, outcome, snapshot, error).
+    crate::jobs::MIGRATION,
+    // 5: emergency shutdown runs and their checkpointed steps.
+    crate::shutdown::checkpoints::MIGRATION,
 ];
 
 /// The schema version this build writes.

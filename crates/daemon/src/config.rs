@@ -6,6 +6,8 @@
 
 mod jobs;
 mod locate;
+mod services;
+mod tiers;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,7 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use jobs::{JobConfig, KeysConfig, SourceConfig, TierConfig, TierKind};
+pub use jobs::{JobConfig, JobHookConfig, KeysConfig, RetentionConfig, SourceConfig};
+pub use jobs::{DockerConsistency, DockerSource};
+pub use tiers::{replication_pairs, TierConfig, TierKind};
+pub use services::{find_cycle, DriverKind, HookConfig, ServiceConfig, ShutdownConfig};
 pub use validate::Problem;
 
 /// The whole config file.
@@ -37,6 +42,12 @@ pub struct Config {
     /// Backup jobs, by name.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobConfig>,
+    /// Services the emergency shutdown stops, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Emergency shutdown settings.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
 }
 
 /// The `[daemon]` table.
@@ -72,6 +83,10 @@ pub struct DaemonConfig {
     pub backup_buffer_mib: usize,
     /// zstd level for new data, 1 (fastest) to 19 (smallest).
     pub compression_level: i32,
+    /// An offsite copy that fails is retried after 5 s, then after twice as long each
+    /// time, up to this long between tries.
+    #[serde(with = "humantime_serde_compat")]
+    pub replication_retry_max: Duration,
 }
 
 /// The zstd level when the config names none. Measured with bench/run on the 1 GiB
@@ -93,6 +108,7 @@ impl Default for DaemonConfig {
             backup_threads: 0,
             backup_buffer_mib: 64,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            replication_retry_max: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -239,14 +255,18 @@ impl Config {
             *file = base.join(&*file);
         }
         for tier in config.tiers.values_mut() {
-            tier.path = base.join(&tier.path);
+            tier.resolve(&base);
         }
         for job in config.jobs.values_mut() {
             for source in &mut job.sources {
                 source.resolve(&base);
             }
         }
-        let (roles, socket_gid, problems) = validate::check(&config, text);
+        for service in config.services.values_mut() {
+            service.resolve(&base);
+        }
+        let (roles, socket_gid, mut problems) = validate::check(&config, text);
+        problems.extend(services::problems(&config, text));
         if !problems.is_empty() {
             return Err(invalid(problems));
         }

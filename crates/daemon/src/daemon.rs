@@ -85,10 +85,16 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         )
         .await;
 
+    // Containers a killed drd left paused or stopped mid-backup run again.
+    tracker.spawn(crate::backup::docker::resume_at_start(
+        shared.clone(),
+        daemon.state_dir.clone(),
+    ));
     supervisor.spawn(CatalogMaintenance {
         catalog: catalog.clone(),
         every: CATALOG_MAINTENANCE_EVERY,
     });
+    supervisor.spawn(crate::tiers::replication::Replicator::new(shared.clone()));
     if let Some(watchdog) = Watchdog::from_env(catalog.clone()) {
         supervisor.spawn(watchdog);
     }

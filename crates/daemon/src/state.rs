@@ -34,6 +34,8 @@ pub struct Shared {
     pub stopping: CancellationToken,
     /// Names of the jobs running now, so that one job never runs twice at once.
     pub running_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Woken when a snapshot lands, so the replication worker copies it offsite now.
+    pub replication: tokio::sync::Notify,
     log: Option<LogHandle>,
 }
 
@@ -57,6 +59,7 @@ impl Shared {
             workers,
             stopping,
             running_jobs: std::sync::Mutex::default(),
+            replication: tokio::sync::Notify::new(),
             log,
         }
     }

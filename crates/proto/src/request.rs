@@ -34,6 +34,9 @@ pub enum Request {
     Backups {
         /// Only this job's.
         job: Option<String>,
+        /// The snapshots on this tier (an offsite copy, say) instead of the landing
+        /// tiers.
+        tier: Option<String>,
     },
     /// Restore a snapshot (or part of it) into a folder.
     Restore {
@@ -42,6 +45,9 @@ pub enum Request {
         /// The job whose repository to read (and whose snapshots `Latest` / `At` pick
         /// from); needed when jobs use different repositories.
         job: Option<String>,
+        /// Read from this tier (an offsite copy when the local one is lost); by default
+        /// the job's landing tier, falling back to its copies blob by blob.
+        tier: Option<String>,
         /// Paths inside the snapshot to restore; empty for all of it.
         paths: Vec<String>,
         /// The folder to restore into (absolute).
@@ -53,10 +59,33 @@ pub enum Request {
     Verify {
         /// Only this job's repository and snapshots; all jobs' when `None`.
         job: Option<String>,
+        /// Only this tier (a job's offsite copy, say); by default the landing tiers.
+        tier: Option<String>,
         /// Decrypt, decompress and re-hash blobs.
         read_data: bool,
         /// With `read_data`, read only this percentage of the data.
         subset_percent: Option<f64>,
+    },
+    /// Stop the configured services in dependency order (or, with `dry_run`, only
+    /// say how), streaming each step.
+    Shutdown {
+        /// Why.
+        trigger: crate::ShutdownTrigger,
+        /// Skip preserve and drain, and kill after the short grace.
+        force: bool,
+        /// Return the plan and touch nothing.
+        dry_run: bool,
+        /// Only these services (and what depends on them); all when empty.
+        only: Vec<String>,
+        /// Words for the audit log.
+        reason: Option<String>,
+        /// Carry on with the shutdown that drd was killed in the middle of.
+        resume: bool,
+    },
+    /// Stop a running (or interrupted) shutdown at its next safe point.
+    Abort {
+        /// Start again what it stopped, in dependency order.
+        rollback: bool,
     },
 }
 
@@ -70,6 +99,7 @@ impl Request {
             | Request::Backups { .. } => Role::Viewer,
             Request::Reload | Request::Backup { .. } | Request::Verify { .. } => Role::Operator,
             Request::Restore { .. } => Role::Responder,
+            Request::Shutdown { .. } | Request::Abort { .. } => Role::Responder,
         }
     }
 
@@ -84,6 +114,8 @@ impl Request {
             Request::Backups { .. } => "backups",
             Request::Restore { .. } => "restore",
             Request::Verify { .. } => "verify",
+            Request::Shutdown { .. } => "shutdown",
+            Request::Abort { .. } => "abort",
         }
     }
 
@@ -92,7 +124,11 @@ impl Request {
     pub fn changes_state(&self) -> bool {
         matches!(
             self,
-            Request::Reload | Request::Backup { .. } | Request::Restore { .. }
+            Request::Reload
+                | Request::Backup { .. }
+                | Request::Restore { .. }
+                | Request::Shutdown { .. }
+                | Request::Abort { .. }
         )
     }
 }

@@ -6,7 +6,6 @@
 //! costs one directory listing; only a difference costs opening the repository.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use drd_proto::SnapshotInfo;
 use rusqlite::{params, Connection};
@@ -25,25 +24,15 @@ pub const MIGRATION: &str = "CREATE TABLE snapshots (
     );
     CREATE INDEX snapshots_job ON snapshots (job, unix_ms);";
 
-/// The snapshot ids present on a directory tier, without opening the repository
-/// (see docs/repository-format.md: one file per snapshot under `snapshots/`, named by
-/// its 64-digit hex id; temporary files have other names).
-pub fn ids_on_disk(repo: &Path) -> std::io::Result<BTreeSet<String>> {
-    let dir = repo.join("snapshots");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(err) => return Err(err),
-    };
-    let mut ids = BTreeSet::new();
-    for entry in entries {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            ids.insert(name.into_owned());
-        }
-    }
-    Ok(ids)
+/// The snapshot ids present on a tier, without opening the repository (see
+/// docs/repository-format.md: one file per snapshot under `snapshots/`, named by its
+/// 64-digit hex id). One listing, which is cheap on a directory and on S3 alike.
+pub fn ids_on_tier(storage: &dyn drd_repo::Storage) -> drd_repo::Result<BTreeSet<String>> {
+    Ok(storage
+        .list("snapshots")?
+        .into_iter()
+        .filter(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect())
 }
 
 /// The ids the cache holds for `tier`.

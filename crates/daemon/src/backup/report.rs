@@ -62,11 +62,11 @@ pub fn restore_report(
 pub fn verify_report(
     report: &drd_repo::VerifyReport,
     tier: &str,
-    location: &std::path::Path,
+    location: &str,
 ) -> VerifyReport {
     VerifyReport {
         tier: tier.to_owned(),
-        location: location.display().to_string(),
+        location: location.to_owned(),
         snapshots: report.snapshots_checked,
         packs: report.packs_checked,
         packs_read: report.packs_read,

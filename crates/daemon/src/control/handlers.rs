@@ -5,6 +5,8 @@ mod backup;
 mod backups;
 mod reload;
 mod restore;
+mod shutdown;
+mod abort;
 mod status;
 mod verify;
 
@@ -53,10 +55,11 @@ pub async fn dispatch(
         Request::AuditVerify => audit::verify(&ctx).await,
         Request::Reload => reload::reload(&ctx).await,
         Request::Backup { job } => backup::backup(&ctx, job).await,
-        Request::Backups { job } => backups::backups(&ctx, job).await,
+        Request::Backups { job, tier } => backups::backups(&ctx, job, tier).await,
         Request::Restore {
             selector,
             job,
+            tier,
             paths,
             target,
             overwrite,
@@ -64,6 +67,7 @@ pub async fn dispatch(
             let request = restore::RestoreRequest {
                 selector,
                 job,
+                tier,
                 paths,
                 target,
                 overwrite,
@@ -72,9 +76,28 @@ pub async fn dispatch(
         }
         Request::Verify {
             job,
+            tier,
             read_data,
             subset_percent,
-        } => verify::verify(&ctx, job, read_data, subset_percent).await,
+        } => verify::verify(&ctx, job, tier, read_data, subset_percent).await,
+        Request::Shutdown {
+            trigger,
+            force,
+            dry_run,
+            only,
+            reason,
+            resume,
+        } => {
+            let request = crate::shutdown::StartRequest {
+                trigger,
+                force,
+                only,
+                reason,
+                resume,
+            };
+            shutdown::shutdown(&ctx, request, dry_run).await
+        }
+        Request::Abort { rollback } => abort::abort(&ctx, rollback).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),

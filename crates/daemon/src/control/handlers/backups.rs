@@ -1,19 +1,26 @@
-//! `backups [--job NAME]`: snapshots from the catalog cache, refreshed from each tier
-//! when its snapshot files differ from what the cache holds.
+//! `backups [--job NAME] [--tier NAME]`: snapshots from the catalog cache, refreshed
+//! from each tier when its snapshot files differ from what the cache holds.
 
 use drd_proto::Reply;
 
 use super::{backup_error, blocking, internal, Ctx, HandlerResult};
 use crate::backup::{self, cache, report, BackupError};
 
-pub(super) async fn backups(ctx: &Ctx, job: Option<String>) -> HandlerResult {
+pub(super) async fn backups(ctx: &Ctx, job: Option<String>, tier: Option<String>) -> HandlerResult {
     let config = ctx.shared.config();
-    let tiers = backup::tiers_for(&config, job.as_deref()).map_err(|e| backup_error(&e))?;
+    let tiers = backup::tiers_for(&config, job.as_deref(), tier.as_deref())
+        .map_err(|e| backup_error(&e))?;
     let mut all = Vec::new();
-    for (tier, path) in tiers {
+    for (tier, tier_config) in tiers {
+        // Opening a tier's storage may block (an S3 client), so it happens on the
+        // blocking pool like the listing.
         let on_disk = {
-            let path = path.clone();
-            blocking(move || cache::ids_on_disk(&path).map_err(|e| internal(&e))).await?
+            let tier_config = tier_config.clone();
+            blocking(move || {
+                let storage = crate::tiers::storage(&tier_config).map_err(|e| backup_error(&e))?;
+                cache::ids_on_tier(storage.as_ref()).map_err(|e| backup_error(&e.into()))
+            })
+            .await?
         };
         let tier_for_query = tier.clone();
         let cached = ctx
@@ -31,10 +38,9 @@ pub(super) async fn backups(ctx: &Ctx, job: Option<String>) -> HandlerResult {
             );
             let keys = drd_repo::KeySet::load(&config.config.keys.files)
                 .map_err(|e| backup_error(&e.into()))?;
-            let (tier_name, repo_path) = (tier.clone(), path.clone());
+            let tier_name = tier.clone();
             let fresh = blocking(move || {
-                let repo = drd_repo::Repository::open(&repo_path, &keys)
-                    .map_err(|e| backup_error(&BackupError::from(e)))?;
+                let repo = crate::tiers::open(&tier_config, &keys).map_err(|e| backup_error(&e))?;
                 let snapshots = repo
                     .snapshots()
                     .map_err(|e| backup_error(&BackupError::from(e)))?;

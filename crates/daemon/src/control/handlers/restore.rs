@@ -13,6 +13,7 @@ use crate::backup::{self, report, BackupError};
 pub(super) struct RestoreRequest {
     pub selector: SnapshotSelector,
     pub job: Option<String>,
+    pub tier: Option<String>,
     pub paths: Vec<String>,
     pub target: String,
     pub overwrite: bool,
@@ -30,9 +31,10 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
         });
     }
     let config = ctx.shared.config();
-    let tiers = backup::tiers_for(&config, request.job.as_deref()).map_err(|e| backup_error(&e))?;
-    let (tier, repo_path) = match tiers.as_slice() {
-        [(name, path)] => (name.clone(), path.clone()),
+    let tiers = backup::tiers_for(&config, request.job.as_deref(), request.tier.as_deref())
+        .map_err(|e| backup_error(&e))?;
+    let tier = match tiers.as_slice() {
+        [(name, _)] => name.clone(),
         [] => {
             return Err(backup_error(&BackupError::NotFound(
                 "no job writes to any tier, so there is nothing to restore from".to_owned(),
@@ -53,9 +55,11 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
     let job = request.job.clone();
     let (paths, overwrite, selector) = (request.paths, request.overwrite, request.selector);
     let restore_target = target.clone();
+    let config = config.clone();
     let result = blocking(move || {
         let run = || -> Result<_, BackupError> {
-            let repo = drd_repo::Repository::open(&repo_path, &keys)?;
+            // A landing tier reads a blob it lacks (or holds damaged) from its copies.
+            let repo = crate::tiers::open_for_read(&config, &tier, &keys)?;
             let snapshot = backup::select(&repo, &selector, job.as_deref())?;
             let options = RestoreOptions {
                 paths: paths.iter().map(PathBuf::from).collect(),

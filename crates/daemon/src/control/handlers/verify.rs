@@ -1,4 +1,5 @@
-//! `verify`: check each repository the jobs use; with `read_data`, every blob.
+//! `verify`: check each repository the jobs use (or one tier); with `read_data`, every
+//! blob.
 
 use drd_proto::{ProgressUnit, Reply};
 use drd_repo::VerifyOptions;
@@ -9,20 +10,24 @@ use crate::backup::{self, report, BackupError};
 pub(super) async fn verify(
     ctx: &Ctx,
     job: Option<String>,
+    tier: Option<String>,
     read_data: bool,
     subset_percent: Option<f64>,
 ) -> HandlerResult {
     let config = ctx.shared.config();
-    let tiers = backup::tiers_for(&config, job.as_deref()).map_err(|e| backup_error(&e))?;
+    let tiers = backup::tiers_for(&config, job.as_deref(), tier.as_deref())
+        .map_err(|e| backup_error(&e))?;
     let keys =
         drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
     let mut reports = Vec::new();
-    for (tier, path) in tiers {
+    // Each tier is verified on its own, without falling back to a copy: the point is
+    // to learn what this tier holds.
+    for (tier, tier_config) in tiers {
         let send = progress_sender(ctx.event_sender());
         let (keys, job) = (keys.clone(), job.clone());
         let report = blocking(move || {
             let run = || -> Result<_, BackupError> {
-                let repo = drd_repo::Repository::open(&path, &keys)?;
+                let repo = crate::tiers::open(&tier_config, &keys)?;
                 let options = VerifyOptions {
                     read_data,
                     subset_percent,
@@ -39,7 +44,11 @@ pub(super) async fn verify(
                         format!("{} bytes read", p.bytes_done),
                     );
                 })?;
-                Ok(report::verify_report(&result, &tier, &path))
+                Ok(report::verify_report(
+                    &result,
+                    &tier,
+                    &tier_config.location(),
+                ))
             };
             run().map_err(|e| backup_error(&e))
         })

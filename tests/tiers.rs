@@ -1,0 +1,163 @@
+//! Offsite directory tiers: a snapshot is copied offsite after it lands, a restore
+//! reads what the local tier lost from the copy, each tier verifies on its own, and an
+//! offsite tier that cannot be written does not fail the backup and catches up later.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use drd_integration_tests::{
+    assert_same_tree, backup_daemon_with, eventually, random_bytes, text, Daemon,
+};
+
+const JOB: &str = "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite/repo\"\n\
+    [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
+    sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+
+const FAST_RETRY: &str = "replication_retry_max = \"1s\"";
+
+fn write_data(daemon: &Daemon) -> PathBuf {
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    for i in 0..20u64 {
+        std::fs::write(data.join(format!("sub/f{i}")), random_bytes(i, 40_000)).unwrap();
+    }
+    std::fs::write(data.join("notes.txt"), "offsite matters\n").unwrap();
+    data
+}
+
+fn snapshot_ids(daemon: &Daemon, tier: &str) -> Vec<String> {
+    let list = daemon.drctl_json(&["backups", "--tier", tier]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn packs(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for fan in std::fs::read_dir(repo.join("data")).unwrap() {
+        for pack in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            out.push(pack.unwrap().path());
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshot_is_copied_offsite_and_restore_falls_back_to_it() {
+    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let data = write_data(&daemon);
+    let backed = daemon.drctl_json(&["backup", "--job", "files"]);
+    let id = backed["snapshot"]["id"].as_str().unwrap().to_owned();
+    eventually("the snapshot to reach the offsite tier", || {
+        snapshot_ids(&daemon, "offsite").contains(&id)
+    });
+
+    // Lose every pack on the local tier: the restore reads them all from the copy.
+    let lost = packs(&daemon.repo());
+    assert!(!lost.is_empty());
+    for pack in &lost {
+        std::fs::remove_file(pack).unwrap();
+    }
+    let target = daemon.dir.path().join("restored");
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--job",
+        "files",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+
+    // Each tier verifies on its own: the local one is missing its packs, the copy is
+    // whole.
+    let local = daemon.drctl(&["verify", "--tier", "local"]);
+    assert_eq!(local.status.code(), Some(1), "{}", text(&local));
+    assert!(text(&local).contains("missing"), "{}", text(&local));
+    let offsite = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
+    assert!(offsite.status.success(), "{}", text(&offsite));
+
+    // And the copy alone restores, as on a host whose local disk is gone.
+    let target = daemon.dir.path().join("from-offsite");
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        &id,
+        "--tier",
+        "offsite",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn unwritable_offsite_tier_does_not_fail_the_backup_and_catches_up() {
+    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    write_data(&daemon);
+    // A file where the offsite folder should be: every copy fails until it is gone.
+    let blocker = daemon.dir.path().join("offsite");
+    std::fs::write(&blocker, "not a directory").unwrap();
+
+    let backed = daemon.drctl(&["backup", "--job", "files", "--json"]);
+    assert!(backed.status.success(), "{}", text(&backed));
+    let id = serde_json::from_slice::<serde_json::Value>(&backed.stdout).unwrap()["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the replication worker to report the failure", || {
+        let status = daemon.drctl_json(&["status"]);
+        status["workers"].as_array().unwrap().iter().any(|w| {
+            w["name"] == "replication"
+                && w["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("local -> offsite"))
+        })
+    });
+    let audit = daemon.drctl(&["audit"]);
+    assert!(
+        text(&audit).contains("replicate local to offsite"),
+        "{}",
+        text(&audit)
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    eventually("the offsite tier to catch up", || {
+        daemon
+            .drctl(&["backups", "--tier", "offsite", "--json"])
+            .status
+            .success()
+            && snapshot_ids(&daemon, "offsite").contains(&id)
+    });
+    let verified = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}
+
+#[test]
+fn a_tier_cannot_be_both_a_landing_tier_and_a_copy() {
+    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let config = std::fs::read_to_string(daemon.dir.path().join("drd.toml")).unwrap();
+    let bad = config.replace(
+        "[jobs.files]",
+        "[jobs.other]\ntiers = [\"offsite\"]\nsources = [{ kind = \"path\", path = \"/etc/hostname\" }]\n[jobs.files]",
+    );
+    let path = daemon.dir.path().join("bad.toml");
+    std::fs::write(&path, bad).unwrap();
+    let out = drd_integration_tests::drd(&[
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        text(&out).contains("jobs.files.tiers[1]")
+            && text(&out).contains("where job \"other\" lands its backups"),
+        "{}",
+        text(&out)
+    );
+}
