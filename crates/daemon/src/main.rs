@@ -56,6 +56,9 @@ enum Command {
     /// Restore from a repository with only the key file (offline: for a bare machine).
     ///
     /// Example: drd restore --repo /mnt/offsite/web-1 --key main.key --backup-id latest --target /
+    ///
+    /// From S3, with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set:
+    /// drd restore --repo s3://host-backups/web-1 --key main.key --backup-id latest --target /
     Restore {
         #[command(flatten)]
         repo: RepoFlags,
@@ -108,7 +111,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RepoFlags {
-    /// The repository directory.
+    /// The repository: a directory, or s3://BUCKET/PREFIX for S3-compatible storage
+    /// (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ALLOW_HTTP=true for a plain http:// endpoint).
     #[arg(long)]
     repo: PathBuf,
     /// A Fernet key file (repeatable: the first encrypts, any decrypts).

@@ -36,7 +36,9 @@ impl From<drd_repo::Error> for OfflineError {
 
 /// Where the repository is and which keys open it.
 pub struct RepoArgs {
-    /// The repository directory.
+    /// The repository: a directory, or `s3://bucket/prefix` (endpoint, region and
+    /// credentials from the `AWS_*` environment variables; see
+    /// [`drd_repo::S3Options::from_url`]).
     pub repo: PathBuf,
     /// Key files; the first encrypts, any decrypts.
     pub keys: Vec<PathBuf>,
@@ -44,8 +46,19 @@ pub struct RepoArgs {
 
 impl RepoArgs {
     fn open(&self) -> Result<Repository, OfflineError> {
+        // The key files first: a wrong path is reported before any network round trip.
         let keys = KeySet::load(&self.keys)?;
-        Ok(Repository::open(&self.repo, &keys)?)
+        match self.repo.to_str() {
+            Some(location) if drd_repo::is_s3(location) => {
+                let storage = drd_repo::open_storage(location)?;
+                Ok(Repository::open_on(
+                    storage,
+                    &keys,
+                    drd_repo::RepoOptions::default(),
+                )?)
+            }
+            _ => Ok(Repository::open(&self.repo, &keys)?),
+        }
     }
 }
 
@@ -142,7 +155,11 @@ pub fn verify(
         bar.set_message(text::bytes(p.bytes_done));
     });
     bar.finish_and_clear();
-    let reports = vec![report::verify_report(&result?, "offline", &args.repo)];
+    let reports = vec![report::verify_report(
+        &result?,
+        "offline",
+        &args.repo.display().to_string(),
+    )];
     print(json, &reports, || text::verify_reports(&reports));
     if reports.iter().any(|r| !r.problems.is_empty()) {
         return Err(OfflineError::Damaged);

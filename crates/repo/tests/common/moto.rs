@@ -247,13 +247,17 @@ fn free_port() -> u16 {
         .expect("find a free port")
 }
 
-/// One HTTP/1.0 request to moto (no signing: moto accepts unsigned requests).
+/// One HTTP/1.0 request to moto. moto does not check signatures, but it treats a request
+/// without an Authorization header as anonymous and refuses object reads (403), so a
+/// well-formed, unsigned one is sent.
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let head = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
-         Content-Type: application/octet-stream\r\n\r\n",
+         Content-Type: application/octet-stream\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential={ACCESS_KEY_ID}/20260101/{REGION}/s3/aws4_request, SignedHeaders=host, \
+         Signature=0\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;
