@@ -10,6 +10,7 @@
 mod backup;
 pub mod codec;
 mod event;
+mod jobs;
 mod message;
 mod request;
 mod response;
@@ -22,6 +23,10 @@ pub use backup::{
     VerifyProblem, VerifyReport,
 };
 pub use event::{Event, Progress, ProgressUnit};
+pub use jobs::{
+    EmergencyReport, EmergencyRun, GcReport, JobInfo, JobRetention, PruneReport, RetainedSnapshot,
+    RunInfo, TierPrune,
+};
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
 pub use request::Request;
 pub use response::{

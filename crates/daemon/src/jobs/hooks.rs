@@ -1,0 +1,189 @@
+//! `before` and `after` hooks: commands run around a backup, with time limits.
+//!
+//! A hook runs without a shell, in its own process group, with stdin closed and the
+//! run described in its environment (`DRD_JOB`, `DRD_TRIGGER`, and for `after` hooks
+//! `DRD_OUTCOME` and `DRD_SNAPSHOT`). A hook that exits non-zero, is killed, or
+//! outlives its timeout fails; its stderr's last lines go into the error so the
+//! operator sees why without digging through logs. On timeout the whole process group
+//! is killed, so a hook's children do not linger.
+
+use std::process::Stdio;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::config::JobHookConfig;
+
+/// How much of a failing hook's output is kept for the message.
+const OUTPUT_TAIL: usize = 1024;
+
+/// Runs `hooks` in order with `env` set; stops at the first failure and returns its
+/// message (naming the hook's position in `kind`, like `before[0]`).
+pub async fn run_all(
+    kind: &str,
+    hooks: &[JobHookConfig],
+    env: &[(&str, String)],
+) -> Result<(), String> {
+    for (i, hook) in hooks.iter().enumerate() {
+        run_one(hook, env)
+            .await
+            .map_err(|why| format!("{kind}[{i}] hook {}: {why}", program(hook)))?;
+    }
+    Ok(())
+}
+
+/// Runs every hook in `hooks` whatever the others do; returns the failures.
+pub async fn run_each(kind: &str, hooks: &[JobHookConfig], env: &[(&str, String)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (i, hook) in hooks.iter().enumerate() {
+        if let Err(why) = run_one(hook, env).await {
+            failures.push(format!("{kind}[{i}] hook {}: {why}", program(hook)));
+        }
+    }
+    failures
+}
+
+fn program(hook: &JobHookConfig) -> &str {
+    hook.run.first().map(String::as_str).unwrap_or_default()
+}
+
+/// Runs one hook to its end or its timeout.
+async fn run_one(hook: &JobHookConfig, env: &[(&str, String)]) -> Result<(), String> {
+    let (program, args) = hook
+        .run
+        .split_first()
+        .ok_or_else(|| "no program to run".to_owned())?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .map_err(|err| format!("cannot start {program}: {err}"))?;
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let output = match tokio::time::timeout(hook.timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(err)) => return Err(format!("cannot wait for {program}: {err}")),
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            return Err(format!(
+                "timed out after {} and was killed",
+                humantime::format_duration(hook.timeout)
+            ));
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (output.status.code(), output.status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "failed".to_owned(),
+    };
+    let said = tail(if output.stderr.is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    });
+    Err(if said.is_empty() {
+        how
+    } else {
+        format!("{how}; it said: {said}")
+    })
+}
+
+/// The last [`OUTPUT_TAIL`] bytes of `bytes` as trimmed text.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(OUTPUT_TAIL);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sh(script: &str, timeout: Duration) -> JobHookConfig {
+        JobHookConfig {
+            run: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+            timeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_see_the_run_and_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("seen");
+        let hooks = [
+            sh(
+                &format!("echo \"$DRD_JOB $DRD_TRIGGER\" > {}", out.display()),
+                Duration::from_secs(10),
+            ),
+            sh(
+                "echo 'database locked' >&2; exit 3",
+                Duration::from_secs(10),
+            ),
+            sh(
+                &format!("touch {}.never", out.display()),
+                Duration::from_secs(10),
+            ),
+        ];
+        let env = [
+            ("DRD_JOB", "db".to_owned()),
+            ("DRD_TRIGGER", "manual".to_owned()),
+        ];
+        let err = run_all("before", &hooks, &env).await.unwrap_err();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "db manual\n");
+        assert!(
+            err.starts_with("before[1] hook sh: exited with status 3"),
+            "{err}"
+        );
+        assert!(err.contains("database locked"), "{err}");
+        assert!(
+            !dir.path().join("seen.never").exists(),
+            "later hooks do not run"
+        );
+
+        // `after` hooks all run, and each failure is reported.
+        let failures = run_each("after", &hooks, &env).await;
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(dir.path().join("seen.never").exists());
+    }
+
+    #[tokio::test]
+    async fn a_slow_hook_is_killed_at_its_timeout_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("late");
+        let hook = sh(
+            &format!("(sleep 1; touch {}) & sleep 30", marker.display()),
+            Duration::from_millis(200),
+        );
+        let started = std::time::Instant::now();
+        let err = run_all("before", &[hook], &[]).await.unwrap_err();
+        assert!(err.contains("timed out after 200ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!marker.exists(), "the hook's child was killed with it");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_named() {
+        let hook = JobHookConfig {
+            run: vec!["/nonexistent/stop-app".to_owned()],
+            timeout: Duration::from_secs(1),
+        };
+        let err = run_all("before", &[hook], &[]).await.unwrap_err();
+        assert!(err.contains("cannot start /nonexistent/stop-app"), "{err}");
+    }
+}

@@ -1,0 +1,208 @@
+//! Retention: forget the snapshots no rule of a job's policy keeps, then
+//! garbage-collect the data only they used, on the job's landing tier.
+//!
+//! The rules and the garbage collection are drd-repo's (`Repository::forget`,
+//! `Repository::prune`): prune holds the repository's exclusive lock and removes data
+//! in the crash-safe order (new packs, then the new index, then old index files, then
+//! old packs), so data a kept snapshot needs is never removed, even if drd is killed
+//! part way. This module picks the tiers and policies, and turns the engine's answers
+//! into the report `drctl prune` prints.
+//!
+//! Everything here but [`apply_after_run`] is blocking.
+
+use std::collections::BTreeMap;
+
+use drd_proto::{GcReport, JobRetention, PruneReport, RetainedSnapshot, TierPrune};
+use drd_repo::{PruneOptions, Repository, Retention};
+
+use crate::backup::BackupError;
+use crate::config::LoadedConfig;
+
+/// A policy in words, like `keep_last=3, keep_within=30d`, or `keep all`.
+pub fn describe(policy: &Retention) -> String {
+    let mut parts = Vec::new();
+    for (name, n) in [
+        ("keep_last", policy.keep_last),
+        ("keep_hourly", policy.keep_hourly),
+        ("keep_daily", policy.keep_daily),
+        ("keep_weekly", policy.keep_weekly),
+        ("keep_monthly", policy.keep_monthly),
+        ("keep_yearly", policy.keep_yearly),
+    ] {
+        if n > 0 {
+            parts.push(format!("{name}={n}"));
+        }
+    }
+    if let Some(within) = policy.keep_within {
+        parts.push(format!(
+            "keep_within={}",
+            humantime::format_duration(within)
+        ));
+    }
+    if parts.is_empty() {
+        "keep all".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Applies `job`'s `policy` on its landing tier after a run, then collects garbage if
+/// anything was forgotten. Returns a line for the log and the audit entry.
+pub async fn apply_after_run(
+    config: &std::sync::Arc<LoadedConfig>,
+    job: &str,
+    policy: &Retention,
+) -> Result<String, BackupError> {
+    let (config, job, policy) = (config.clone(), job.to_owned(), policy.clone());
+    tokio::task::spawn_blocking(move || {
+        let report = prune(&config, Some(&job), false, Some(&policy))?;
+        let removed: usize = report
+            .tiers
+            .iter()
+            .flat_map(|t| &t.jobs)
+            .flat_map(|j| &j.snapshots)
+            .filter(|s| s.kept_by.is_empty())
+            .count();
+        let freed: u64 = report
+            .tiers
+            .iter()
+            .filter_map(|t| t.gc.as_ref())
+            .map(|g| g.bytes_freed)
+            .sum();
+        let line = format!("retention forgot {removed} snapshots and freed {freed} bytes");
+        tracing::info!(job, removed, freed, "retention applied");
+        Ok(line)
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(BackupError::Repo(drd_repo::Error::Internal(format!(
+            "the retention task failed: {join}"
+        ))))
+    })
+}
+
+/// Applies retention on every landing tier (only `job`'s, if named): for each job on
+/// the tier, its policy (`policy` overrides the configured one) decides which of its
+/// snapshots stay; then unreferenced data is collected. A dry run reports the
+/// decisions and changes nothing. Snapshots of jobs the config does not name are
+/// left alone.
+pub fn prune(
+    config: &LoadedConfig,
+    job: Option<&str>,
+    dry_run: bool,
+    policy: Option<&Retention>,
+) -> Result<PruneReport, BackupError> {
+    let keys = drd_repo::KeySet::load(&config.config.keys.files)?;
+    // Landing tier -> the jobs that land on it (only `job` when named).
+    let mut by_tier: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    if let Some(name) = job {
+        let target = crate::backup::job_target(config, name)?;
+        by_tier
+            .entry(target.tier_name)
+            .or_default()
+            .push(target.name);
+    } else {
+        for (name, job) in &config.config.jobs {
+            if let Some(tier) = job.tiers.first() {
+                by_tier.entry(tier).or_default().push(name);
+            }
+        }
+    }
+    let mut report = PruneReport {
+        dry_run,
+        tiers: Vec::new(),
+    };
+    for (tier_name, jobs) in by_tier {
+        let Some(tier) = config.config.tiers.get(tier_name) else {
+            continue;
+        };
+        let repo = crate::tiers::open(tier, &keys)?;
+        let mut out = TierPrune {
+            tier: tier_name.to_owned(),
+            location: tier.location(),
+            jobs: Vec::new(),
+            gc: None,
+            warnings: Vec::new(),
+        };
+        let mut forgot_any = false;
+        for name in jobs {
+            let configured;
+            let policy = match policy {
+                Some(p) => p,
+                None => {
+                    configured = config.config.jobs[name].retention_policy();
+                    &configured
+                }
+            };
+            let decisions = forget_job(&repo, name, policy, dry_run, &mut out.warnings)?;
+            forgot_any |= decisions.snapshots.iter().any(|s| s.kept_by.is_empty());
+            out.jobs.push(decisions);
+        }
+        // Garbage collection also reclaims packs left by interrupted backups, so it
+        // runs on `drctl prune` even when nothing was forgotten; after a run only when
+        // the run's retention forgot something.
+        if !dry_run && (forgot_any || policy.is_none()) {
+            let summary = repo.prune(&PruneOptions::default())?;
+            out.warnings.extend(summary.warnings.iter().cloned());
+            out.gc = Some(GcReport {
+                packs_deleted: summary.packs_deleted,
+                packs_repacked: summary.packs_repacked,
+                orphan_packs_deleted: summary.orphan_packs_deleted,
+                blobs_removed: summary.blobs_removed,
+                bytes_freed: summary.bytes_freed,
+            });
+        }
+        report.tiers.push(out);
+    }
+    Ok(report)
+}
+
+/// Forgets what `policy` does not keep of `job`'s snapshots in `repo` (nothing with
+/// an empty policy, which keeps all).
+fn forget_job(
+    repo: &Repository,
+    job: &str,
+    policy: &Retention,
+    dry_run: bool,
+    warnings: &mut Vec<String>,
+) -> Result<JobRetention, BackupError> {
+    // An empty policy keeps everything: decide without taking the exclusive lock.
+    let summary = repo.forget(policy, Some(job), dry_run || policy.is_empty())?;
+    warnings.extend(summary.warnings);
+    let mut snapshots: Vec<RetainedSnapshot> = summary
+        .decisions
+        .into_iter()
+        .map(|d| RetainedSnapshot {
+            id: d.id,
+            unix_ms: d.time_ms,
+            kept_by: d.reasons,
+        })
+        .collect();
+    snapshots.sort_by(|a, b| b.unix_ms.cmp(&a.unix_ms).then(b.id.cmp(&a.id)));
+    Ok(JobRetention {
+        job: job.to_owned(),
+        policy: describe(policy),
+        snapshots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn policies_read_as_configured() {
+        assert_eq!(describe(&Retention::default()), "keep all");
+        let policy = Retention {
+            keep_last: 3,
+            keep_daily: 7,
+            keep_within: Some(Duration::from_secs(30 * 86_400)),
+            ..Retention::default()
+        };
+        assert_eq!(
+            describe(&policy),
+            "keep_last=3, keep_daily=7, keep_within=30days"
+        );
+    }
+}
