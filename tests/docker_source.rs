@@ -1,11 +1,57 @@
 //! The `docker` backup source against the real Docker engine: containers chosen by
 //! name or label, their inspect documents and volumes stored and restored, and the
-//! container paused or stopped during the backup and always running again after.
+//! container paused or stopped during the backup and always running again after,
+//! even when the backup fails or drd is killed while it holds the container.
+//!
+//! Each test skips with a message when no engine answers (and fails instead under
+//! `DRD_REQUIRE_DOCKER=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use drd_integration_tests::docker::{self, Container};
+use drd_integration_tests::{audit_rows, backup_daemon, eventually, text, Daemon};
+
+/// A job `app` with `sources` (TOML array items, `{dir}` is the daemon's folder).
+fn job(sources: &[String]) -> String {
+    format!(
+        "[jobs.app]\ntiers = [\"local\"]\nsources = [\n{}\n]\n",
+        sources.join(",\n")
+    )
+}
+
+/// A command source named `state` that records the container's status when the
+/// backup reads it.
+fn state_probe(container: &Container) -> String {
+    format!(
+        "{{ kind = \"command\", name = \"state\", run = [\"docker\", \"inspect\", \"-f\", \
+         \"{{{{.State.Status}}}}\", \"{}\"] }}",
+        container.name()
+    )
+}
+
+/// Restores the latest snapshot into a new folder under the daemon's and returns it.
+fn restore_latest(daemon: &Daemon) -> std::path::PathBuf {
+    let target = daemon.dir.path().join("restored");
+    daemon.drctl_json(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    target
+}
+
+fn under(target: &Path, host_path: &Path) -> std::path::PathBuf {
+    target.join(host_path.strip_prefix("/").unwrap())
+}
+
+fn held_record(daemon: &Daemon) -> std::path::PathBuf {
+    daemon.dir.path().join("state/docker-held.json")
+}
 
 #[test]
 fn the_test_image_runs_with_a_volume_and_a_bind_mount() {
@@ -17,7 +63,6 @@ fn the_test_image_runs_with_a_volume_and_a_bind_mount() {
     let web = Container::new("img")
         .volume("data", "/data")
         .bind(host.path(), "/conf")
-        .label("drd.test.case", "img")
         .start();
     web.exec(&["sh", "-c", "echo stored > /data/file"]);
     assert_eq!(web.exec(&["cat", "/conf/conf"]), "hello");
@@ -32,4 +77,277 @@ fn the_test_image_runs_with_a_volume_and_a_bind_mount() {
     assert!(!docker::docker(&["volume", "inspect", &volume])
         .status
         .success());
+}
+
+#[test]
+fn inspect_volume_and_bind_mount_round_trip_through_drctl() {
+    if !docker::require_docker() {
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir(host.path().join("nested")).unwrap();
+    std::fs::write(host.path().join("nested/app.conf"), "port = 8080\n").unwrap();
+    let case = docker::unique_name("label");
+    let web = Container::new("web")
+        .volume("data", "/data")
+        .bind(host.path(), "/etc/app")
+        .label("drd.test.case", &case)
+        .start();
+    web.exec(&[
+        "sh",
+        "-c",
+        "echo 'row 1' > /data/table && mkdir /data/sub && echo x > /data/sub/y",
+    ]);
+    let daemon = backup_daemon(&job(&[format!(
+        "{{ kind = \"docker\", labels = [\"drd.test.case={case}\"] }}"
+    )]));
+
+    let report = daemon.drctl_json(&["backup", "--job", "app"]);
+    assert_eq!(report["snapshot"]["job"], "app", "{report}");
+    assert_eq!(web.status(), "running");
+
+    let target = restore_latest(&daemon);
+    let inspect: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(target.join(format!("docker/{}/inspect.json", web.name()))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inspect["Id"], web.id());
+    assert_eq!(inspect["Name"], format!("/{}", web.name()));
+    assert_eq!(inspect["Config"]["Labels"]["drd.test.case"], case.as_str());
+    let mounts = inspect["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+
+    let volume = under(&target, &web.volume_path("data"));
+    assert_eq!(
+        std::fs::read_to_string(volume.join("table")).unwrap(),
+        "row 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(volume.join("sub/y")).unwrap(),
+        "x\n"
+    );
+    let bind = under(&target, host.path());
+    assert_eq!(
+        std::fs::read_to_string(bind.join("nested/app.conf")).unwrap(),
+        "port = 8080\n"
+    );
+}
+
+#[test]
+fn pause_holds_the_container_while_every_other_source_is_read() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("paused").volume("data", "/data").start();
+    web.exec(&["sh", "-c", "echo v1 > /data/v"]);
+    let started_at = web.inspect()["State"]["StartedAt"].clone();
+    // The probe is listed first: docker sources are held before any other is read.
+    let daemon = backup_daemon(&job(&[
+        state_probe(&web),
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
+            web.name()
+        ),
+    ]));
+    daemon.drctl_json(&["backup", "--job", "app"]);
+    assert_eq!(
+        web.status(),
+        "running",
+        "the container must run again after"
+    );
+    assert_eq!(
+        web.inspect()["State"]["StartedAt"],
+        started_at,
+        "pause must not restart it"
+    );
+    assert!(
+        !held_record(&daemon).exists(),
+        "the hold record must be gone"
+    );
+
+    let target = restore_latest(&daemon);
+    assert_eq!(
+        std::fs::read_to_string(target.join("commands/state"))
+            .unwrap()
+            .trim(),
+        "paused",
+        "the container was not paused while the backup ran"
+    );
+    // The stored inspect is the container as it normally runs, not the paused state.
+    let inspect: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(target.join(format!("docker/{}/inspect.json", web.name()))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inspect["State"]["Status"], "running");
+    let volume = under(&target, &web.volume_path("data"));
+    assert_eq!(std::fs::read_to_string(volume.join("v")).unwrap(), "v1\n");
+}
+
+#[test]
+fn stop_stops_the_container_during_the_backup_and_starts_it_after() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("stopped")
+        .volume("data", "/data")
+        .restart("unless-stopped")
+        .start();
+    let started_at = web.inspect()["State"]["StartedAt"].clone();
+    let daemon = backup_daemon(&job(&[
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"stop\", stop_timeout = \"10s\" }}",
+            web.name()
+        ),
+        state_probe(&web),
+    ]));
+    daemon.drctl_json(&["backup", "--job", "app"]);
+    assert_eq!(
+        web.status(),
+        "running",
+        "the container must run again after"
+    );
+    assert_ne!(
+        web.inspect()["State"]["StartedAt"],
+        started_at,
+        "the container was not restarted"
+    );
+    let target = restore_latest(&daemon);
+    assert_eq!(
+        std::fs::read_to_string(target.join("commands/state"))
+            .unwrap()
+            .trim(),
+        "exited",
+        "the container was not stopped while the backup ran"
+    );
+}
+
+#[test]
+fn a_failed_backup_still_brings_the_container_back() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("fails").start();
+    let other = Container::new("fails-stop").start();
+    let daemon = backup_daemon(&job(&[
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
+            web.name()
+        ),
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"stop\", stop_timeout = \"5s\" }}",
+            other.name()
+        ),
+        "{ kind = \"command\", name = \"broken\", run = [\"sh\", \"-c\", \"echo half; exit 3\"] }"
+            .to_owned(),
+    ]));
+    let out = daemon.drctl(&["backup", "--job", "app"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("exited with status 3"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(web.status(), "running");
+    assert_eq!(other.status(), "running");
+    assert!(!held_record(&daemon).exists());
+    let list = daemon.drctl_json(&["backups"]);
+    assert!(
+        list.as_array().unwrap().is_empty(),
+        "a failed backup stored a snapshot"
+    );
+}
+
+#[test]
+fn a_missing_container_or_an_unmatched_label_fails_the_backup_naming_it() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("present").start();
+    let missing = docker::unique_name("missing");
+    let daemon = backup_daemon(&job(&[format!(
+        "{{ kind = \"docker\", containers = [\"{}\", \"{missing}\"], consistency = \"pause\" }}",
+        web.name()
+    )]));
+    let out = daemon.drctl(&["backup", "--job", "app"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&missing), "{}", text(&out));
+    assert_eq!(web.status(), "running", "nothing may stay paused");
+
+    let label = docker::unique_name("nobody");
+    let daemon = backup_daemon(&job(&[format!(
+        "{{ kind = \"docker\", labels = [\"drd.test.case={label}\"] }}"
+    )]));
+    let out = daemon.drctl(&["backup", "--job", "app"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&label), "{}", text(&out));
+}
+
+#[test]
+fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("killed").start();
+    let mut daemon = backup_daemon(&job(&[
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
+            web.name()
+        ),
+        // Keeps the backup busy (and the container held) until the test kills drd.
+        "{ kind = \"command\", name = \"slow\", run = [\"sh\", \"-c\", \"echo $$ > {dir}/slow.pid; exec sleep 60\"] }"
+            .to_owned(),
+    ]));
+    let mut backup = Command::new(&drd_integration_tests::bins().drctl)
+        .args([
+            "--socket",
+            daemon.socket().to_str().unwrap(),
+            "backup",
+            "--job",
+            "app",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the container to be paused by the backup", || {
+        web.status() == "paused"
+    });
+    let record = std::fs::read_to_string(held_record(&daemon)).unwrap();
+    assert!(record.contains(web.id()), "{record}");
+
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    let code = daemon.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, None, "drd was not killed by the signal");
+    let _ = backup.wait();
+    let slow = daemon.dir.path().join("slow.pid");
+    if let Ok(pid) = std::fs::read_to_string(&slow) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    assert_eq!(
+        web.status(),
+        "paused",
+        "nothing but the next start may resume it"
+    );
+
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    eventually("the next start to resume the container", || {
+        web.status() == "running"
+    });
+    eventually("the record to be removed", || {
+        !held_record(&daemon).exists()
+    });
+    let rows = audit_rows(&daemon.catalog());
+    let resumed = rows
+        .iter()
+        .find(|(_, action, _, _)| action == "resume container")
+        .unwrap_or_else(|| panic!("no resume in the audit log: {rows:?}"));
+    assert_eq!(resumed.2, "ok");
+    assert!(
+        resumed.3.contains(&format!(
+            "resumed container {} left paused by an interrupted backup",
+            web.name()
+        )),
+        "{resumed:?}"
+    );
 }

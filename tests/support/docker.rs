@@ -282,6 +282,9 @@ pub struct Container {
 impl Container {
     /// A container spec named `drd-test-PID-N-base`, running [`SLEEP_FOREVER`] in the
     /// test image, labelled `drd-test`.
+    // Returns the spec, not Self: a `Container` exists only once it runs, and
+    // `Container::new("web")...start()` reads as what it does.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(base: &str) -> ContainerSpec {
         ContainerSpec {
             name: unique_name(base),

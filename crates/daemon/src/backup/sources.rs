@@ -5,22 +5,42 @@ use std::path::{Path, PathBuf};
 use drd_repo::Source;
 use tempfile::NamedTempFile;
 
-use super::{command::CommandOutput, sqlite, BackupError};
+use super::{command::CommandOutput, docker, sqlite, BackupError};
 use crate::config::SourceConfig;
 
 /// Sources ready to read, and the scratch files that must live until the backup ends.
 pub(super) struct Prepared {
     pub sources: Vec<Source>,
     pub scratch: Vec<NamedTempFile>,
+    /// Containers paused or stopped for the backup; dropping this brings them back,
+    /// so it must live until the backup has read everything.
+    pub docker: Option<docker::Hold>,
 }
 
 /// Prepares every source: paths as they are, SQLite databases copied through the
 /// online backup API into `scratch`, commands started with their output piped.
+/// Docker containers are held first, so every other source sees them paused or
+/// stopped.
 pub(super) fn prepare(configs: &[SourceConfig], scratch: &Path) -> Result<Prepared, BackupError> {
     let mut prepared = Prepared {
         sources: Vec::new(),
         scratch: Vec::new(),
+        docker: None,
     };
+    let dockers: Vec<_> = configs
+        .iter()
+        .filter_map(|c| match c {
+            SourceConfig::Docker(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let mut docker_mounts = Vec::new();
+    if !dockers.is_empty() {
+        let held = docker::prepare(&dockers, &docker::record_for_scratch(scratch))?;
+        prepared.sources.extend(held.documents);
+        docker_mounts = held.mounts;
+        prepared.docker = Some(held.hold);
+    }
     for config in configs {
         match config {
             SourceConfig::Path { path, exclude } => {
@@ -54,6 +74,17 @@ pub(super) fn prepare(configs: &[SourceConfig], scratch: &Path) -> Result<Prepar
                     reader: Box::new(output),
                 });
             }
+            SourceConfig::Docker(_) => {}
+        }
+    }
+    // A mount inside a path source is stored with it already.
+    for (root, excludes) in docker_mounts {
+        let covered = configs.iter().any(|c| match c {
+            SourceConfig::Path { path, .. } => root.starts_with(path),
+            _ => false,
+        });
+        if !covered {
+            prepared.sources.push(Source::Path { root, excludes });
         }
     }
     Ok(prepared)

@@ -332,8 +332,7 @@ fn check_job_extras(
             if hook.run.first().is_none_or(String::is_empty) {
                 problem(
                     &here,
-                    "run must name a program, like [\"systemctl\", \"stop\", \"app\"]"
-                        .to_owned(),
+                    "run must name a program, like [\"systemctl\", \"stop\", \"app\"]".to_owned(),
                 );
             }
             if hook.timeout.is_zero() {
@@ -460,4 +459,66 @@ pub(super) fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, DockerConsistency, SourceConfig};
+
+    fn problems(sources: &str) -> String {
+        let text = format!(
+            "[tiers.local]\nkind = \"dir\"\npath = \"/tmp/r\"\n\
+             [jobs.app]\ntiers = [\"local\"]\nsources = [\n{sources}\n]\n"
+        );
+        match Config::load_str(Path::new("/etc/drd/drd.toml"), &text) {
+            Ok(_) => String::new(),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_docker_source_reads_with_defaults() {
+        let text = "[jobs.app]\ntiers = []\nsources = [{ kind = \"docker\", containers = [\"web\"], consistency = \"stop\", stop_timeout = \"45s\" }]\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let SourceConfig::Docker(docker) = &config.jobs["app"].sources[0] else {
+            panic!("not a docker source");
+        };
+        assert_eq!(docker.containers, ["web"]);
+        assert_eq!(docker.consistency, DockerConsistency::Stop);
+        assert_eq!(docker.stop_timeout().as_secs(), 45);
+        let text =
+            "[jobs.app]\ntiers = []\nsources = [{ kind = \"docker\", labels = [\"a=b\"] }]\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let SourceConfig::Docker(docker) = &config.jobs["app"].sources[0] else {
+            panic!("not a docker source");
+        };
+        assert_eq!(docker.consistency, DockerConsistency::None);
+        assert_eq!(docker.stop_timeout().as_secs(), 30);
+    }
+
+    #[test]
+    fn docker_source_mistakes_are_named() {
+        let text = problems("{ kind = \"docker\" }");
+        assert!(text.contains("sources[0]"), "{text}");
+        assert!(text.contains("name containers"), "{text}");
+
+        let text = problems("{ kind = \"docker\", containers = [\"/web\", \"db\", \"db\"] }");
+        assert!(text.contains("containers[0]"), "{text}");
+        assert!(text.contains("is not a Docker container name"), "{text}");
+        assert!(text.contains("named twice"), "{text}");
+
+        let text = problems("{ kind = \"docker\", labels = [\"=x\"], stop_timeout = \"5s\" }");
+        assert!(text.contains("labels[0]"), "{text}");
+        assert!(text.contains("stop_timeout"), "{text}");
+        assert!(text.contains("only with consistency"), "{text}");
+
+        let text =
+            problems("{ kind = \"docker\", containers = [\"web\"], consistency = \"freeze\" }");
+        assert!(text.contains("freeze"), "{text}");
+
+        let text = problems("{ kind = \"docker\", containers = [\"web\"], volumes = true }");
+        assert!(text.contains("volumes"), "{text}");
+    }
 }

@@ -1,0 +1,345 @@
+//! Containers paused or stopped by a backup, and the promise to bring them back.
+//!
+//! Before drd pauses or stops a container it writes the container into a record file
+//! in the state directory (atomically: temp file, fsync, rename, fsync the folder), and
+//! removes it once the container runs again. A drd killed in between leaves the record
+//! behind; the next start reads it and resumes what is listed ([`resume_all`]).
+//!
+//! Two backups running at once may hold the same container: the process-wide registry
+//! counts holders, and only the last release brings the container back. The registry
+//! lock is held across the Docker calls on purpose, so that a second backup waits for
+//! a container to be fully stopped before it reads that container's data.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::{Engine, EngineError, RunState};
+
+/// What drd did to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Action {
+    /// `docker pause`; undone with `docker unpause`.
+    Paused,
+    /// `docker stop`; undone with `docker start`.
+    Stopped,
+}
+
+impl Action {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Action::Paused => "paused",
+            Action::Stopped => "stopped",
+        }
+    }
+}
+
+/// One held container, as recorded in the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    /// The container's full id.
+    pub id: String,
+    /// Its name, for messages.
+    pub name: String,
+    /// What was done to it.
+    pub action: Action,
+    /// When (RFC 3339).
+    pub since: String,
+    /// The drd process that did it.
+    pub pid: u32,
+    /// How many backups of that process hold it (not written: a new process has none).
+    #[serde(skip)]
+    holders: usize,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RecordFile {
+    containers: Vec<Record>,
+}
+
+/// The record file's name in the state directory.
+pub const RECORD_FILE: &str = "docker-held.json";
+
+/// Containers held by this process, by id, with the record file they are written to.
+static REGISTRY: Mutex<BTreeMap<String, Record>> = Mutex::new(BTreeMap::new());
+
+fn registry() -> MutexGuard<'static, BTreeMap<String, Record>> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Attempts at bringing a container back before leaving it to the next start.
+const RELEASE_ATTEMPTS: u32 = 3;
+
+/// Holds `id` (named `name`) for one backup: pauses or stops it unless this process
+/// already holds it. Returns whether this caller must release it later.
+pub(crate) fn hold(
+    engine: &Engine,
+    file: &Path,
+    id: &str,
+    name: &str,
+    action: Action,
+    stop_timeout: Duration,
+) -> Result<bool, EngineError> {
+    let mut held = registry();
+    if let Some(record) = held.get_mut(id) {
+        record.holders += 1;
+        return Ok(true);
+    }
+    // Written before acting: a kill between the two leaves a record of a container
+    // that was never touched, which the next start finds running and just forgets.
+    held.insert(
+        id.to_owned(),
+        Record {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            action,
+            since: crate::util::rfc3339(crate::util::unix_ms_now()),
+            pid: std::process::id(),
+            holders: 1,
+        },
+    );
+    if let Err(err) = write(file, &held) {
+        held.remove(id);
+        return Err(EngineError::Record {
+            path: file.to_owned(),
+            source: err,
+        });
+    }
+    let done = match action {
+        Action::Paused => engine.pause(id),
+        Action::Stopped => engine.stop(id, stop_timeout),
+    };
+    if let Err(err) = done {
+        held.remove(id);
+        if let Err(write_err) = write(file, &held) {
+            tracing::warn!(cause = %write_err, file = %file.display(), "cannot update the held-container record");
+        }
+        return Err(err);
+    }
+    tracing::info!(
+        container = name,
+        action = action.as_str(),
+        "container held for a backup"
+    );
+    Ok(true)
+}
+
+/// Releases one hold on `id`; the last holder brings the container back. Failures are
+/// logged, and the record stays so that the next start tries again.
+pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
+    let mut held = registry();
+    let Some(record) = held.get_mut(id) else {
+        return;
+    };
+    record.holders = record.holders.saturating_sub(1);
+    if record.holders > 0 {
+        return;
+    }
+    let record = record.clone();
+    let mut last_error = None;
+    for attempt in 1..=RELEASE_ATTEMPTS {
+        match bring_back(engine, &record) {
+            Ok(how) => {
+                tracing::info!(container = %record.name, "{how} after the backup");
+                last_error = None;
+                break;
+            }
+            Err(err) => {
+                tracing::warn!(container = %record.name, attempt, cause = %err, "cannot bring the container back yet");
+                last_error = Some(err);
+                if attempt < RELEASE_ATTEMPTS {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+    if let Some(err) = last_error {
+        tracing::error!(
+            container = %record.name,
+            cause = %err,
+            record = %file.display(),
+            "container left {} by the backup; drd resumes it at its next start, or run `docker {} {}`",
+            record.action.as_str(),
+            if record.action == Action::Paused { "unpause" } else { "start" },
+            record.name
+        );
+        return;
+    }
+    held.remove(id);
+    if let Err(err) = write(file, &held) {
+        tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
+    }
+}
+
+/// Undoes `record.action` if the container still shows it; says what was done.
+fn bring_back(engine: &Engine, record: &Record) -> Result<String, EngineError> {
+    let state = RunState::of(&engine.inspect(&record.id)?);
+    match (record.action, state) {
+        (Action::Paused, RunState::Paused) => {
+            engine.unpause(&record.id)?;
+            Ok("unpaused".to_owned())
+        }
+        (Action::Stopped, RunState::NotRunning) => {
+            engine.start(&record.id)?;
+            Ok("started".to_owned())
+        }
+        (_, state) => Ok(format!("left alone ({state:?} already)")),
+    }
+}
+
+/// What [`resume_all`] did with one record left by an earlier drd.
+#[derive(Debug)]
+pub struct Resumed {
+    /// The container's name.
+    pub name: String,
+    /// What the earlier drd had done ("paused" or "stopped").
+    pub action: &'static str,
+    /// What was done now, or why it could not be.
+    pub outcome: Result<String, String>,
+}
+
+/// Brings back every container listed in `file` by a drd that did not finish its
+/// backup. Records that cannot be resumed now stay for the next start, except those
+/// of containers that no longer exist. Blocking; call it off the async runtime.
+pub fn resume_all(file: &Path) -> Vec<Resumed> {
+    let records = match read(file) {
+        Ok(records) => records,
+        Err(err) => {
+            return vec![Resumed {
+                name: file.display().to_string(),
+                action: "held",
+                outcome: Err(format!("cannot read the held-container record: {err}")),
+            }]
+        }
+    };
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let engine = match Engine::connect(Duration::ZERO) {
+        Ok(engine) => engine,
+        Err(err) => {
+            return records
+                .into_iter()
+                .map(|r| Resumed {
+                    name: r.name,
+                    action: r.action.as_str(),
+                    outcome: Err(err.to_string()),
+                })
+                .collect()
+        }
+    };
+    let mut held = registry();
+    let mut done = Vec::new();
+    for record in records {
+        let outcome = match bring_back(&engine, &record) {
+            Ok(how) => Ok(how),
+            Err(EngineError::NoSuchContainer(_)) => {
+                Ok("gone: the container no longer exists".to_owned())
+            }
+            Err(err) => {
+                // Kept for the next start; a backup of this process that holds it too
+                // brings it back on its release.
+                held.entry(record.id.clone())
+                    .or_insert_with(|| record.clone());
+                Err(err.to_string())
+            }
+        };
+        done.push(Resumed {
+            name: record.name,
+            action: record.action.as_str(),
+            outcome,
+        });
+    }
+    if let Err(err) = write(file, &held) {
+        tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
+    }
+    done
+}
+
+fn read(file: &Path) -> std::io::Result<Vec<Record>> {
+    match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice::<RecordFile>(&bytes)
+            .map(|f| f.containers)
+            .map_err(std::io::Error::other),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes the registry to `file` atomically, or removes the file when nothing is held.
+fn write(file: &Path, held: &BTreeMap<String, Record>) -> std::io::Result<()> {
+    if held.is_empty() {
+        return match std::fs::remove_file(file) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        };
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let body = RecordFile {
+        containers: held.values().cloned().collect(),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, &body).map_err(std::io::Error::other)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The record file for a daemon whose state directory is `state_dir`.
+pub fn record_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(RECORD_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips_and_disappears_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state").join(RECORD_FILE);
+        let mut held = BTreeMap::new();
+        held.insert(
+            "abc".to_owned(),
+            Record {
+                id: "abc".to_owned(),
+                name: "web".to_owned(),
+                action: Action::Stopped,
+                since: "2026-01-01T00:00:00Z".to_owned(),
+                pid: 7,
+                holders: 2,
+            },
+        );
+        write(&file, &held).unwrap();
+        let back = read(&file).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].name, "web");
+        assert_eq!(back[0].action, Action::Stopped);
+        // A new process holds nothing yet.
+        assert_eq!(back[0].holders, 0);
+        write(&file, &BTreeMap::new()).unwrap();
+        assert!(!file.exists());
+        assert!(read(&file).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_record_is_reported_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(RECORD_FILE);
+        std::fs::write(&file, "{ not json").unwrap();
+        let resumed = resume_all(&file);
+        assert_eq!(resumed.len(), 1);
+        assert!(resumed[0].outcome.is_err());
+        assert!(
+            file.exists(),
+            "the damaged record must stay for a person to read"
+        );
+    }
+}
