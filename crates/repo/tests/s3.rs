@@ -151,6 +151,22 @@ fn s3_storage_keeps_the_local_dir_contract() {
     );
     // Prefixes are separate repositories: web-10 sees nothing of web-1.
     assert!(neighbour.list("data").unwrap().is_empty());
+    // A missing bucket is said as such, not taken for a missing file.
+    let nowhere = s3(&moto, "no-such-bucket", "web-1");
+    for err in [
+        nowhere.read("config").unwrap_err(),
+        nowhere.list("index").unwrap_err(),
+        nowhere.write_atomic("config", b"x").unwrap_err(),
+    ] {
+        assert!(
+            err.to_string().contains(&format!(
+                "bucket no-such-bucket does not exist at {}",
+                moto.endpoint()
+            )),
+            "{err}"
+        );
+        assert_ne!(io_kind(&err), Some(std::io::ErrorKind::NotFound), "{err}");
+    }
     assert_eq!(
         moto.keys("contract", "hosts/"),
         [
@@ -393,6 +409,7 @@ fn an_unreachable_endpoint_fails_fast_and_replication_catches_up() {
         moto.endpoint()
     );
     assert!(msg.starts_with(&expect), "{msg}");
+    eprintln!("replication to a stopped endpoint failed after {took:?}: {msg}");
     assert!(took < Duration::from_secs(15), "the error took {took:?}");
 
     // Opening the repository while it is away fails just as clearly and as fast.
@@ -445,6 +462,7 @@ fn a_server_that_stops_answering_times_out() {
         )),
         "{msg}"
     );
+    eprintln!("a read from a frozen server failed after {took:?}: {msg}");
     // Three attempts of 2 s and the backoff between them.
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(storage.read("config").unwrap(), b"{}");

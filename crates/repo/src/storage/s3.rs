@@ -300,6 +300,19 @@ impl S3Storage {
         use std::io::ErrorKind;
 
         let object = self.describe(name);
+        let text = one_line(err);
+        // A missing bucket is not a missing file: "not a repository" would send the
+        // reader looking for the wrong mistake.
+        if text.contains("<Code>NoSuchBucket</Code>") {
+            return Error::io(
+                op,
+                object,
+                std::io::Error::other(format!(
+                    "bucket {} does not exist at {} (create it, or check the bucket name)",
+                    self.bucket, self.endpoint
+                )),
+            );
+        }
         let kind = match err {
             object_store::Error::NotFound { .. } => ErrorKind::NotFound,
             object_store::Error::PermissionDenied { .. }
@@ -307,7 +320,7 @@ impl S3Storage {
             _ => ErrorKind::Other,
         };
         if kind != ErrorKind::Other {
-            return Error::io(op, object, std::io::Error::new(kind, one_line(err)));
+            return Error::io(op, object, std::io::Error::new(kind, server_said(&text)));
         }
         // Could the endpoint be reached at all? Look down the chain for the socket error
         // or the HTTP client's classification.
@@ -363,7 +376,7 @@ impl S3Storage {
                     ),
                 ),
             },
-            None => Error::io(op, object, std::io::Error::other(one_line(err))),
+            None => Error::io(op, object, std::io::Error::other(server_said(&text))),
         }
     }
 }
@@ -381,6 +394,27 @@ fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     out
+}
+
+/// The S3 error code and message when the server sent an XML error body (the rest of
+/// the body, request ids and such, is noise in a message), else `text` as it is.
+fn server_said(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))?;
+        Some(&text[start..start + end])
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => {
+            let before = text
+                .find("<?xml")
+                .or_else(|| text.find("<Error>"))
+                .unwrap_or(0);
+            format!("{}{code}: {message}", &text[..before])
+        }
+        _ => text.to_string(),
+    }
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -524,6 +558,18 @@ mod tests {
         assert_eq!(s.key("data/ab/abcd").to_string(), "p/q/data/ab/abcd");
         assert_eq!(s.describe("config"), PathBuf::from("s3://b/p/q/config"));
         assert_eq!(s.location(), PathBuf::from("s3://b/p/q"));
+
+        let said = server_said(
+            "Error performing GET http://h/b in 12ms - Server returned non-2xx status code: \
+             403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>\
+             <Message>Access Denied</Message><RequestId>XYZ</RequestId></Error>",
+        );
+        assert_eq!(
+            said,
+            "Error performing GET http://h/b in 12ms - Server returned non-2xx status code: \
+             403 Forbidden: AccessDenied: Access Denied"
+        );
+        assert_eq!(server_said("plain"), "plain");
 
         o.allow_http = false;
         let err = S3Storage::new(&o)
