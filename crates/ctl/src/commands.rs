@@ -100,10 +100,16 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             ..
         } => Request::AuditVerify,
         Command::Reload => Request::Reload,
+        Command::Jobs | Command::Prune(_) => {
+            return Err(Failure::Usage("jobs and prune run in jobs.rs".to_owned()))
+        }
         Command::Shutdown(_) | Command::Abort(_) => {
             return Err(Failure::Usage("shutdown and abort run in shutdown.rs".to_owned()))
         }
-        Command::Backup { job } => Request::Backup { job: job.clone() },
+        Command::Backup { job, command } => match (job, command) {
+            (Some(job), None) => Request::Backup { job: job.clone() },
+            _ => return Err(Failure::Usage("use --job NAME or `emergency`".to_owned())),
+        },
         Command::Backups { job, tier } => Request::Backups {
             job: job.clone(),
             tier: tier.clone(),

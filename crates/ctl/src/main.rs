@@ -6,6 +6,7 @@
 mod client;
 mod commands;
 mod exit;
+mod jobs;
 mod progress;
 mod shutdown;
 
@@ -53,11 +54,22 @@ enum Command {
     /// Reload drd's config file; a bad config is refused with its problems and the old
     /// one stays in force.
     Reload,
-    /// Run a backup job now, with live progress; prints the snapshot and its stats.
+    /// Run a backup now, with live progress.
+    ///
+    /// Examples:
+    ///   drctl backup --job critical-databases   one job; prints the snapshot and its stats
+    ///   drctl backup emergency                  every critical job now, in priority order
+    #[command(
+        verbatim_doc_comment,
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
     Backup {
+        #[command(subcommand)]
+        command: Option<jobs::BackupCommand>,
         /// The job, as named in the config ([jobs.NAME]).
-        #[arg(long)]
-        job: String,
+        #[arg(long, required = true)]
+        job: Option<String>,
     },
     /// List snapshots: id, job, time, parent, size, files.
     Backups {
@@ -130,6 +142,12 @@ enum Command {
     /// Stop a running (or interrupted) shutdown at its next safe point and start
     /// again what it stopped, in dependency order.
     Abort(shutdown::AbortArgs),
+    /// List the backup jobs: schedule, last success and failure, next run, and RPO
+    /// now against the job's target. Exits 1 when a job is behind its RPO target.
+    Jobs,
+    /// Apply each job's retention: forget the snapshots no rule keeps and
+    /// garbage-collect the data only they used (repacking mostly-garbage packs).
+    Prune(jobs::PruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -159,6 +177,12 @@ fn main() -> ExitCode {
     let ran = match &cli.command {
         Command::Shutdown(args) => runtime.block_on(shutdown::shutdown(&cli, args)),
         Command::Abort(args) => runtime.block_on(shutdown::abort(&cli, args)),
+        Command::Jobs => runtime.block_on(jobs::jobs(&cli)),
+        Command::Prune(args) => runtime.block_on(jobs::prune(&cli, args)),
+        Command::Backup {
+            command: Some(jobs::BackupCommand::Emergency),
+            ..
+        } => runtime.block_on(jobs::emergency(&cli)),
         _ => runtime.block_on(commands::run(&cli)),
     };
     match ran {

@@ -94,6 +94,14 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         catalog: catalog.clone(),
         every: CATALOG_MAINTENANCE_EVERY,
     });
+    // Schedules are read in the host's local time, like systemd timers.
+    supervisor.spawn(crate::jobs::scheduler::Scheduler::new(
+        Arc::new(crate::jobs::scheduler::DaemonJobs {
+            shared: shared.clone(),
+        }),
+        Arc::new(crate::jobs::SystemClock),
+        chrono::Local,
+    ));
     supervisor.spawn(crate::tiers::replication::Replicator::new(shared.clone()));
     if let Some(watchdog) = Watchdog::from_env(catalog.clone()) {
         supervisor.spawn(watchdog);

@@ -8,6 +8,7 @@
 //! [`run::run_job`], so the no-overlap rule, the hooks, the catalog record, retention
 //! and the audit entry are the same whoever asked.
 
+pub mod emergency;
 pub mod hooks;
 pub mod retention;
 pub mod run;

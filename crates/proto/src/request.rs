@@ -87,6 +87,17 @@ pub enum Request {
         /// Start again what it stopped, in dependency order.
         rollback: bool,
     },
+    /// Every job with its schedule, last success and failure, next run and RPO.
+    Jobs,
+    /// Apply each job's retention and collect unreferenced data.
+    Prune {
+        /// Only this job's snapshots (garbage collection still covers its tier).
+        job: Option<String>,
+        /// Say what would go and why the rest stays; change nothing.
+        dry_run: bool,
+    },
+    /// Run every critical job now, in priority order.
+    EmergencyBackup,
 }
 
 impl Request {
@@ -96,7 +107,9 @@ impl Request {
             Request::Status { .. }
             | Request::AuditList { .. }
             | Request::AuditVerify
-            | Request::Backups { .. } => Role::Viewer,
+            | Request::Backups { .. }
+            | Request::Jobs => Role::Viewer,
+            Request::Prune { .. } | Request::EmergencyBackup => Role::Operator,
             Request::Reload | Request::Backup { .. } | Request::Verify { .. } => Role::Operator,
             Request::Restore { .. } => Role::Responder,
             Request::Shutdown { .. } | Request::Abort { .. } => Role::Responder,
@@ -116,6 +129,9 @@ impl Request {
             Request::Verify { .. } => "verify",
             Request::Shutdown { .. } => "shutdown",
             Request::Abort { .. } => "abort",
+            Request::Jobs => "jobs",
+            Request::Prune { .. } => "prune",
+            Request::EmergencyBackup => "backup emergency",
         }
     }
 
@@ -129,6 +145,8 @@ impl Request {
                 | Request::Restore { .. }
                 | Request::Shutdown { .. }
                 | Request::Abort { .. }
+                | Request::Prune { .. }
+                | Request::EmergencyBackup
         )
     }
 }

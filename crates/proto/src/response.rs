@@ -69,6 +69,12 @@ pub enum Reply {
     Restored(RestoreReport),
     /// Answer to [`crate::Request::Verify`]: one report per repository checked.
     Verified(Vec<VerifyReport>),
+    /// Answer to [`crate::Request::Jobs`].
+    Jobs(Vec<crate::JobInfo>),
+    /// Answer to [`crate::Request::Prune`].
+    Pruned(crate::PruneReport),
+    /// Answer to [`crate::Request::EmergencyBackup`].
+    EmergencyBackedUp(crate::EmergencyReport),
 }
 
 /// What `drctl status` shows.

@@ -3,6 +3,8 @@
 mod audit;
 mod backup;
 mod backups;
+mod jobs;
+mod prune;
 mod reload;
 mod restore;
 mod shutdown;
@@ -98,6 +100,9 @@ pub async fn dispatch(
             shutdown::shutdown(&ctx, request, dry_run).await
         }
         Request::Abort { rollback } => abort::abort(&ctx, rollback).await,
+        Request::Jobs => jobs::jobs(&ctx).await,
+        Request::Prune { job, dry_run } => prune::prune(&ctx, job, dry_run).await,
+        Request::EmergencyBackup => backup::emergency(&ctx).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),

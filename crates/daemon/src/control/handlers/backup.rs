@@ -1,4 +1,5 @@
-//! `backup --job NAME`: run a job now through the job runner, streaming progress.
+//! `backup --job NAME`: run a job now through the job runner, streaming progress;
+//! `backup emergency`: run every critical job now, in priority order.
 
 use std::sync::Arc;
 
@@ -18,6 +19,13 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
     .await
     .map(Reply::BackedUp)
     .map_err(|err| run_error(&err))
+}
+
+pub(super) async fn emergency(ctx: &Ctx) -> HandlerResult {
+    jobs::emergency::run_emergency(&ctx.shared, &ctx.peer.actor(), progress_events(ctx))
+        .await
+        .map(Reply::EmergencyBackedUp)
+        .map_err(|err| run_error(&err))
 }
 
 /// A run's progress as events to the client; dropped when the client is slow.

@@ -1,0 +1,71 @@
+//! `prune [--job NAME] [--dry-run]`: apply each job's retention on its landing tier
+//! and collect the data no snapshot needs any more; a dry run only says what would go
+//! and which rule keeps each snapshot that stays.
+
+use drd_proto::{ErrorKind, Reply};
+
+use super::{backup_error, blocking, Ctx, HandlerResult};
+use crate::audit::Outcome;
+use crate::jobs::retention;
+
+pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> HandlerResult {
+    let config = ctx.shared.config();
+    let actor = ctx.peer.actor();
+    let action = match &job {
+        Some(job) => format!("prune {job}"),
+        None => "prune".to_owned(),
+    };
+    let report = {
+        let job = job.clone();
+        blocking(move || {
+            retention::prune(&config, job.as_deref(), dry_run, None).map_err(|e| {
+                let mut reply = backup_error(&e);
+                if matches!(
+                    e,
+                    crate::backup::BackupError::Repo(drd_repo::Error::Locked { .. })
+                ) {
+                    reply.kind = ErrorKind::Busy;
+                    reply.message.push_str(
+                        "; a backup or another prune holds the repository; try again when it ends",
+                    );
+                }
+                reply
+            })
+        })
+        .await
+    };
+    let report = match report {
+        Ok(report) => report,
+        Err(reply) => {
+            ctx.shared
+                .audit(&actor, &action, Outcome::Failed, reply.message.clone())
+                .await;
+            return Err(reply);
+        }
+    };
+    let snapshots = report
+        .tiers
+        .iter()
+        .flat_map(|t| &t.jobs)
+        .flat_map(|j| &j.snapshots);
+    let (gone, kept) = snapshots.fold((0, 0), |(g, k), s| {
+        if s.kept_by.is_empty() {
+            (g + 1, k)
+        } else {
+            (g, k + 1)
+        }
+    });
+    let freed: u64 = report
+        .tiers
+        .iter()
+        .filter_map(|t| t.gc.as_ref())
+        .map(|g| g.bytes_freed)
+        .sum();
+    let detail = if dry_run {
+        format!("dry run: {gone} snapshots would go, {kept} stay")
+    } else {
+        format!("{gone} snapshots forgotten, {kept} kept, {freed} bytes freed")
+    };
+    ctx.shared.audit(&actor, &action, Outcome::Ok, detail).await;
+    Ok(Reply::Pruned(report))
+}
