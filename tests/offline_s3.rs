@@ -164,6 +164,24 @@ fn a_bare_machine_restores_from_s3_with_only_the_bucket_and_the_key() {
         text(&out)
     );
 
+    // A bucket that does not exist is named as the problem.
+    let out = drd_s3(
+        &moto,
+        &[
+            "snapshots",
+            "--repo",
+            "s3://no-such-bucket/web-1",
+            "--key",
+            key,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("bucket no-such-bucket does not exist at http://127.0.0.1:"),
+        "{}",
+        text(&out)
+    );
+
     // A prefix with no repository is "not found" (66), as a missing directory is.
     let out = drd_s3(
         &moto,
