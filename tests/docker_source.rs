@@ -351,3 +351,43 @@ fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
         "{resumed:?}"
     );
 }
+
+#[test]
+fn an_engine_that_does_not_answer_fails_the_backup_and_keeps_the_record() {
+    // No engine needed: drd is pointed at a socket that nobody serves.
+    let mut daemon = backup_daemon(&job(&[
+        "{ kind = \"docker\", containers = [\"web\"], consistency = \"pause\" }".to_owned(),
+    ]));
+    // What a drd killed mid-backup leaves behind.
+    std::fs::write(
+        held_record(&daemon),
+        r#"{"containers":[{"id":"0123abcd","name":"web","action":"paused","since":"2026-01-01T00:00:00Z","pid":1}]}"#,
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    let nobody = format!("unix://{}", daemon.dir.path().join("nobody.sock").display());
+    daemon.spawn(&[("DOCKER_HOST", nobody.as_str())]);
+    daemon.wait_ready();
+
+    let out = daemon.drctl(&["backup", "--job", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("does not answer"),
+        "the error must say the engine does not answer: {}",
+        text(&out)
+    );
+    eventually("the failed resume to be audited", || {
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, action, outcome, detail)| {
+                action == "resume container"
+                    && outcome == "failed"
+                    && detail.contains("container web left paused by an interrupted backup")
+            })
+    });
+    assert!(
+        held_record(&daemon).exists(),
+        "the record must stay for the next start"
+    );
+}

@@ -160,8 +160,8 @@ fn choose(engine: &Engine, sources: &[&DockerSource]) -> Result<Vec<Chosen>, Eng
         if !source.labels.is_empty() {
             let found = engine.with_labels(&source.labels)?;
             if found.is_empty() && source.containers.is_empty() {
-                return Err(EngineError::NoSuchContainer(format!(
-                    "with label{} {}",
+                return Err(EngineError::NoneWithLabels(format!(
+                    "the label{} {}",
                     if source.labels.len() > 1 { "s" } else { "" },
                     source.labels.join(" and ")
                 )));

@@ -34,6 +34,9 @@ pub(crate) enum EngineError {
     /// The container does not exist.
     #[error("there is no container {0:?}")]
     NoSuchContainer(String),
+    /// No container carries the labels a source asks for.
+    #[error("no container carries {0}")]
+    NoneWithLabels(String),
     /// Any other failed request.
     #[error("{op} {target}: {source}")]
     Request {
