@@ -25,7 +25,10 @@ impl Bar {
 
     /// Shows one event.
     pub fn show(&mut self, event: &Event) {
-        let Event::Progress(progress) = event;
+        // Shutdown steps are printed as lines by the shutdown command, not as a bar.
+        let Event::Progress(progress) = event else {
+            return;
+        };
         if self.unit != Some(progress.unit)
             || (self.bar.length() == Some(0) && progress.total.is_some())
         {

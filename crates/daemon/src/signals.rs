@@ -47,16 +47,7 @@ pub async fn run(mut signals: Signals, shared: Arc<Shared>) {
                 // A refusal is audited and logged inside reload.
                 let _ = shared.reload(&Actor::Signal("SIGHUP")).await;
             }
-            SIGUSR1 => {
-                shared
-                    .audit(
-                        &Actor::Signal("SIGUSR1"),
-                        "emergency shutdown",
-                        Outcome::Refused,
-                        "emergency shutdown is not available in this drd version; nothing was stopped".to_owned(),
-                    )
-                    .await;
-            }
+            SIGUSR1 => crate::shutdown::on_sigusr1(&shared).await,
             _ => {}
         }
     }

@@ -24,6 +24,13 @@ pub fn status(line: &str) {
     notify(&[NotifyState::Status(line)]);
 }
 
+/// Asks systemd to wait `by` longer for the start or stop in progress
+/// (EXTEND_TIMEOUT_USEC), so a long emergency shutdown is not cut short.
+pub fn extend_timeout(by: Duration) {
+    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    notify(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 /// Pets systemd's watchdog at half its timeout, but only while the catalog answers: a
 /// daemon whose catalog thread is wedged should be restarted, not kept alive.
 pub struct Watchdog {

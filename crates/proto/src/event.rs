@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 pub enum Event {
     /// How far the request in flight has come.
     Progress(Progress),
+    /// A step of an emergency shutdown (or its rollback).
+    Shutdown(crate::ShutdownEvent),
 }
 
 /// A progress report: `done` of `total` units of `task`.

@@ -17,6 +17,7 @@ mod response;
 mod role;
 pub mod text;
 pub mod time;
+mod shutdown;
 
 pub use backup::{
     parse_percent, AffectedFile, BackupReport, RestoreReport, SnapshotInfo, SnapshotSelector,
@@ -34,6 +35,10 @@ pub use response::{
     Response, StatusReport, WorkerState, WorkerStatus,
 };
 pub use role::Role;
+pub use shutdown::{
+    AbortReport, PlannedHook, PlannedPreserve, PlannedService, ServiceResult, ShutdownEvent,
+    ShutdownOutcome, ShutdownPhase, ShutdownPlan, ShutdownReport, ShutdownStatus, ShutdownTrigger,
+};
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.

@@ -75,6 +75,12 @@ pub enum Reply {
     Pruned(crate::PruneReport),
     /// Answer to [`crate::Request::EmergencyBackup`].
     EmergencyBackedUp(crate::EmergencyReport),
+    /// Answer to a dry-run [`crate::Request::Shutdown`]: what would be done.
+    ShutdownPlanned(Box<crate::ShutdownPlan>),
+    /// Answer to [`crate::Request::Shutdown`]: how it ended.
+    ShutdownFinished(Box<crate::ShutdownReport>),
+    /// Answer to [`crate::Request::Abort`].
+    Aborted(Box<crate::AbortReport>),
 }
 
 /// What `drctl status` shows.
@@ -106,6 +112,8 @@ pub struct StatusReport {
     pub workers: Vec<WorkerStatus>,
     /// The newest audit entries, oldest first.
     pub recent_audit: Vec<AuditEntry>,
+    /// An emergency shutdown that is running, or that drd died in the middle of.
+    pub shutdown: Option<Box<crate::ShutdownStatus>>,
 }
 
 /// The daemon's own life cycle.

@@ -90,6 +90,21 @@ pub fn status(report: &StatusReport) -> String {
         "  state    {} (catalog schema {})",
         report.state_dir, report.catalog_schema
     );
+    if let Some(shutdown) = &report.shutdown {
+        let what = if shutdown.state == "interrupted" {
+            "INTERRUPTED (drd died mid-shutdown; `drctl shutdown --resume` carries on, `drctl abort` rolls back)"
+        } else {
+            "RUNNING (`drctl abort` stops it)"
+        };
+        let _ = writeln!(
+            out,
+            "  shutdown #{} ({}, started {}) {what}\n           stopped at: {}",
+            shutdown.run_id,
+            shutdown.trigger,
+            ago(now, shutdown.started_unix_ms),
+            shutdown.last_step
+        );
+    }
 
     out.push_str("\nWorkers\n");
     let rows: Vec<Vec<String>> = report

@@ -34,5 +34,6 @@ pub(super) async fn status(ctx: &Ctx, audit_tail: u32) -> HandlerResult {
         catalog_schema: SCHEMA_VERSION,
         workers: shared.workers.statuses(),
         recent_audit,
+        shutdown: crate::shutdown::status(shared).await.map(Box::new),
     }))
 }

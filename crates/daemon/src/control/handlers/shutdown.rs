@@ -1,0 +1,57 @@
+//! `shutdown`: print the plan (dry run), or start an emergency shutdown and stream
+//! it to the caller until it ends.
+
+use drd_proto::Reply;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{internal, Ctx, HandlerResult};
+use crate::shutdown::{self, Following, StartRequest};
+
+pub(super) async fn shutdown(ctx: &Ctx, request: StartRequest, dry_run: bool) -> HandlerResult {
+    if dry_run {
+        let config = ctx.shared.config();
+        return shutdown::dry_run(&config.config, &request.only, request.force)
+            .map(|plan| Reply::ShutdownPlanned(Box::new(plan)))
+            .map_err(|err| shutdown::StartError::from(err).reply());
+    }
+    let following = shutdown::start(&ctx.shared, request, ctx.peer.actor())
+        .await
+        .map_err(|err| err.reply())?;
+    let finished = follow(ctx, following).await?;
+    Ok(Reply::ShutdownFinished(Box::new(finished.report)))
+}
+
+/// Forwards a run's events to the caller until it ends. The run goes on if the
+/// caller goes away; it does not belong to the connection.
+pub(super) async fn follow(
+    ctx: &Ctx,
+    mut following: Following,
+) -> Result<shutdown::Finished, drd_proto::ErrorReply> {
+    let events = ctx.event_sender();
+    let forward = async {
+        loop {
+            match following.events.recv().await {
+                Ok(event) => {
+                    let _ = events.send(event).await;
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+        }
+    };
+    let run_id = following.run_id;
+    let mut done = following.finished.clone();
+    tokio::select! {
+        () = forward => {}
+        _ = done.wait_for(Option::is_some) => {}
+    }
+    // Events sent just before the end are still queued.
+    while let Ok(event) = following.events.try_recv() {
+        let _ = events.send(event).await;
+    }
+    following.finished().await.ok_or_else(|| {
+        internal(&format!(
+            "shutdown #{run_id} ended without a report; see drd's log"
+        ))
+    })
+}

@@ -1,0 +1,403 @@
+//! The emergency shutdown coordinator: stops the configured services in dependency
+//! order, with state saved first, checkpointed step by step, abortable with rollback.
+//!
+//! This file holds the entry points (start, abort, status, SIGUSR1) and the one slot
+//! for the shutdown that runs now; [`plan`] decides the order, `phases` runs it,
+//! [`checkpoints`] records it in the catalog and [`drivers`] act on services.
+//!
+//! At most one shutdown runs at a time. The slot is process-wide because one drd runs
+//! per process (tests start the binary); it is not in `Shared` so that the daemon's
+//! state does not grow a field for each subsystem.
+
+pub mod checkpoints;
+pub mod drivers;
+mod phases;
+pub mod plan;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use drd_proto::{
+    AbortReport, ErrorKind, ErrorReply, Event, ShutdownPlan, ShutdownReport, ShutdownStatus,
+    ShutdownTrigger,
+};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{Actor, Outcome};
+use crate::catalog::CatalogError;
+use crate::config::Config;
+use crate::state::Shared;
+use plan::{Plan, PlanError};
+
+/// What `drctl shutdown` asks for.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// Why.
+    pub trigger: ShutdownTrigger,
+    /// Skip preserve and drain; short grace.
+    pub force: bool,
+    /// Only these services and their dependants.
+    pub only: Vec<String>,
+    /// Words for the audit log.
+    pub reason: Option<String>,
+    /// Carry on with an interrupted run.
+    pub resume: bool,
+}
+
+/// Why a shutdown (or an abort) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A shutdown runs already.
+    #[error("shutdown #{0} is already running; follow it with `drctl status` or stop it with `drctl abort`")]
+    Busy(i64),
+    /// The previous shutdown was interrupted and must be resumed or aborted first.
+    #[error("shutdown #{run_id} ({trigger}) was interrupted when drd died, at {at}; carry on with `drctl shutdown --resume` or roll back with `drctl abort`")]
+    Interrupted {
+        /// The interrupted run.
+        run_id: i64,
+        /// Its trigger.
+        trigger: String,
+        /// Its last step.
+        at: String,
+    },
+    /// Nothing to resume or abort.
+    #[error("{0}")]
+    Nothing(&'static str),
+    /// No plan could be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl StartError {
+    /// The error as a reply, with the kind drctl maps to its exit code.
+    pub fn reply(&self) -> ErrorReply {
+        let kind = match self {
+            StartError::Busy(_) | StartError::Interrupted { .. } => ErrorKind::Busy,
+            StartError::Nothing(_) | StartError::Plan(PlanError::UnknownService(_)) => {
+                ErrorKind::NotFound
+            }
+            StartError::Plan(PlanError::NoServices) => ErrorKind::Failed,
+            StartError::Catalog(_) => ErrorKind::Internal,
+        };
+        ErrorReply {
+            kind,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// How a run ended: its report, and the abort's report if it was aborted.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The shutdown's report.
+    pub report: ShutdownReport,
+    /// Set when the run was aborted.
+    pub abort: Option<AbortReport>,
+}
+
+/// The shutdown that runs now.
+struct Active {
+    run_id: i64,
+    abort: CancellationToken,
+    rollback: Arc<AtomicBool>,
+    events: broadcast::Sender<Event>,
+    finished: watch::Receiver<Option<Finished>>,
+}
+
+static ACTIVE: tokio::sync::Mutex<Option<Arc<Active>>> = tokio::sync::Mutex::const_new(None);
+
+/// A client's view of a running shutdown: its events, then how it ended.
+pub struct Following {
+    /// The run's id.
+    pub run_id: i64,
+    /// Every event from now on.
+    pub events: broadcast::Receiver<Event>,
+    pub(crate) finished: watch::Receiver<Option<Finished>>,
+}
+
+impl Following {
+    fn of(active: &Active) -> Following {
+        Following {
+            run_id: active.run_id,
+            events: active.events.subscribe(),
+            finished: active.finished.clone(),
+        }
+    }
+
+    /// Waits for the run to end. `None` if its task died without saying (a panic).
+    pub async fn finished(&mut self) -> Option<Finished> {
+        match self.finished.wait_for(Option::is_some).await {
+            Ok(done) => done.clone(),
+            Err(_) => None,
+        }
+    }
+}
+
+/// The plan for a dry run: nothing is touched.
+pub fn dry_run(config: &Config, only: &[String], force: bool) -> Result<ShutdownPlan, PlanError> {
+    Plan::build(config, only, force).map(|plan| plan.to_wire())
+}
+
+/// Starts (or with `resume`, carries on) a shutdown in its own task.
+pub async fn start(
+    shared: &Arc<Shared>,
+    request: StartRequest,
+    actor: Actor,
+) -> Result<Following, StartError> {
+    let mut slot = ACTIVE.lock().await;
+    if let Some(active) = slot.as_ref() {
+        return Err(StartError::Busy(active.run_id));
+    }
+    let catalog = &shared.catalog;
+    let unfinished = checkpoints::unfinished_run(catalog).await?;
+    let config = shared.config();
+    let (run_id, trigger, force, only, earlier) = match (request.resume, unfinished) {
+        (true, None) => {
+            return Err(StartError::Nothing(
+                "no interrupted shutdown to resume; `drctl status` shows the last one",
+            ))
+        }
+        (false, Some(run)) => {
+            return Err(StartError::Interrupted {
+                run_id: run.id,
+                at: checkpoints::last_step(catalog, run.id).await?,
+                trigger: run.trigger,
+            })
+        }
+        (true, Some(run)) => {
+            let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
+            let earlier = checkpoints::steps(catalog, run.id).await?;
+            // Plan first: a config that no longer plans is refused before anything.
+            Plan::build(&config.config, &run.only, run.force)?;
+            shared
+                .audit(
+                    &actor,
+                    "resume shutdown",
+                    Outcome::Ok,
+                    format!(
+                        "shutdown #{} ({}) resumed at {}",
+                        run.id,
+                        run.trigger,
+                        checkpoints::last_step(catalog, run.id).await?
+                    ),
+                )
+                .await;
+            (run.id, trigger, run.force, run.only, earlier)
+        }
+        (false, None) => {
+            Plan::build(&config.config, &request.only, request.force)?;
+            let reason = request.reason.clone().unwrap_or_default();
+            let run_id = checkpoints::begin_run(
+                catalog,
+                request.trigger.as_str(),
+                &actor.to_string(),
+                &reason,
+                request.force,
+                &request.only,
+            )
+            .await?;
+            shared
+                .audit(
+                    &actor,
+                    "shutdown",
+                    Outcome::Ok,
+                    format!(
+                        "shutdown #{run_id} triggered: {}{}{}{}",
+                        request.trigger,
+                        if request.force { ", forced" } else { "" },
+                        if request.only.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", only {}", request.only.join(" "))
+                        },
+                        if reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {reason}")
+                        }
+                    ),
+                )
+                .await;
+            (
+                run_id,
+                request.trigger,
+                request.force,
+                request.only,
+                Vec::new(),
+            )
+        }
+    };
+    let plan = Plan::build(&config.config, &only, force)?;
+    Ok(launch(
+        shared, &mut slot, run_id, trigger, plan, actor, earlier, None,
+    ))
+}
+
+/// Stops the running shutdown at its next safe point, or, when drd died during one,
+/// takes the interrupted run over; with `rollback`, starts again what it stopped.
+/// Follow the result: its `abort` report is set.
+pub async fn abort(
+    shared: &Arc<Shared>,
+    rollback: bool,
+    actor: Actor,
+) -> Result<Following, StartError> {
+    let mut slot = ACTIVE.lock().await;
+    if let Some(active) = slot.as_ref() {
+        active.rollback.store(rollback, Ordering::SeqCst);
+        active.abort.cancel();
+        shared
+            .audit(
+                &actor,
+                "abort shutdown",
+                Outcome::Ok,
+                format!(
+                    "shutdown #{} asked to stop at its next safe point{}",
+                    active.run_id,
+                    if rollback {
+                        " and roll back"
+                    } else {
+                        " (no rollback)"
+                    }
+                ),
+            )
+            .await;
+        return Ok(Following::of(active));
+    }
+    let catalog = &shared.catalog;
+    let Some(run) = checkpoints::unfinished_run(catalog).await? else {
+        return Err(StartError::Nothing(
+            "no shutdown is running or interrupted; nothing to abort",
+        ));
+    };
+    let earlier = checkpoints::steps(catalog, run.id).await?;
+    let plan = Plan::build(&shared.config().config, &run.only, run.force)?;
+    let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
+    shared
+        .audit(
+            &actor,
+            "abort shutdown",
+            Outcome::Ok,
+            format!(
+                "interrupted shutdown #{} aborted at {}{}",
+                run.id,
+                checkpoints::last_step(catalog, run.id).await?,
+                if rollback {
+                    "; rolling back"
+                } else {
+                    " (no rollback)"
+                }
+            ),
+        )
+        .await;
+    Ok(launch(
+        shared,
+        &mut slot,
+        run.id,
+        trigger,
+        plan,
+        actor,
+        earlier,
+        Some(rollback),
+    ))
+}
+
+/// Fills the slot and runs the coordinator in its own task. `abort_now` takes an
+/// interrupted run straight to its abort (with rollback if `Some(true)`). The caller
+/// is subscribed before the run starts, so it sees every event.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    shared: &Arc<Shared>,
+    slot: &mut Option<Arc<Active>>,
+    run_id: i64,
+    trigger: ShutdownTrigger,
+    plan: Plan,
+    actor: Actor,
+    earlier: Vec<checkpoints::StepRow>,
+    abort_now: Option<bool>,
+) -> Following {
+    let (events, _) = broadcast::channel(4096);
+    let (done_tx, done_rx) = watch::channel(None);
+    let abort = CancellationToken::new();
+    let rollback = Arc::new(AtomicBool::new(abort_now.unwrap_or(false)));
+    if abort_now.is_some() {
+        abort.cancel();
+    }
+    let active = Arc::new(Active {
+        run_id,
+        abort: abort.clone(),
+        rollback: rollback.clone(),
+        events: events.clone(),
+        finished: done_rx,
+    });
+    *slot = Some(active.clone());
+    let following = Following::of(&active);
+    let run = phases::Run::new(
+        shared.clone(),
+        run_id,
+        trigger,
+        plan,
+        actor,
+        events,
+        abort,
+        rollback,
+        earlier,
+    );
+    tokio::spawn(async move {
+        let finished = run.execute().await;
+        let mut slot = ACTIVE.lock().await;
+        if slot.as_ref().is_some_and(|a| a.run_id == run_id) {
+            *slot = None;
+        }
+        drop(slot);
+        let _ = done_tx.send(Some(finished));
+    });
+    following
+}
+
+/// The shutdown `drctl status` should mention: the running one, or an interrupted one.
+pub async fn status(shared: &Shared) -> Option<ShutdownStatus> {
+    let running = ACTIVE.lock().await.as_ref().map(|a| a.run_id);
+    let run = match checkpoints::unfinished_run(&shared.catalog).await {
+        Ok(run) => run?,
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read shutdown checkpoints for status");
+            return None;
+        }
+    };
+    let last_step = checkpoints::last_step(&shared.catalog, run.id)
+        .await
+        .unwrap_or_default();
+    Some(ShutdownStatus {
+        run_id: run.id,
+        trigger: ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual),
+        started_unix_ms: run.started_ms,
+        state: if running == Some(run.id) {
+            "running".to_owned()
+        } else {
+            "interrupted".to_owned()
+        },
+        last_step,
+    })
+}
+
+/// SIGUSR1: `shutdown --trigger manual` with the signal as the actor. A refusal (a
+/// shutdown already running, nothing configured) is audited.
+pub async fn on_sigusr1(shared: &Arc<Shared>) {
+    let actor = Actor::Signal("SIGUSR1");
+    let request = StartRequest {
+        trigger: ShutdownTrigger::Manual,
+        force: false,
+        only: Vec::new(),
+        reason: Some("SIGUSR1 sent to drd".to_owned()),
+        resume: false,
+    };
+    if let Err(err) = start(shared, request, actor.clone()).await {
+        shared
+            .audit(&actor, "shutdown", Outcome::Refused, err.to_string())
+            .await;
+    }
+}

@@ -1,0 +1,194 @@
+//! Drivers: how one kind of service is assessed, stopped, checked and started again.
+//!
+//! The coordinator only sees [`Driver`]; each kind lives in its own file. Every call
+//! is bounded in time, so a driver whose backend does not answer becomes an error for
+//! that service and never a hang of the whole shutdown.
+
+mod process;
+mod systemd;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::config::{DriverKind, HookConfig, ServiceConfig};
+
+/// A service's state before the shutdown touched it; recorded in the assess
+/// checkpoint so a rollback (even by a later drd) knows what to bring back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Assessment {
+    /// Whether it was running.
+    pub running: bool,
+    /// Its main pid, where the driver knows one.
+    pub pid: Option<i32>,
+    /// The process's start time (clock ticks since boot), to tell a reused pid apart.
+    pub start_ticks: Option<u64>,
+    /// The health check's verdict, where it has one.
+    pub healthy: Option<bool>,
+    /// Its restart policy (Docker `RestartPolicy`, systemd `Restart=`), to restore it.
+    pub restart_policy: Option<String>,
+    /// A line for people.
+    pub detail: String,
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// It exited after the stop signal.
+    Clean,
+    /// It was killed after its timeout.
+    Killed,
+    /// It was not running.
+    WasNotRunning,
+}
+
+/// A driver failure, for one service.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {target}: {message}")]
+pub struct DriverError {
+    /// What the driver was doing (`stop`, `start`, `assess`).
+    pub op: &'static str,
+    /// What it acted on (`pidfile /run/api.pid`, `unit api.service`).
+    pub target: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// Result of a driver call.
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+/// A service's driver.
+pub enum Driver {
+    /// A process found by its pidfile.
+    Process(process::Process),
+    /// A systemd unit.
+    Systemd(systemd::Systemd),
+}
+
+impl Driver {
+    /// The driver for `config`, or why there is none.
+    pub fn new(config: &ServiceConfig) -> Result<Driver> {
+        match config.driver {
+            DriverKind::Process => Ok(Driver::Process(process::Process::new(config))),
+            DriverKind::Systemd => Ok(Driver::Systemd(systemd::Systemd::new(config))),
+            DriverKind::Docker | DriverKind::Compose => Err(DriverError {
+                op: "use driver",
+                target: crate::shutdown::plan::target(config),
+                message: format!(
+                    "the {} driver is not built into this drd yet; stop it by hand",
+                    config.driver.as_str()
+                ),
+            }),
+        }
+    }
+
+    /// Records the service's state.
+    pub async fn assess(&self) -> Result<Assessment> {
+        match self {
+            Driver::Process(d) => d.assess().await,
+            Driver::Systemd(d) => d.assess().await,
+        }
+    }
+
+    /// Stops the service: `signal`, up to `timeout` for it to go, then a kill. With
+    /// `signalled` (a resumed run whose first drd already sent the signal) it only
+    /// waits and kills. A service that survives comes back as an error.
+    pub async fn stop(
+        &self,
+        before: &Assessment,
+        signal: &str,
+        timeout: Duration,
+        signalled: bool,
+    ) -> Result<Stopped> {
+        match self {
+            Driver::Process(d) => d.stop(before, signal, timeout, signalled).await,
+            Driver::Systemd(d) => d.stop(timeout).await,
+        }
+    }
+
+    /// Whether the service runs now.
+    pub async fn is_running(&self, before: &Assessment) -> Result<bool> {
+        match self {
+            Driver::Process(d) => d.is_running(before),
+            Driver::Systemd(d) => d.assess().await.map(|a| a.running),
+        }
+    }
+
+    /// Starts the service again (rollback), restoring what the stop changed, and
+    /// waits up to `timeout` for it to run.
+    pub async fn start(&self, before: &Assessment, timeout: Duration) -> Result<()> {
+        match self {
+            Driver::Process(d) => d.start(before, timeout).await,
+            Driver::Systemd(d) => d.start(timeout).await,
+        }
+    }
+}
+
+/// Runs `hook` (no shell) within its timeout; Ok when it exits 0. The child is
+/// killed if the timeout passes.
+pub async fn run_hook(hook: &HookConfig) -> std::result::Result<(), String> {
+    let output = run_command(&hook.run, hook.timeout).await?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} exited with {}: {}",
+            hook.run.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `argv` with stdin closed and its output captured, killed after `timeout`.
+pub async fn run_command(
+    argv: &[String],
+    timeout: Duration,
+) -> std::result::Result<std::process::Output, String> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| "no program to run".to_owned())?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| format!("cannot run {program}: {err}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(err)) => Err(format!("{program}: {err}")),
+        Err(_) => Err(format!(
+            "{} did not finish within {}; it was killed",
+            argv.join(" "),
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+/// Waits for `service`'s health check to pass, trying every 200 ms until its
+/// timeout has passed in all.
+pub async fn wait_healthy(hook: &HookConfig) -> std::result::Result<(), String> {
+    let deadline = tokio::time::Instant::now() + hook.timeout;
+    let mut last = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "not healthy within {}: {last}",
+                humantime::format_duration(hook.timeout)
+            ));
+        }
+        let attempt = HookConfig {
+            run: hook.run.clone(),
+            timeout: left,
+        };
+        match run_hook(&attempt).await {
+            Ok(()) => return Ok(()),
+            Err(err) => last = err,
+        }
+        tokio::time::sleep(Duration::from_millis(200).min(left)).await;
+    }
+}

@@ -1,0 +1,672 @@
+//! Emergency shutdown through the real drd and drctl, with real processes as services
+//! (tests/support/fake_service.py: traps SIGTERM, takes a set time to exit, logs when
+//! it was told and when it went) and real signals.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drd_integration_tests::{audit_rows, backup_daemon, bins, eventually, text, Daemon};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+fn fake_service() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("support/fake_service.py")
+}
+
+/// A fake service's settings.
+#[derive(Clone, Default)]
+struct Spec {
+    name: &'static str,
+    depends_on: &'static [&'static str],
+    stop_delay: f64,
+    ignore_term: bool,
+    stop_timeout: &'static str,
+    extra: String,
+}
+
+fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay: f64) -> Spec {
+    Spec {
+        name,
+        depends_on,
+        stop_delay,
+        stop_timeout: "10s",
+        ..Spec::default()
+    }
+}
+
+/// Fake services running under one folder; every one still alive is killed on drop.
+struct Services {
+    dir: tempfile::TempDir,
+    specs: Vec<Spec>,
+    children: Vec<Child>,
+}
+
+impl Services {
+    fn start(specs: Vec<Spec>) -> Services {
+        let dir = drd_integration_tests::open_tempdir();
+        let mut services = Services {
+            dir,
+            specs,
+            children: Vec::new(),
+        };
+        for i in 0..services.specs.len() {
+            let argv = services.argv(&services.specs[i]);
+            let child = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            services.children.push(child);
+        }
+        for spec in &services.specs {
+            let pidfile = services.pidfile(spec.name);
+            eventually(&format!("{} to write its pidfile", spec.name), || {
+                pidfile.exists()
+            });
+        }
+        services
+    }
+
+    fn pidfile(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.pid"))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("events.log")
+    }
+
+    fn argv(&self, spec: &Spec) -> Vec<String> {
+        let mut argv = vec![
+            PYTHON.to_owned(),
+            fake_service().display().to_string(),
+            "--name".to_owned(),
+            spec.name.to_owned(),
+            "--pidfile".to_owned(),
+            self.pidfile(spec.name).display().to_string(),
+            "--log".to_owned(),
+            self.log_path().display().to_string(),
+            "--stop-delay".to_owned(),
+            spec.stop_delay.to_string(),
+        ];
+        if spec.ignore_term {
+            argv.push("--ignore-term".to_owned());
+        }
+        argv
+    }
+
+    /// `[services.*]` tables for drd's config.
+    fn config(&self) -> String {
+        let mut out = String::new();
+        for spec in &self.specs {
+            let start: Vec<String> = self.argv(spec).iter().map(|a| format!("{a:?}")).collect();
+            let deps: Vec<String> = spec.depends_on.iter().map(|d| format!("{d:?}")).collect();
+            out.push_str(&format!(
+                "\n[services.{}]\ndriver = \"process\"\npidfile = \"{}\"\nstart = [{}]\n\
+                 depends_on = [{}]\nstop_timeout = \"{}\"\n{}\n",
+                spec.name,
+                self.pidfile(spec.name).display(),
+                start.join(", "),
+                deps.join(", "),
+                spec.stop_timeout,
+                spec.extra,
+            ));
+        }
+        out
+    }
+
+    /// Every (name, what) -> times logged, in order.
+    fn log(&self) -> BTreeMap<(String, String), Vec<f64>> {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let mut map: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            if let [name, what, t] = parts[..] {
+                map.entry((name.to_owned(), what.to_owned()))
+                    .or_default()
+                    .push(t.parse().unwrap());
+            }
+        }
+        map
+    }
+
+    fn first(&self, name: &str, what: &str) -> f64 {
+        self.log()
+            .get(&(name.to_owned(), what.to_owned()))
+            .and_then(|v| v.first().copied())
+            .unwrap_or_else(|| panic!("{name} never logged {what}; log: {:?}", self.log()))
+    }
+
+    fn count(&self, name: &str, what: &str) -> usize {
+        self.log()
+            .get(&(name.to_owned(), what.to_owned()))
+            .map_or(0, Vec::len)
+    }
+
+    /// Whether the process in `name`'s pidfile is alive (and not a zombie).
+    fn running(&mut self, name: &str) -> bool {
+        // Reap the ones we started, so an exited one is not a zombie.
+        for child in &mut self.children {
+            let _ = child.try_wait();
+        }
+        let Ok(pid) = std::fs::read_to_string(self.pidfile(name)) else {
+            return false;
+        };
+        let pid: i32 = pid.trim().parse().unwrap();
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                let state = stat[stat.rfind(')').unwrap() + 2..].split(' ').next();
+                !matches!(state, Some("Z" | "X"))
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for spec in &self.specs {
+            if let Ok(pid) = std::fs::read_to_string(self.pidfile(spec.name)) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn report_service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {report:#}"))
+}
+
+/// Runs `drctl shutdown ARGS --json` and returns its exit code and report.
+fn shutdown(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec!["shutdown"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = daemon.drctl(&all);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("drctl {all:?}: {e}: {}", text(&out)));
+    (out.status.code(), report)
+}
+
+/// drctl running in the background, so a test can act while it runs.
+fn drctl_in_background(daemon: &Daemon, args: &[&str]) -> Child {
+    Command::new(&bins().drctl)
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn levels_stop_in_dependency_order_and_a_level_in_parallel() {
+    let mut services = Services::start(vec![
+        spec("lb", &["api", "web"], 0.2),
+        spec("api", &["db"], 0.6),
+        spec("web", &["db"], 0.6),
+        spec("db", &["disk"], 0.2),
+        spec("disk", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+
+    let (code, report) = shutdown(
+        &daemon,
+        &[
+            "--trigger",
+            "data_corruption",
+            "--reason",
+            "fsck errors",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "Completed");
+    for name in ["lb", "api", "web", "db", "disk"] {
+        assert_eq!(
+            report_service(&report, name)["state"],
+            "stopped",
+            "{report:#}"
+        );
+        assert!(!services.running(name), "{name} still runs");
+    }
+    // Each level is told to stop only once the level above has exited.
+    let t = |n: &str, w: &str| services.first(n, w);
+    assert!(t("api", "term") >= t("lb", "exit"));
+    assert!(t("web", "term") >= t("lb", "exit"));
+    assert!(t("db", "term") >= t("api", "exit").max(t("web", "exit")));
+    assert!(t("disk", "term") >= t("db", "exit"));
+    // api and web (0.6 s each) stop side by side: one after the other would take
+    // 1.2 s between the first signal and the second exit.
+    let level_span =
+        t("api", "exit").max(t("web", "exit")) - t("api", "term").min(t("web", "term"));
+    assert!(
+        level_span < 1.1,
+        "level 1 took {level_span:.3}s: not in parallel"
+    );
+
+    // The trigger, each phase and each service step are audited.
+    let audit = audit_rows(&daemon.catalog());
+    let has = |action: &str, detail: &str| {
+        audit
+            .iter()
+            .any(|(_, a, o, d)| a == action && o == "ok" && d.contains(detail))
+    };
+    assert!(
+        has("shutdown", "data_corruption: fsck errors"),
+        "{audit:#?}"
+    );
+    for phase in ["assess", "preserve", "drain", "stop", "verify"] {
+        assert!(
+            has(&format!("shutdown #1 phase {phase}"), ""),
+            "{phase}: {audit:#?}"
+        );
+    }
+    assert!(has("shutdown #1 stop api", "stopped"), "{audit:#?}");
+    assert!(has("shutdown #1 done", "completed"), "{audit:#?}");
+}
+
+#[test]
+fn a_service_that_ignores_sigterm_is_killed_after_its_timeout() {
+    let mut stubborn = spec("stubborn", &["base"], 0.0);
+    stubborn.ignore_term = true;
+    stubborn.stop_timeout = "1s";
+    let mut services = Services::start(vec![stubborn, spec("base", &[], 0.0)]);
+    let daemon = Daemon::start(&services.config());
+
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let stubborn = report_service(&report, "stubborn");
+    assert_eq!(stubborn["state"], "killed", "{report:#}");
+    assert!(stubborn["took_ms"].as_u64().unwrap() >= 1000, "{report:#}");
+    assert_eq!(report_service(&report, "base")["state"], "stopped");
+    assert_eq!(services.count("stubborn", "term"), 1);
+    assert_eq!(services.count("stubborn", "exit"), 0);
+    assert!(!services.running("stubborn") && !services.running("base"));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let mut services = Services::start(vec![spec("front", &["back"], 0.0), spec("back", &[], 0.0)]);
+    let daemon = Daemon::start(&services.config());
+
+    let out = daemon.drctl(&["shutdown", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("assess -> preserve -> drain -> stop -> verify -> done"),
+        "{plan}"
+    );
+    let front = plan.lines().find(|l| l.contains("front")).unwrap();
+    let back = plan.lines().find(|l| l.contains(" back ")).unwrap();
+    assert!(
+        front.trim_start().starts_with('0') && front.contains("SIGTERM"),
+        "{plan}"
+    );
+    assert!(back.trim_start().starts_with('1'), "{plan}");
+    assert!(plan.contains("Worst case: 30s"), "{plan}");
+
+    // Without a terminal and without --yes, nothing happens.
+    let out = daemon.drctl(&["shutdown", "--trigger", "manual"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    // An unknown service is "not found".
+    let out = daemon.drctl(&["shutdown", "--dry-run", "--only", "nope"]);
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
+
+    assert!(services.running("front") && services.running("back"));
+    assert_eq!(
+        services.count("front", "term") + services.count("back", "term"),
+        0
+    );
+    let runs: i64 = rusqlite::Connection::open(daemon.catalog())
+        .unwrap()
+        .query_row("SELECT count(*) FROM shutdown_runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0);
+}
+
+#[test]
+fn force_skips_preserve_and_drain_and_kills_after_the_short_grace() {
+    let dir = drd_integration_tests::open_tempdir();
+    let drained = dir.path().join("drained");
+    let mut stubborn = spec("stubborn", &[], 0.0);
+    stubborn.ignore_term = true;
+    stubborn.stop_timeout = "30s";
+    stubborn.extra = format!(
+        "drain = [{{ run = [\"/usr/bin/touch\", \"{}\"] }}]\n",
+        drained.display()
+    );
+    let mut services = Services::start(vec![stubborn]);
+    let daemon = Daemon::start(&format!(
+        "[shutdown]\nforce_grace = \"500ms\"\n{}",
+        services.config()
+    ));
+
+    let t0 = Instant::now();
+    let (code, report) = shutdown(
+        &daemon,
+        &["--trigger", "security_breach", "--force", "--yes"],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(report["force"], true);
+    assert_eq!(report_service(&report, "stubborn")["state"], "killed");
+    assert!(!drained.exists(), "the drain hook ran under --force");
+    assert!(!services.running("stubborn"));
+    let audit = audit_rows(&daemon.catalog());
+    assert!(
+        !audit.iter().any(|(_, a, _, _)| a.contains("phase drain")),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn preserve_job_runs_before_its_service_stops_and_drain_hooks_too() {
+    let dir = drd_integration_tests::open_tempdir();
+    std::fs::write(dir.path().join("data.txt"), "state worth keeping").unwrap();
+    let drained = dir.path().join("drained");
+    let mut db = spec("db", &[], 0.0);
+    db.extra = format!(
+        "preserve = [\"dbjob\"]\ncritical = true\ndrain = [{{ run = [\"/usr/bin/touch\", \"{}\"] }}]\n",
+        drained.display()
+    );
+    let mut services = Services::start(vec![db]);
+    let daemon = backup_daemon(&format!(
+        "[jobs.dbjob]\ntiers = [\"local\"]\nsources = [{{ kind = \"path\", path = \"{}\" }}]\n{}",
+        dir.path().join("data.txt").display(),
+        services.config()
+    ));
+
+    let (code, report) = shutdown(&daemon, &["--trigger", "system_failure", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(drained.exists(), "drain hook did not run");
+    assert!(!services.running("db"));
+    let snapshots = daemon.drctl_json(&["backups", "--job", "dbjob"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots:#}");
+    // The audit chain shows the order: the job's snapshot, then the stop.
+    let audit = audit_rows(&daemon.catalog());
+    let at = |action: &str| {
+        audit
+            .iter()
+            .position(|(_, a, o, _)| a == action && o == "ok")
+            .unwrap_or_else(|| panic!("no {action} in {audit:#?}"))
+    };
+    assert!(at("shutdown #1 preserve dbjob") < at("shutdown #1 stop db"));
+    assert!(at("shutdown #1 drain db") < at("shutdown #1 stop db"));
+}
+
+#[test]
+fn a_critical_service_whose_preserve_job_fails_is_kept_running_with_its_dependencies() {
+    let mut app = spec("app", &["store"], 0.0);
+    app.extra = "preserve = [\"broken\"]\ncritical = true\n".to_owned();
+    let mut services = Services::start(vec![app, spec("store", &[], 0.0)]);
+    let daemon = backup_daemon(&format!(
+        "[jobs.broken]\ntiers = [\"local\"]\nsources = [{{ kind = \"path\", path = \"/nonexistent/drd-test\" }}]\n{}",
+        services.config()
+    ));
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "Incomplete");
+    assert_eq!(
+        report_service(&report, "app")["state"],
+        "held",
+        "{report:#}"
+    );
+    assert_eq!(
+        report_service(&report, "store")["state"],
+        "held",
+        "{report:#}"
+    );
+    assert!(services.running("app") && services.running("store"));
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("preserve job broken failed"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn abort_mid_shutdown_rolls_back_in_dependency_order() {
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        spec("mid", &["back"], 2.0),
+        spec("back", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let running = drctl_in_background(
+        &daemon,
+        &["shutdown", "--trigger", "manual", "--yes", "--json"],
+    );
+    wait_until("mid to be told to stop", Duration::from_secs(20), || {
+        services.count("mid", "term") == 1
+    });
+    let out = daemon.drctl(&["abort", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(abort["rolled_back"], true);
+    let started: Vec<&str> = abort["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    // What it depends on comes back first; back was never stopped.
+    assert_eq!(started, ["mid", "front"], "{abort:#}");
+    assert!(
+        abort["stopped_at"]
+            .as_str()
+            .unwrap()
+            .contains("stop level 1"),
+        "{abort:#}"
+    );
+    assert_eq!(services.count("back", "term"), 0);
+    for name in ["front", "mid", "back"] {
+        assert!(
+            services.running(name),
+            "{name} is not running after the rollback"
+        );
+    }
+    let mid_back = services.log()[&("mid".to_owned(), "start".to_owned())][1];
+    let front_back = services.log()[&("front".to_owned(), "start".to_owned())][1];
+    assert!(mid_back < front_back, "front came back before mid");
+
+    let out = running.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "RolledBack");
+    let audit = audit_rows(&daemon.catalog());
+    assert!(
+        audit.iter().any(|(_, a, _, _)| a == "abort shutdown"),
+        "{audit:#?}"
+    );
+    assert!(audit
+        .iter()
+        .any(|(_, a, o, _)| a == "shutdown #1 rollback start mid" && o == "ok"));
+}
+
+#[test]
+fn sigusr1_starts_a_manual_shutdown_with_the_signal_as_actor() {
+    let mut services = Services::start(vec![spec("only", &[], 0.0)]);
+    let daemon = Daemon::start(&services.config());
+    daemon.signal(Signal::SIGUSR1);
+    eventually("the service to stop", || !services.running("only"));
+    eventually("the shutdown to finish", || {
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, a, _, _)| a == "shutdown #1 done")
+    });
+    let audit = audit_rows(&daemon.catalog());
+    assert!(
+        audit
+            .iter()
+            .any(|(actor, a, o, d)| actor == "signal SIGUSR1"
+                && a == "shutdown"
+                && o == "ok"
+                && d.contains("manual")),
+        "{audit:#?}"
+    );
+    assert!(audit
+        .iter()
+        .any(|(actor, a, _, _)| actor == "signal SIGUSR1" && a == "shutdown #1 stop only"));
+}
+
+/// Starts a shutdown where `slow` takes 3 s to stop, and SIGKILLs drd while it waits.
+fn kill_drd_mid_shutdown() -> (Services, Daemon) {
+    let services = Services::start(vec![spec("slow", &["base"], 3.0), spec("base", &[], 0.0)]);
+    let mut daemon = Daemon::start(&services.config());
+    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    wait_until("slow to be told to stop", Duration::from_secs(20), || {
+        services.count("slow", "term") == 1
+    });
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    let out = running.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    let status = daemon.drctl(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("shutdown #1 (manual"), "{status}");
+    assert!(status.contains("INTERRUPTED"), "{status}");
+    assert!(
+        status.contains("stopped at: stop slow: started"),
+        "{status}"
+    );
+    // A new shutdown must not run over the interrupted one.
+    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    (services, daemon)
+}
+
+#[test]
+fn drd_killed_mid_shutdown_then_resume_carries_on() {
+    let (mut services, daemon) = kill_drd_mid_shutdown();
+    let (code, report) = shutdown(&daemon, &["--resume", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["run_id"], 1);
+    assert_eq!(report["outcome"], "Completed");
+    assert_eq!(report_service(&report, "base")["state"], "stopped");
+    assert!(!services.running("slow") && !services.running("base"));
+    // slow was told once, by the first drd; the resumed run did not start over.
+    assert_eq!(services.count("slow", "term"), 1);
+    let status = String::from_utf8_lossy(&daemon.drctl(&["status"]).stdout).into_owned();
+    assert!(!status.contains("INTERRUPTED"), "{status}");
+}
+
+#[test]
+fn drd_killed_mid_shutdown_then_abort_rolls_back() {
+    let (mut services, daemon) = kill_drd_mid_shutdown();
+    // slow finishes the stop the first drd asked for; the abort brings it back.
+    wait_until("slow to exit", Duration::from_secs(10), || {
+        services.count("slow", "exit") == 1
+    });
+    let out = daemon.drctl(&["abort", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let started: Vec<&str> = abort["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, ["slow"], "{abort:#}");
+    assert!(services.running("slow") && services.running("base"));
+    assert_eq!(services.count("base", "term"), 0);
+    let out = daemon.drctl(&["abort"]);
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
+}
+
+#[test]
+fn systemd_is_asked_to_wait_longer_while_a_shutdown_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let services = Services::start(vec![spec("svc", &[], 0.0)]);
+    let daemon = Daemon::start_with_env(
+        &services.config(),
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0));
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !seen.contains("EXTEND_TIMEOUT_USEC=30000000") {
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+    assert!(seen.contains("EXTEND_TIMEOUT_USEC=30000000"), "{seen}");
+    assert!(seen.contains("emergency shutdown #1"), "{seen}");
+}
+
+#[test]
+fn a_dependency_cycle_and_an_unknown_service_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drd.toml");
+    std::fs::write(
+        &config,
+        "[services.a]\ndriver = \"process\"\npidfile = \"/run/a.pid\"\ndepends_on = [\"b\"]\n\
+         [services.b]\ndriver = \"process\"\npidfile = \"/run/b.pid\"\ndepends_on = [\"a\", \"ghost\"]\n",
+    )
+    .unwrap();
+    let out = drd_integration_tests::drd(&[
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("drd.toml:4: services.a.depends_on: dependency cycle: a -> b -> a"),
+        "{all}"
+    );
+    assert!(
+        all.contains("drd.toml:8: services.b.depends_on[1]: no service named \"ghost\""),
+        "{all}"
+    );
+}

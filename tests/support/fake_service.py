@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+"""A stand-in service for the shutdown tests and bench/shutdown.
+
+Writes its pid to --pidfile, then waits. On SIGTERM (unless --ignore-term) it logs
+"NAME term T", takes --stop-delay seconds, logs "NAME exit T" and exits 0. T is
+CLOCK_MONOTONIC in seconds, the same clock for every process on the host, so the
+tests can compare when services were told to stop and when they were gone.
+--ready-delay waits before writing the pidfile (a slow start, for rollbacks).
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--stop-delay", type=float, default=0.0)
+    parser.add_argument("--ready-delay", type=float, default=0.0)
+    parser.add_argument("--ignore-term", action="store_true")
+    args = parser.parse_args()
+
+    def log(what):
+        with open(args.log, "a") as f:
+            f.write(f"{args.name} {what} {time.monotonic():.6f}\n")
+
+    def on_term(_signum, _frame):
+        log("term")
+        if args.ignore_term:
+            return
+        if args.stop_delay > 0:
+            time.sleep(args.stop_delay)
+        log("exit")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    if args.ready_delay > 0:
+        time.sleep(args.ready_delay)
+    tmp = args.pidfile + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.rename(tmp, args.pidfile)
+    log("start")
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()
