@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
     crate::backup::cache::MIGRATION,
     // 3: replication state of each (landing, offsite) tier pair.
     crate::tiers::replication::MIGRATION,
+    // 4: each tier's index files, so opening a remote repository costs one listing.
+    crate::tiers::index_cache::MIGRATION,
     // 3: the record of every job run (trigger, start, end, outcome, snapshot, error).
     crate::jobs::MIGRATION,
     // 5: emergency shutdown runs and their checkpointed steps.
@@ -144,6 +146,28 @@ impl Catalog {
             .send(Message::Run(job))
             .map_err(|_| CatalogError::Closed)?;
         let result = result.await.map_err(|_| CatalogError::Closed)?;
+        result.map_err(|source| CatalogError::Sqlite {
+            op,
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// [`Catalog::call`] for blocking code (the repository engine's threads). Must not
+    /// be called from an async task: it blocks until the catalog thread answers.
+    pub fn call_blocking<T, F>(&self, op: &'static str, f: F) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.tx
+            .send(Message::Run(job))
+            .map_err(|_| CatalogError::Closed)?;
+        let result = result.blocking_recv().map_err(|_| CatalogError::Closed)?;
         result.map_err(|source| CatalogError::Sqlite {
             op,
             path: self.path.clone(),

@@ -57,6 +57,7 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
             source,
         })?;
     let catalog = Catalog::open(&daemon.state_dir.join("catalog.db"))?;
+    crate::tiers::use_index_cache(catalog.clone());
     let signals = signals::install().map_err(RunError::Signals)?;
     let bound = socket::bind(&daemon.socket, config.socket_gid).await?;
 
@@ -90,6 +91,7 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         shared.clone(),
         daemon.state_dir.clone(),
     ));
+    tracker.spawn(crate::backup::docker::audit_holds(shared.clone()));
     supervisor.spawn(CatalogMaintenance {
         catalog: catalog.clone(),
         every: CATALOG_MAINTENANCE_EVERY,

@@ -4,17 +4,39 @@
 //!
 //! Everything here is blocking; handlers and workers run it on the blocking pool.
 
+pub mod index_cache;
 pub mod replication;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use drd_repo::{KeySet, Repository, Storage};
 
 use crate::backup::BackupError;
 use crate::config::{LoadedConfig, TierConfig};
 
-/// The storage behind `tier`.
+/// The catalog that caches index files, once the daemon has one. A process runs at
+/// most one daemon, and the offline commands run none (they read tiers directly), so
+/// one process-wide setting serves every code path that opens a tier without passing
+/// the catalog through each of them.
+static INDEX_CACHE: OnceLock<crate::catalog::Catalog> = OnceLock::new();
+
+/// Serves index files from `catalog` from now on (see [`index_cache`]).
+pub fn use_index_cache(catalog: crate::catalog::Catalog) {
+    let _ = INDEX_CACHE.set(catalog);
+}
+
+/// The storage behind `tier`, with index files served from the catalog when the
+/// daemon runs.
 pub fn storage(tier: &TierConfig) -> Result<Arc<dyn Storage>, BackupError> {
+    let raw = raw_storage(tier)?;
+    Ok(match INDEX_CACHE.get() {
+        Some(catalog) => Arc::new(index_cache::CachedIndex::new(raw, catalog.clone())),
+        None => raw,
+    })
+}
+
+/// The storage behind `tier`, read directly (what `verify` wants).
+pub fn raw_storage(tier: &TierConfig) -> Result<Arc<dyn Storage>, BackupError> {
     match tier {
         TierConfig::Dir { path } => Ok(Arc::new(drd_repo::LocalDir::new(path))),
         TierConfig::S3 {
@@ -40,6 +62,16 @@ pub fn storage(tier: &TierConfig) -> Result<Arc<dyn Storage>, BackupError> {
     }
 }
 
+/// Opens the repository on `tier`, reading it directly rather than through the
+/// catalog's index cache: for `verify`, which must see what the tier holds.
+pub fn open_uncached(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError> {
+    Ok(Repository::open_on(
+        raw_storage(tier)?,
+        keys,
+        drd_repo::RepoOptions::default(),
+    )?)
+}
+
 /// Opens the repository on `tier`.
 pub fn open(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError> {
     Ok(Repository::open_on(
@@ -52,10 +84,14 @@ pub fn open(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError>
 /// Opens the repository on `tier`, creating it on first use (an empty directory or
 /// prefix).
 pub fn open_or_init(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError> {
-    if let TierConfig::Dir { path } = tier {
-        return crate::backup::open_or_init(path, keys);
-    }
     let storage = storage(tier)?;
+    if let TierConfig::Dir { path } = tier {
+        if storage.size("config")?.is_none() {
+            // An empty (or missing) directory becomes a repository; one holding
+            // something else is refused there.
+            return crate::backup::open_or_init(path, keys);
+        }
+    }
     if storage.size("config")?.is_some() {
         return Ok(Repository::open_on(
             storage,

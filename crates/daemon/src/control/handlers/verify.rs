@@ -20,14 +20,14 @@ pub(super) async fn verify(
     let keys =
         drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
     let mut reports = Vec::new();
-    // Each tier is verified on its own, without falling back to a copy: the point is
-    // to learn what this tier holds.
+    // Each tier is verified on its own, without falling back to a copy or reading the
+    // catalog's index cache: the point is to learn what this tier holds.
     for (tier, tier_config) in tiers {
         let send = progress_sender(ctx.event_sender());
         let (keys, job) = (keys.clone(), job.clone());
         let report = blocking(move || {
             let run = || -> Result<_, BackupError> {
-                let repo = crate::tiers::open(&tier_config, &keys)?;
+                let repo = crate::tiers::open_uncached(&tier_config, &keys)?;
                 let options = VerifyOptions {
                     read_data,
                     subset_percent,
