@@ -49,6 +49,17 @@ fn under(target: &Path, host_path: &Path) -> std::path::PathBuf {
     target.join(host_path.strip_prefix("/").unwrap())
 }
 
+/// Waits until the audit log has an `ok` entry `action` whose detail names `container`.
+fn audited(daemon: &Daemon, action: &str, container: &Container) {
+    eventually(&format!("audit: {action} {}", container.name()), || {
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, a, outcome, detail)| {
+                a == action && outcome == "ok" && detail.contains(container.name())
+            })
+    });
+}
+
 fn held_record(daemon: &Daemon) -> std::path::PathBuf {
     daemon.dir.path().join("state/docker-held.json")
 }
@@ -164,6 +175,8 @@ fn pause_holds_the_container_while_every_other_source_is_read() {
         !held_record(&daemon).exists(),
         "the hold record must be gone"
     );
+    audited(&daemon, "pause container", &web);
+    audited(&daemon, "unpause container", &web);
 
     let target = restore_latest(&daemon);
     assert_eq!(
@@ -211,6 +224,8 @@ fn stop_stops_the_container_during_the_backup_and_starts_it_after() {
         started_at,
         "the container was not restarted"
     );
+    audited(&daemon, "stop container", &web);
+    audited(&daemon, "start container", &web);
     let target = restore_latest(&daemon);
     assert_eq!(
         std::fs::read_to_string(target.join("commands/state"))
@@ -249,6 +264,8 @@ fn a_failed_backup_still_brings_the_container_back() {
     );
     assert_eq!(web.status(), "running");
     assert_eq!(other.status(), "running");
+    audited(&daemon, "unpause container", &web);
+    audited(&daemon, "start container", &other);
     assert!(!held_record(&daemon).exists());
     let list = daemon.drctl_json(&["backups"]);
     assert!(

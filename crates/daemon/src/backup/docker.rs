@@ -309,6 +309,37 @@ pub async fn resume_at_start(shared: Arc<Shared>, state_dir: PathBuf) {
     }
 }
 
+/// Writes every container paused, stopped or brought back by a backup to the audit
+/// log, until the daemon stops.
+pub async fn audit_holds(shared: Arc<Shared>) {
+    let mut events = held::subscribe();
+    let stopping = shared.stopping.clone();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => audit_hold(&shared, event).await,
+                None => return,
+            },
+            () = stopping.cancelled() => break,
+        }
+    }
+    // What the last backups did while the daemon was told to stop.
+    while let Ok(event) = events.try_recv() {
+        audit_hold(&shared, event).await;
+    }
+}
+
+async fn audit_hold(shared: &Shared, event: held::HoldEvent) {
+    let outcome = if event.ok {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    shared
+        .audit(&Actor::Daemon, event.action, outcome, event.detail)
+        .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

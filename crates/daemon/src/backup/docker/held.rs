@@ -72,6 +72,37 @@ fn registry() -> MutexGuard<'static, BTreeMap<String, Record>> {
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A container paused, stopped or brought back, for the daemon's audit log.
+#[derive(Debug)]
+pub struct HoldEvent {
+    /// "pause container", "stop container", "unpause container" or "start container".
+    pub action: &'static str,
+    /// Whether it was done.
+    pub ok: bool,
+    /// What and why, for a person reading the log.
+    pub detail: String,
+}
+
+/// Where hold events go, once the daemon listens ([`subscribe`]); offline, nowhere.
+static EVENTS: Mutex<Option<tokio::sync::mpsc::UnboundedSender<HoldEvent>>> = Mutex::new(None);
+
+/// Sends every later hold and release to the returned receiver.
+pub fn subscribe() -> tokio::sync::mpsc::UnboundedReceiver<HoldEvent> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    *EVENTS.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    rx
+}
+
+fn report(action: &'static str, ok: bool, detail: String) {
+    if let Some(tx) = EVENTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
+        let _ = tx.send(HoldEvent { action, ok, detail });
+    }
+}
+
 /// Attempts at bringing a container back before leaving it to the next start.
 const RELEASE_ATTEMPTS: u32 = 3;
 
@@ -110,11 +141,12 @@ pub(crate) fn hold(
             source: err,
         });
     }
-    let done = match action {
-        Action::Paused => engine.pause(id),
-        Action::Stopped => engine.stop(id, stop_timeout),
+    let (done, verb) = match action {
+        Action::Paused => (engine.pause(id), "pause container"),
+        Action::Stopped => (engine.stop(id, stop_timeout), "stop container"),
     };
     if let Err(err) = done {
+        report(verb, false, format!("{name} for a backup: {err}"));
         held.remove(id);
         if let Err(write_err) = write(file, &held) {
             tracing::warn!(cause = %write_err, file = %file.display(), "cannot update the held-container record");
@@ -125,6 +157,11 @@ pub(crate) fn hold(
         container = name,
         action = action.as_str(),
         "container held for a backup"
+    );
+    report(
+        verb,
+        true,
+        format!("{} {name} for a backup", action.as_str()),
     );
     Ok(true)
 }
@@ -146,6 +183,11 @@ pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
         match bring_back(engine, &record) {
             Ok(how) => {
                 tracing::info!(container = %record.name, "{how} after the backup");
+                report(
+                    undo_verb(record.action),
+                    true,
+                    format!("{how} {} after the backup", record.name),
+                );
                 last_error = None;
                 break;
             }
@@ -159,6 +201,15 @@ pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
         }
     }
     if let Some(err) = last_error {
+        report(
+            undo_verb(record.action),
+            false,
+            format!(
+                "{} stays {} after the backup ({err}); drd resumes it at its next start",
+                record.name,
+                record.action.as_str()
+            ),
+        );
         tracing::error!(
             container = %record.name,
             cause = %err,
@@ -173,6 +224,13 @@ pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
     held.remove(id);
     if let Err(err) = write(file, &held) {
         tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
+    }
+}
+
+fn undo_verb(action: Action) -> &'static str {
+    match action {
+        Action::Paused => "unpause container",
+        Action::Stopped => "start container",
     }
 }
 
