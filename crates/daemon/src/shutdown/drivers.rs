@@ -4,6 +4,7 @@
 //! is bounded in time, so a driver whose backend does not answer becomes an error for
 //! that service and never a hang of the whole shutdown.
 
+mod docker;
 mod process;
 mod systemd;
 
@@ -64,6 +65,8 @@ pub enum Driver {
     Process(process::Process),
     /// A systemd unit.
     Systemd(systemd::Systemd),
+    /// A Docker container.
+    Docker(docker::Container),
 }
 
 impl Driver {
@@ -72,7 +75,8 @@ impl Driver {
         match config.driver {
             DriverKind::Process => Ok(Driver::Process(process::Process::new(config))),
             DriverKind::Systemd => Ok(Driver::Systemd(systemd::Systemd::new(config))),
-            DriverKind::Docker | DriverKind::Compose => Err(DriverError {
+            DriverKind::Docker => Ok(Driver::Docker(docker::Container::new(config))),
+            DriverKind::Compose => Err(DriverError {
                 op: "use driver",
                 target: crate::shutdown::plan::target(config),
                 message: format!(
@@ -88,6 +92,7 @@ impl Driver {
         match self {
             Driver::Process(d) => d.assess().await,
             Driver::Systemd(d) => d.assess().await,
+            Driver::Docker(d) => d.assess().await,
         }
     }
 
@@ -104,6 +109,7 @@ impl Driver {
         match self {
             Driver::Process(d) => d.stop(before, signal, timeout, signalled).await,
             Driver::Systemd(d) => d.stop(timeout).await,
+            Driver::Docker(d) => d.stop(before, timeout).await,
         }
     }
 
@@ -112,6 +118,7 @@ impl Driver {
         match self {
             Driver::Process(d) => d.is_running(before),
             Driver::Systemd(d) => d.assess().await.map(|a| a.running),
+            Driver::Docker(d) => d.is_running().await,
         }
     }
 
@@ -121,6 +128,7 @@ impl Driver {
         match self {
             Driver::Process(d) => d.start(before, timeout).await,
             Driver::Systemd(d) => d.start(timeout).await,
+            Driver::Docker(d) => d.start(before, timeout).await,
         }
     }
 }

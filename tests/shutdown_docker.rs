@@ -1,0 +1,157 @@
+//! Emergency shutdown of real Docker containers (the busybox test image of
+//! tests/support/docker.rs): stop order, restart policies held at `no` while stopped
+//! and restored by a rollback. Skipped with a message when no engine answers; failed
+//! instead when DRD_REQUIRE_DOCKER=1.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drd_integration_tests::docker::{require_docker, Container, SLEEP_FOREVER};
+use drd_integration_tests::{audit_rows, bins, text, Daemon};
+
+fn policy(container: &Container) -> String {
+    container.inspect()["HostConfig"]["RestartPolicy"]["Name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn finished_at(container: &Container) -> String {
+    container.inspect()["State"]["FinishedAt"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn service(name: &str, container: &Container, depends_on: &[&str], timeout: &str) -> String {
+    let deps: Vec<String> = depends_on.iter().map(|d| format!("{d:?}")).collect();
+    format!(
+        "\n[services.{name}]\ndriver = \"docker\"\ncontainer = \"{}\"\ndepends_on = [{}]\nstop_timeout = \"{timeout}\"\n",
+        container.name(),
+        deps.join(", ")
+    )
+}
+
+#[test]
+fn containers_stop_in_dependency_order_with_restart_policy_held_at_no() {
+    if !require_docker() {
+        return;
+    }
+    let web = Container::new("shut-web")
+        .restart("always")
+        .args(SLEEP_FOREVER)
+        .start();
+    let db = Container::new("shut-db")
+        .restart("unless-stopped")
+        .args(SLEEP_FOREVER)
+        .start();
+    let daemon = Daemon::start(&format!(
+        "{}{}",
+        service("web", &web, &["db"], "5s"),
+        service("db", &db, &[], "5s")
+    ));
+
+    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(web.status(), "exited");
+    assert_eq!(db.status(), "exited");
+    // FinishedAt is RFC 3339 in UTC with nanoseconds: comparable as text.
+    assert!(
+        finished_at(&web) <= finished_at(&db),
+        "db stopped before web"
+    );
+    // Neither comes back if dockerd restarts: their policies are "no" now.
+    assert_eq!(policy(&web), "no");
+    assert_eq!(policy(&db), "no");
+    let audit = audit_rows(&daemon.catalog());
+    assert!(
+        audit
+            .iter()
+            .any(|(_, a, o, d)| a == "shutdown #1 stop web" && o == "ok" && d.contains("stopped")),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn a_rollback_restores_the_restart_policy_and_starts_the_container() {
+    if !require_docker() {
+        return;
+    }
+    // PID 1 without a SIGTERM handler ignores it: docker stop kills it after 2 s,
+    // which leaves time to abort before db's level.
+    let web = Container::new("shut-slow")
+        .restart("always")
+        .args(&["/bin/sleep", "1000000"])
+        .start();
+    let db = Container::new("shut-db2")
+        .restart("unless-stopped")
+        .args(SLEEP_FOREVER)
+        .start();
+    let daemon = Daemon::start(&format!(
+        "{}{}",
+        service("web", &web, &["db"], "2s"),
+        service("db", &db, &[], "5s")
+    ));
+
+    let running = Command::new(&bins().drctl)
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["shutdown", "--trigger", "manual", "--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while policy(&web) != "no" {
+        assert!(Instant::now() < deadline, "web's policy never went to no");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = daemon.drctl(&["abort", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(abort["started"][0]["name"], "web", "{abort:#}");
+    assert_eq!(web.status(), "running");
+    assert_eq!(policy(&web), "always");
+    // db's level was never reached.
+    assert_eq!(db.status(), "running");
+    assert_eq!(policy(&db), "unless-stopped");
+
+    let out = running.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "RolledBack", "{report:#}");
+    let web_result = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap()
+        .clone();
+    assert_eq!(web_result["level"], 0);
+}
+
+#[test]
+fn an_engine_that_does_not_answer_is_an_error_for_that_service() {
+    // A socket that accepts and never replies stands in for a wedged dockerd.
+    let dir = drd_integration_tests::open_tempdir();
+    let socket = dir.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let daemon = Daemon::start_with_env(
+        "\n[services.web]\ndriver = \"docker\"\ncontainer = \"web\"\n",
+        &[("DOCKER_HOST", &format!("unix://{}", socket.display()))],
+    );
+    let started = Instant::now();
+    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "Incomplete");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("does not answer"), "{problems}");
+    assert!(problems.contains("container web"), "{problems}");
+}
