@@ -238,11 +238,13 @@ mod tests {
         s.write_atomic("locks/old", &serde_json::to_vec(&old).unwrap())
             .unwrap();
         let mut w = Vec::new();
-        let _g = acquire(&s, false, Duration::from_millis(400), &mut w).unwrap();
+        // A lease long enough that a heartbeat (an fsynced write) lands within it even
+        // on a loaded machine, which 400 ms did not always.
+        let _g = acquire(&s, false, Duration::from_millis(1500), &mut w).unwrap();
         assert!(w[0].contains("lease expired"), "{w:?}");
-        std::thread::sleep(Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(2500));
         let mut w2 = Vec::new();
-        // Still held: the heartbeat renewed it past its 400 ms lease.
+        // Still held: the heartbeat renewed it past its 1.5 s lease.
         assert!(acquire(&s, true, Duration::from_secs(1), &mut w2).is_err());
         assert!(w2.is_empty());
     }

@@ -173,13 +173,21 @@ impl Repository {
         }
         summary.dirs = plan.dirs.len() as u64;
 
-        summary.bytes = self.write_files(&plan.files, target, options, progress, started)?;
         let root = Owner::current();
         let mut warned_owner = false;
-        for (rel, node) in &plan.files {
-            let path = target.join(rel);
-            set_meta(&path, node, root, &mut warned_owner, &mut summary.warnings)?;
-        }
+        // File metadata is set by the writer threads through the open file, right after
+        // the content: on a tree of many small files that halves the syscalls and runs
+        // them in parallel.
+        let meta = MetaSink {
+            me: root,
+            warned_owner: AtomicBool::new(false),
+            warnings: Mutex::new(Vec::new()),
+        };
+        summary.bytes = self.write_files(&plan.files, target, options, &meta, progress, started)?;
+        warned_owner |= meta.warned_owner.into_inner();
+        summary
+            .warnings
+            .extend(meta.warnings.into_inner().unwrap_or_default());
         for (rel, first) in &plan.links {
             let path = target.join(rel);
             remove_existing(&path, options.overwrite)?;
@@ -285,6 +293,7 @@ impl Repository {
         files: &[(PathBuf, Node)],
         target: &Path,
         options: &RestoreOptions,
+        meta: &MetaSink,
         progress: &mut dyn FnMut(&RestoreProgress),
         started: Instant,
     ) -> Result<u64> {
@@ -316,7 +325,8 @@ impl Repository {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(&idx) = order.get(i) else { return };
                     let (rel, node) = &files[idx];
-                    match self.write_one(&target.join(rel), rel, node, options.overwrite, &bytes) {
+                    let path = target.join(rel);
+                    match self.write_one(&path, rel, node, options.overwrite, meta, &bytes) {
                         Ok(()) => {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
@@ -357,6 +367,7 @@ impl Repository {
         rel: &Path,
         node: &Node,
         overwrite: bool,
+        meta: &MetaSink,
         bytes: &AtomicU64,
     ) -> Result<()> {
         remove_existing(path, overwrite)?;
@@ -387,7 +398,7 @@ impl Repository {
         if hole {
             f.set_len(pos).ctx("set length of", path)?;
         }
-        Ok(())
+        meta.set(&f, path, node)
     }
 }
 
@@ -442,6 +453,46 @@ fn remove_existing(path: &Path, overwrite: bool) -> Result<()> {
         )),
         Ok(_) if overwrite => std::fs::remove_file(path).ctx("remove to replace", path),
         _ => Ok(()),
+    }
+}
+
+/// Where writer threads set file metadata, and collect what they could not set.
+struct MetaSink {
+    me: Owner,
+    warned_owner: AtomicBool,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl MetaSink {
+    /// [`set_meta`] through an open file: xattrs, owner, mode, then mtime.
+    fn set(&self, f: &std::fs::File, path: &Path, node: &Node) -> Result<()> {
+        use xattr::FileExt;
+        for (name, value) in &node.xattrs {
+            if let Err(e) = f.set_xattr(OsStr::from_bytes(name), value) {
+                if let Ok(mut w) = self.warnings.lock() {
+                    w.push(format!(
+                        "could not set xattr {} on {}: {e}",
+                        String::from_utf8_lossy(name),
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if self.me.is_root() {
+            std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid))
+                .ctx("set owner of", path)?;
+        } else if (node.uid != self.me.uid || node.gid != self.me.gid)
+            && !self.warned_owner.swap(true, Ordering::Relaxed)
+        {
+            if let Ok(mut w) = self.warnings.lock() {
+                w.push("not running as root: file owners and groups were not restored".into());
+            }
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(node.mode))
+            .ctx("set mode of", path)?;
+        let t = mtime(node);
+        filetime::set_file_handle_times(f, Some(t), Some(t)).ctx("set mtime of", path)?;
+        Ok(())
     }
 }
 

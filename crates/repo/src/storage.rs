@@ -104,10 +104,31 @@ impl Storage for LocalDir {
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        // Restore and verify read many blobs from one pack in a row: keep the last
+        // pack each thread opened instead of opening it per blob. Packs never change
+        // once written, so a kept handle reads what a fresh one would.
+        thread_local! {
+            static LAST_PACK: std::cell::RefCell<Option<(PathBuf, File)>> =
+                const { std::cell::RefCell::new(None) };
+        }
         let path = self.root.join(name);
-        let f = File::open(&path).ctx("open", &path)?;
         let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset).ctx("read", &path)?;
+        LAST_PACK.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.as_ref().is_none_or(|(p, _)| *p != path) {
+                *last = None;
+                let f = File::open(&path).ctx("open", &path)?;
+                *last = Some((path.clone(), f));
+            }
+            let result = match last.as_ref() {
+                Some((_, f)) => f.read_exact_at(&mut buf, offset).ctx("read", &path),
+                None => Ok(()),
+            };
+            if result.is_err() {
+                *last = None;
+            }
+            result
+        })?;
         Ok(buf)
     }
 
