@@ -467,3 +467,39 @@ fn a_server_that_stops_answering_times_out() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(storage.read("config").unwrap(), b"{}");
 }
+
+#[test]
+fn a_restore_reads_packs_in_windows_not_blob_by_blob() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("windows");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    std::fs::write(source.join("big.bin"), random_bytes(5 * 1024 * 1024)).unwrap();
+    for i in 0..1500 {
+        std::fs::write(source.join(format!("small-{i:04}")), random_bytes(2048)).unwrap();
+    }
+    let repo = Repository::init_on(
+        s3(&moto, "windows", "web-1"),
+        &fx.keys,
+        &InitOptions::default(),
+    )
+    .unwrap();
+    backup(&repo, &source);
+
+    let data_gets = || {
+        moto.stderr()
+            .lines()
+            .filter(|l| l.contains("\"GET /windows/web-1/data/"))
+            .count()
+    };
+    let before = data_gets();
+    let started = Instant::now();
+    assert_latest_restores(&repo, &source, &fx.dir.path().join("target"));
+    let took = started.elapsed();
+    let gets = data_gets() - before;
+    eprintln!("restore of 1500 small files and 5 MiB from S3: {gets} pack reads, {took:?}");
+    // 1500+ blobs in ~8 MiB of packs: a few windows of 2 MiB, not a request per blob.
+    assert!(gets > 0 && gets < 40, "{gets} reads of pack objects");
+}

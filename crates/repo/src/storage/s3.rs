@@ -10,6 +10,9 @@
 //! point is; called from inside an async task it would not panic, but it would stall that
 //! executor thread for the length of the request.
 //!
+//! Blob reads from packs go through a read-ahead of 2 MiB windows (s3/readahead.rs), so
+//! a restore makes a request per window rather than per blob.
+//!
 //! An object PUT is atomic (the object appears whole or not at all) and durable when it is
 //! acknowledged, so `write_atomic` is one PUT and there are no temporaries. Every request
 //! is bounded (connect timeout, request timeout, two retries within a retry budget), so an
@@ -31,6 +34,10 @@ use object_store::{
 
 use super::Storage;
 use crate::error::{Error, Result};
+
+mod readahead;
+
+use readahead::ReadAhead;
 
 /// Where an S3 repository is and how to reach it. Fields left `None` fall back to the
 /// usual environment variables when [`S3Storage::new`] connects: `AWS_ENDPOINT_URL`,
@@ -143,6 +150,7 @@ fn env(name: &str) -> Option<String> {
 /// A repository under a prefix of an S3 bucket. See the module docs for threading.
 pub struct S3Storage {
     store: Arc<AmazonS3>,
+    readahead: Arc<ReadAhead>,
     /// `Some` until drop, which shuts it down without blocking (dropping a runtime
     /// normally blocks, and panics inside an async context).
     runtime: Option<tokio::runtime::Runtime>,
@@ -250,8 +258,21 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("start the S3 client runtime: {e}")))?;
+        let readahead = Arc::new(ReadAhead::default());
+        let weak = Arc::downgrade(&readahead);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(readahead::IDLE / 3);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(r) => r.expire(Instant::now()),
+                    None => break,
+                }
+            }
+        });
         Ok(S3Storage {
             store: Arc::new(store),
+            readahead,
             runtime: Some(runtime),
             prefix,
             bucket: options.bucket.clone(),
@@ -451,25 +472,34 @@ impl Storage for S3Storage {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let (store, key) = (Arc::clone(&self.store), self.key(name));
-        let end = offset + len as u64;
-        let body = self.run("read", name, async move {
-            store.get_range(&key, offset..end).await
-        })?;
-        if body.len() != len {
-            return Err(Error::io(
-                "read",
-                self.describe(name),
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "asked for {len} bytes at offset {offset}, the object gave {}",
-                        body.len()
-                    ),
-                ),
-            ));
+        // Only packs: they are immutable, and read blob after blob.
+        if !name.starts_with("data/") || len as u64 >= readahead::WINDOW {
+            return self.read_range(name, offset, len);
         }
-        Ok(body.to_vec())
+        let _reader = self.readahead.enter();
+        if let Some(hit) = self.readahead.get(name, offset, len) {
+            return Ok(hit);
+        }
+        let size = match self.readahead.size(name) {
+            Some(size) => size,
+            None => match self.size(name)? {
+                Some(size) => {
+                    self.readahead.set_size(name, size);
+                    size
+                }
+                // Let the plain read report the missing object.
+                None => return self.read_range(name, offset, len),
+            },
+        };
+        let end = size.min(offset.saturating_add(readahead::WINDOW));
+        if end < offset + len as u64 {
+            // Past the end: the plain read reports it.
+            return self.read_range(name, offset, len);
+        }
+        let window = self.read_range(name, offset, usize::try_from(end - offset).unwrap_or(len))?;
+        let out = window[..len].to_vec();
+        self.readahead.insert(name, offset, window);
+        Ok(out)
     }
 
     fn size(&self, name: &str) -> Result<Option<u64>> {
@@ -526,6 +556,31 @@ impl Storage for S3Storage {
             }
             other => other,
         }
+    }
+}
+
+impl S3Storage {
+    /// One ranged GET of exactly `len` bytes.
+    fn read_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        let end = offset + len as u64;
+        let body = self.run("read", name, async move {
+            store.get_range(&key, offset..end).await
+        })?;
+        if body.len() != len {
+            return Err(Error::io(
+                "read",
+                self.describe(name),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "asked for {len} bytes at offset {offset}, the object gave {}",
+                        body.len()
+                    ),
+                ),
+            ));
+        }
+        Ok(body.into())
     }
 }
 
