@@ -408,3 +408,31 @@ fn an_engine_that_does_not_answer_fails_the_backup_and_keeps_the_record() {
         "the record must stay for the next start"
     );
 }
+
+#[test]
+fn a_backup_resumes_containers_the_start_could_not() {
+    if !docker::require_docker() {
+        return;
+    }
+    let left = Container::new("left").start();
+    let web = Container::new("next").start();
+    let daemon = backup_daemon(&job(&[format!(
+        "{{ kind = \"docker\", containers = [\"{}\"] }}",
+        web.name()
+    )]));
+    // As if an earlier drd had paused `left`, and this one's start had found no engine.
+    left.pause();
+    std::fs::write(
+        held_record(&daemon),
+        format!(
+            r#"{{"containers":[{{"id":"{}","name":"{}","action":"paused","since":"2026-01-01T00:00:00Z","pid":1}}]}}"#,
+            left.id(),
+            left.name()
+        ),
+    )
+    .unwrap();
+    daemon.drctl_json(&["backup", "--job", "app"]);
+    assert_eq!(left.status(), "running", "the backup did not resume it");
+    assert!(!held_record(&daemon).exists());
+    audited(&daemon, "resume container", &left);
+}

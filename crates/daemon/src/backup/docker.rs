@@ -88,6 +88,10 @@ pub(super) fn prepare(sources: &[&DockerSource], record: &Path) -> Result<Prepar
         .max()
         .unwrap_or_default();
     let engine = Engine::connect(longest_stop).map_err(|e| fail(e.to_string()))?;
+    // Containers an earlier drd left held, that its next start could not resume.
+    for resumed in held::resume_leftovers(&engine, record).map_err(|e| fail(e.to_string()))? {
+        resumed.announce();
+    }
     let chosen = choose(&engine, sources).map_err(|e| fail(e.to_string()))?;
 
     let mut hold = Hold {
@@ -281,30 +285,15 @@ pub async fn resume_at_start(shared: Arc<Shared>, state_dir: PathBuf) {
         }
     };
     for one in resumed {
-        let (outcome, detail) = match &one.outcome {
-            Ok(how) => {
-                tracing::warn!(container = %one.name, "{how}: container left {} by an interrupted backup", one.action);
-                (
-                    Outcome::Ok,
-                    format!(
-                        "resumed container {} left {} by an interrupted backup: {how}",
-                        one.name, one.action
-                    ),
-                )
-            }
-            Err(err) => {
-                tracing::error!(container = %one.name, cause = %err, "cannot resume a container left {} by an interrupted backup", one.action);
-                (
-                    Outcome::Failed,
-                    format!(
-                        "container {} left {} by an interrupted backup could not be resumed: {err}",
-                        one.name, one.action
-                    ),
-                )
-            }
+        let outcome = if one.outcome.is_ok() {
+            tracing::warn!(container = %one.name, "{}", one.detail());
+            Outcome::Ok
+        } else {
+            tracing::error!(container = %one.name, "{}", one.detail());
+            Outcome::Failed
         };
         shared
-            .audit(&Actor::Daemon, "resume container", outcome, detail)
+            .audit(&Actor::Daemon, "resume container", outcome, one.detail())
             .await;
     }
 }

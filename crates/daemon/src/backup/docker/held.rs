@@ -65,11 +65,34 @@ struct RecordFile {
 /// The record file's name in the state directory.
 pub const RECORD_FILE: &str = "docker-held.json";
 
-/// Containers held by this process, by id, with the record file they are written to.
-static REGISTRY: Mutex<BTreeMap<String, Record>> = Mutex::new(BTreeMap::new());
+/// Held containers by id: those this process holds, and those an earlier drd left
+/// behind (with no holders) until they are brought back.
+struct Registry {
+    /// Whether the record file has been read into `held` yet.
+    loaded: bool,
+    held: BTreeMap<String, Record>,
+}
 
-fn registry() -> MutexGuard<'static, BTreeMap<String, Record>> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    loaded: false,
+    held: BTreeMap::new(),
+});
+
+/// The registry, with what `file` lists merged in on first use, so that every later
+/// write keeps the records of an earlier drd until they are dealt with.
+fn registry(file: &Path) -> Result<MutexGuard<'static, Registry>, EngineError> {
+    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    if !registry.loaded {
+        let left = read(file).map_err(|source| EngineError::Record {
+            path: file.to_owned(),
+            source,
+        })?;
+        for record in left {
+            registry.held.entry(record.id.clone()).or_insert(record);
+        }
+        registry.loaded = true;
+    }
+    Ok(registry)
 }
 
 /// A container paused, stopped or brought back, for the daemon's audit log.
@@ -106,8 +129,8 @@ fn report(action: &'static str, ok: bool, detail: String) {
 /// Attempts at bringing a container back before leaving it to the next start.
 const RELEASE_ATTEMPTS: u32 = 3;
 
-/// Holds `id` (named `name`) for one backup: pauses or stops it unless this process
-/// already holds it. Returns whether this caller must release it later.
+/// Holds `id` (named `name`) for one backup: pauses or stops it unless it is held
+/// already; either way the caller must [`release`] it once.
 pub(crate) fn hold(
     engine: &Engine,
     file: &Path,
@@ -115,11 +138,12 @@ pub(crate) fn hold(
     name: &str,
     action: Action,
     stop_timeout: Duration,
-) -> Result<bool, EngineError> {
-    let mut held = registry();
+) -> Result<(), EngineError> {
+    let mut registry = registry(file)?;
+    let held = &mut registry.held;
     if let Some(record) = held.get_mut(id) {
         record.holders += 1;
-        return Ok(true);
+        return Ok(());
     }
     // Written before acting: a kill between the two leaves a record of a container
     // that was never touched, which the next start finds running and just forgets.
@@ -134,7 +158,7 @@ pub(crate) fn hold(
             holders: 1,
         },
     );
-    if let Err(err) = write(file, &held) {
+    if let Err(err) = write(file, held) {
         held.remove(id);
         return Err(EngineError::Record {
             path: file.to_owned(),
@@ -148,7 +172,7 @@ pub(crate) fn hold(
     if let Err(err) = done {
         report(verb, false, format!("{name} for a backup: {err}"));
         held.remove(id);
-        if let Err(write_err) = write(file, &held) {
+        if let Err(write_err) = write(file, held) {
             tracing::warn!(cause = %write_err, file = %file.display(), "cannot update the held-container record");
         }
         return Err(err);
@@ -163,13 +187,20 @@ pub(crate) fn hold(
         true,
         format!("{} {name} for a backup", action.as_str()),
     );
-    Ok(true)
+    Ok(())
 }
 
 /// Releases one hold on `id`; the last holder brings the container back. Failures are
 /// logged, and the record stays so that the next start tries again.
 pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
-    let mut held = registry();
+    let mut registry = match registry(file) {
+        Ok(registry) => registry,
+        Err(err) => {
+            tracing::error!(cause = %err, "cannot release a held container");
+            return;
+        }
+    };
+    let held = &mut registry.held;
     let Some(record) = held.get_mut(id) else {
         return;
     };
@@ -222,7 +253,7 @@ pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
         return;
     }
     held.remove(id);
-    if let Err(err) = write(file, &held) {
+    if let Err(err) = write(file, held) {
         tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
     }
 }
@@ -261,59 +292,99 @@ pub struct Resumed {
     pub outcome: Result<String, String>,
 }
 
+impl Resumed {
+    /// The audit log's wording.
+    pub fn detail(&self) -> String {
+        match &self.outcome {
+            Ok(how) => format!(
+                "resumed container {} left {} by an interrupted backup: {how}",
+                self.name, self.action
+            ),
+            Err(err) => format!(
+                "container {} left {} by an interrupted backup could not be resumed: {err}",
+                self.name, self.action
+            ),
+        }
+    }
+
+    /// Logs it, and hands it to the audit log when the daemon listens.
+    pub(crate) fn announce(&self) {
+        match &self.outcome {
+            Ok(_) => tracing::warn!(container = %self.name, "{}", self.detail()),
+            Err(_) => tracing::error!(container = %self.name, "{}", self.detail()),
+        }
+        report("resume container", self.outcome.is_ok(), self.detail());
+    }
+}
+
 /// Brings back every container listed in `file` by a drd that did not finish its
-/// backup. Records that cannot be resumed now stay for the next start, except those
-/// of containers that no longer exist. Blocking; call it off the async runtime.
+/// backup. Records that cannot be resumed now stay for the next try, except those of
+/// containers that no longer exist. Blocking; call it off the async runtime.
 pub fn resume_all(file: &Path) -> Vec<Resumed> {
-    let records = match read(file) {
-        Ok(records) => records,
+    let mut registry = match registry(file) {
+        Ok(registry) => registry,
         Err(err) => {
             return vec![Resumed {
                 name: file.display().to_string(),
                 action: "held",
-                outcome: Err(format!("cannot read the held-container record: {err}")),
+                outcome: Err(err.to_string()),
             }]
         }
     };
-    if records.is_empty() {
+    if !registry.held.values().any(|r| r.holders == 0) {
         return Vec::new();
     }
-    let engine = match Engine::connect(Duration::ZERO) {
-        Ok(engine) => engine,
-        Err(err) => {
-            return records
-                .into_iter()
-                .map(|r| Resumed {
-                    name: r.name,
-                    action: r.action.as_str(),
-                    outcome: Err(err.to_string()),
-                })
-                .collect()
-        }
-    };
-    let mut held = registry();
+    match Engine::connect(Duration::ZERO) {
+        Ok(engine) => resume_locked(&engine, file, &mut registry),
+        Err(err) => registry
+            .held
+            .values()
+            .filter(|r| r.holders == 0)
+            .map(|r| Resumed {
+                name: r.name.clone(),
+                action: r.action.as_str(),
+                outcome: Err(err.to_string()),
+            })
+            .collect(),
+    }
+}
+
+/// [`resume_all`] with a connected engine: what a backup does first, so that records
+/// the daemon could not resume at its start are retried once the engine answers.
+pub(crate) fn resume_leftovers(engine: &Engine, file: &Path) -> Result<Vec<Resumed>, EngineError> {
+    let mut registry = registry(file)?;
+    Ok(resume_locked(engine, file, &mut registry))
+}
+
+fn resume_locked(engine: &Engine, file: &Path, registry: &mut Registry) -> Vec<Resumed> {
+    let leftovers: Vec<Record> = registry
+        .held
+        .values()
+        .filter(|r| r.holders == 0)
+        .cloned()
+        .collect();
+    if leftovers.is_empty() {
+        return Vec::new();
+    }
     let mut done = Vec::new();
-    for record in records {
-        let outcome = match bring_back(&engine, &record) {
+    for record in leftovers {
+        let outcome = match bring_back(engine, &record) {
             Ok(how) => Ok(how),
             Err(EngineError::NoSuchContainer(_)) => {
                 Ok("gone: the container no longer exists".to_owned())
             }
-            Err(err) => {
-                // Kept for the next start; a backup of this process that holds it too
-                // brings it back on its release.
-                held.entry(record.id.clone())
-                    .or_insert_with(|| record.clone());
-                Err(err.to_string())
-            }
+            Err(err) => Err(err.to_string()),
         };
+        if outcome.is_ok() {
+            registry.held.remove(&record.id);
+        }
         done.push(Resumed {
             name: record.name,
             action: record.action.as_str(),
             outcome,
         });
     }
-    if let Err(err) = write(file, &held) {
+    if let Err(err) = write(file, &registry.held) {
         tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
     }
     done
