@@ -155,3 +155,54 @@ fn an_engine_that_does_not_answer_is_an_error_for_that_service() {
     assert!(problems.contains("does not answer"), "{problems}");
     assert!(problems.contains("container web"), "{problems}");
 }
+
+#[test]
+fn compose_containers_are_found_by_their_labels_and_stopped_in_order() {
+    if !require_docker() {
+        return;
+    }
+    let project = drd_integration_tests::docker::unique_name("shop");
+    let db = Container::new("compose-db")
+        .label("com.docker.compose.project", &project)
+        .label("com.docker.compose.service", "db")
+        .args(SLEEP_FOREVER)
+        .start();
+    let web = Container::new("compose-web")
+        .label("com.docker.compose.project", &project)
+        .label("com.docker.compose.service", "web")
+        .label("com.docker.compose.depends_on", "db:service_started:false")
+        .args(SLEEP_FOREVER)
+        .start();
+    let daemon = Daemon::start(&format!(
+        "\n[services.shop]\ndriver = \"compose\"\nproject = \"{project}\"\nstop_timeout = \"5s\"\n"
+    ));
+
+    let plan = daemon.drctl_json(&["shutdown", "--dry-run"]);
+    let levels: Vec<Vec<&str>> = plan["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(levels, [["shop.web"], ["shop.db"]], "{plan:#}");
+    assert_eq!(
+        plan["levels"][0][0]["target"],
+        format!("container {}", web.name())
+    );
+    assert_eq!(web.status(), "running");
+
+    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(web.status(), "exited");
+    assert_eq!(db.status(), "exited");
+    assert!(
+        finished_at(&web) <= finished_at(&db),
+        "db stopped before web"
+    );
+}

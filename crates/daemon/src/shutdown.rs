@@ -138,8 +138,23 @@ impl Following {
 }
 
 /// The plan for a dry run: nothing is touched.
-pub fn dry_run(config: &Config, only: &[String], force: bool) -> Result<ShutdownPlan, PlanError> {
-    Plan::build(config, only, force).map(|plan| plan.to_wire())
+pub async fn dry_run(
+    config: &Config,
+    only: &[String],
+    force: bool,
+) -> Result<ShutdownPlan, PlanError> {
+    let config = expanded(config).await;
+    Plan::build(&config, only, force).map(|plan| plan.to_wire())
+}
+
+/// `config` with compose projects turned into their containers (see
+/// [`drivers::compose`]); what could not be discovered is logged.
+async fn expanded(config: &Config) -> Config {
+    let (config, problems) = drivers::compose::expand(config).await;
+    for problem in problems {
+        tracing::warn!(cause = %problem, "compose discovery");
+    }
+    config
 }
 
 /// Starts (or with `resume`, carries on) a shutdown in its own task.
@@ -154,7 +169,7 @@ pub async fn start(
     }
     let catalog = &shared.catalog;
     let unfinished = checkpoints::unfinished_run(catalog).await?;
-    let config = shared.config();
+    let config = expanded(&shared.config().config).await;
     let (run_id, trigger, force, only, earlier) = match (request.resume, unfinished) {
         (true, None) => {
             return Err(StartError::Nothing(
@@ -172,7 +187,7 @@ pub async fn start(
             let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
             let earlier = checkpoints::steps(catalog, run.id).await?;
             // Plan first: a config that no longer plans is refused before anything.
-            Plan::build(&config.config, &run.only, run.force)?;
+            Plan::build(&config, &run.only, run.force)?;
             shared
                 .audit(
                     &actor,
@@ -189,7 +204,7 @@ pub async fn start(
             (run.id, trigger, run.force, run.only, earlier)
         }
         (false, None) => {
-            Plan::build(&config.config, &request.only, request.force)?;
+            Plan::build(&config, &request.only, request.force)?;
             let reason = request.reason.clone().unwrap_or_default();
             let run_id = checkpoints::begin_run(
                 catalog,
@@ -231,7 +246,7 @@ pub async fn start(
             )
         }
     };
-    let plan = Plan::build(&config.config, &only, force)?;
+    let plan = Plan::build(&config, &only, force)?;
     Ok(launch(
         shared, &mut slot, run_id, trigger, plan, actor, earlier, None,
     ))
@@ -274,7 +289,8 @@ pub async fn abort(
         ));
     };
     let earlier = checkpoints::steps(catalog, run.id).await?;
-    let plan = Plan::build(&shared.config().config, &run.only, run.force)?;
+    let config = expanded(&shared.config().config).await;
+    let plan = Plan::build(&config, &run.only, run.force)?;
     let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
     shared
         .audit(

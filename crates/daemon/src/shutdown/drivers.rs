@@ -4,6 +4,7 @@
 //! is bounded in time, so a driver whose backend does not answer becomes an error for
 //! that service and never a hang of the whole shutdown.
 
+pub mod compose;
 mod docker;
 mod process;
 mod systemd;
@@ -79,10 +80,9 @@ impl Driver {
             DriverKind::Compose => Err(DriverError {
                 op: "use driver",
                 target: crate::shutdown::plan::target(config),
-                message: format!(
-                    "the {} driver is not built into this drd yet; stop it by hand",
-                    config.driver.as_str()
-                ),
+                message: "none of the project's containers could be found (labels \
+                          com.docker.compose.project / .service); drd's log says why"
+                    .to_owned(),
             }),
         }
     }

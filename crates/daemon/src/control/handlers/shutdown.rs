@@ -11,6 +11,7 @@ pub(super) async fn shutdown(ctx: &Ctx, request: StartRequest, dry_run: bool) ->
     if dry_run {
         let config = ctx.shared.config();
         return shutdown::dry_run(&config.config, &request.only, request.force)
+            .await
             .map(|plan| Reply::ShutdownPlanned(Box::new(plan)))
             .map_err(|err| shutdown::StartError::from(err).reply());
     }
