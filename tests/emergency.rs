@@ -1,0 +1,135 @@
+//! `drctl backup emergency` through the real daemon: every critical job, in priority
+//! order, one failing without stopping the others, a final table, exit 1 on any
+//! failure, and the audit log holding the emergency and each run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use drd_integration_tests::{audit_rows, backup_daemon, text};
+
+const JOBS: &str = "
+[jobs.a-config]
+tiers = [\"local\"]
+critical = true
+priority = 30
+sources = [{ kind = \"path\", path = \"{dir}/data/config\" }]
+
+[jobs.db]
+tiers = [\"local\"]
+critical = true
+priority = 10
+sources = [{ kind = \"path\", path = \"{dir}/data/db\" }]
+
+[jobs.broken]
+tiers = [\"local\"]
+critical = true
+priority = 20
+sources = [{ kind = \"command\", name = \"dump\", run = [\"sh\", \"-c\", \"echo disk on fire >&2; exit 3\"] }]
+
+[jobs.logs]
+tiers = [\"local\"]
+sources = [{ kind = \"path\", path = \"{dir}/data/logs\" }]
+";
+
+#[test]
+fn emergency_backup_runs_critical_jobs_in_priority_order_and_reports_each() {
+    let daemon = backup_daemon(JOBS);
+    for dir in ["config", "db", "logs"] {
+        let d = daemon.dir.path().join("data").join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("f"), dir).unwrap();
+    }
+
+    let out = daemon.drctl(&["backup", "emergency"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let order: Vec<&str> = shown
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(order, vec!["db", "broken", "a-config"], "{shown}");
+    let row = |job: &str| {
+        shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{job} ")))
+            .unwrap_or_else(|| panic!("no row for {job}: {shown}"))
+            .to_owned()
+    };
+    assert!(row("db").trim_end().ends_with("ok"), "{shown}");
+    assert!(row("broken").trim_end().ends_with("failed"), "{shown}");
+    assert!(
+        shown.contains("broken: ") && shown.contains("disk on fire"),
+        "the failure says why: {shown}"
+    );
+    assert!(
+        shown.contains("emergency backup: 2 of 3 critical jobs backed up"),
+        "{shown}"
+    );
+
+    // Each run is recorded with the emergency trigger, in the order run; the
+    // non-critical job did not run.
+    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let runs: Vec<(String, String, String)> = conn
+        .prepare("SELECT job, trigger, outcome FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [("db", "ok"), ("broken", "failed"), ("a-config", "ok")];
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    for ((job, trigger, outcome), (want_job, want)) in runs.iter().zip(expected) {
+        assert_eq!(
+            (job.as_str(), trigger.as_str(), outcome.as_str()),
+            (want_job, "emergency", want)
+        );
+    }
+    let rows = audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter().any(|r| r.1 == "emergency backup"
+            && r.2 == "failed"
+            && r.3.contains("db ok, broken failed, a-config ok")),
+        "{rows:?}"
+    );
+    for job in ["db", "a-config"] {
+        assert!(
+            rows.iter().any(|r| r.1 == format!("backup {job}")
+                && r.2 == "ok"
+                && r.3.starts_with("emergency run")),
+            "{rows:?}"
+        );
+    }
+
+    // Fixed: every critical job backs up, exit 0, and --json has each snapshot.
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        config.replace("echo disk on fire >&2; exit 3", "echo dump"),
+    )
+    .unwrap();
+    assert!(daemon.drctl(&["reload"]).status.success());
+    let report = daemon.drctl_json(&["backup", "emergency"]);
+    let runs = report["runs"].as_array().unwrap();
+    let jobs: Vec<&str> = runs.iter().map(|r| r["job"].as_str().unwrap()).collect();
+    assert_eq!(jobs, vec!["db", "broken", "a-config"]);
+    for run in runs {
+        assert_eq!(run["outcome"], "ok", "{report:#}");
+        assert_eq!(run["snapshot"].as_str().unwrap().len(), 64);
+    }
+    let snapshots = daemon.drctl_json(&["backups", "--job", "broken"]);
+    assert_eq!(snapshots[0]["id"], runs[1]["snapshot"]);
+}
+
+#[test]
+fn emergency_backup_without_critical_jobs_says_so() {
+    let daemon = backup_daemon(
+        "[jobs.logs]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}\" }]\n",
+    );
+    let out = daemon.drctl(&["backup", "emergency"]);
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no job is marked critical = true"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,325 @@
+//! Retention and garbage collection through the real daemon: `drctl prune --dry-run`
+//! changes nothing and says which rule keeps each snapshot, a real prune removes the
+//! rest and frees their data, retention runs after each backup, and a prune killed
+//! at any point leaves every kept snapshot restorable (checked offline with
+//! `drd verify --read-data` and `drd restore`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use drd_integration_tests::{audit_rows, backup_daemon, drd, random_bytes, text, Daemon};
+use nix::sys::signal::Signal;
+
+const JOB: &str = "[jobs.files]\ntiers = [\"local\"]\n\
+                   sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+
+/// The size of the file that changes in every snapshot.
+const CHANGING: usize = 2 << 20;
+
+/// Backup `i`: a file that never changes and one that differs in every backup (so a
+/// forgotten snapshot leaves its data as garbage; `random_bytes` ignores the seed's
+/// lowest bit, hence the even seeds). Returns the snapshot id.
+fn backup(daemon: &Daemon, i: u64) -> String {
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    if !data.join("keep.bin").exists() {
+        std::fs::write(data.join("keep.bin"), random_bytes(7, 512 << 10)).unwrap();
+    }
+    std::fs::write(data.join("cur.bin"), random_bytes(1000 + 2 * i, CHANGING)).unwrap();
+    let report = daemon.drctl_json(&["backup", "--job", "files"]);
+    report["snapshot"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Adds `retention` to the job and reloads.
+fn set_retention(daemon: &Daemon, retention: &str) {
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    let config = config.replace("[jobs.files]\n", &format!("[jobs.files]\n{retention}\n"));
+    std::fs::write(&daemon.config, config).unwrap();
+    let out = daemon.drctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Every file under `dir` with its size.
+fn listing(dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                out.insert(rel, meta.len());
+            }
+        }
+    }
+    out
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Offline, as on a bare machine: the repository verifies with every byte read, and
+/// each snapshot in `kept` (id, backup number) restores with the right content.
+fn assert_kept_restore(daemon: &Daemon, kept: &[(String, u64)], target: &Path) {
+    let out = drd(&[
+        os("verify"),
+        os("--repo"),
+        daemon.repo().as_os_str(),
+        os("--key"),
+        daemon.key().as_os_str(),
+        os("--read-data"),
+    ]);
+    assert!(out.status.success(), "verify: {}", text(&out));
+    for (id, i) in kept {
+        let into = target.join(&id[..12]);
+        let _ = std::fs::remove_dir_all(&into);
+        let out = drd(&[
+            os("restore"),
+            os("--repo"),
+            daemon.repo().as_os_str(),
+            os("--key"),
+            daemon.key().as_os_str(),
+            os("--backup-id"),
+            os(id),
+            os("--target"),
+            into.as_os_str(),
+        ]);
+        assert!(out.status.success(), "restore {id}: {}", text(&out));
+        let data = into.join(daemon.dir.path().join("data").strip_prefix("/").unwrap());
+        assert!(
+            std::fs::read(data.join("cur.bin")).unwrap() == random_bytes(1000 + 2 * i, CHANGING),
+            "snapshot {id} (backup {i}) restored wrong content"
+        );
+        assert_eq!(
+            std::fs::read(data.join("keep.bin")).unwrap(),
+            random_bytes(7, 512 << 10)
+        );
+    }
+}
+
+#[test]
+fn a_dry_run_says_why_each_snapshot_stays_and_a_real_prune_frees_the_rest() {
+    let daemon = backup_daemon(JOB);
+    let ids: Vec<String> = (0..5).map(|i| backup(&daemon, i)).collect();
+    set_retention(&daemon, "retention = { keep_last = 2 }");
+
+    let before = listing(&daemon.repo());
+    let report = daemon.drctl_json(&["prune", "--dry-run"]);
+    assert_eq!(report["dry_run"], true);
+    let tier = &report["tiers"][0];
+    assert_eq!(tier["tier"], "local");
+    assert!(tier["gc"].is_null());
+    let job = &tier["jobs"][0];
+    assert_eq!(job["job"], "files");
+    assert_eq!(job["policy"], "keep_last=2");
+    let decisions: Vec<(String, Vec<String>)> = job["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let kept_by = s["kept_by"].as_array().unwrap();
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                kept_by
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Vec<String>)> = ids
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(n, id)| {
+            (
+                id.clone(),
+                if n < 2 {
+                    vec!["last".to_owned()]
+                } else {
+                    vec![]
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions, expected,
+        "newest first; the two newest kept by `last`"
+    );
+    assert_eq!(listing(&daemon.repo()), before, "a dry run touches nothing");
+    let out = daemon.drctl(&["prune", "--dry-run"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("kept: last")
+            && shown.contains("would go")
+            && shown.contains("dry run: 3 snapshots would go, 2 stay; nothing was changed"),
+        "{shown}"
+    );
+
+    let report = daemon.drctl_json(&["prune"]);
+    assert_eq!(report["dry_run"], false);
+    let gc = &report["tiers"][0]["gc"];
+    assert!(
+        gc["bytes_freed"].as_u64().unwrap() >= 3 * CHANGING as u64 / 2,
+        "{gc:#}"
+    );
+    assert!(
+        gc["packs_deleted"].as_u64().unwrap() + gc["packs_repacked"].as_u64().unwrap() > 0,
+        "{gc:#}"
+    );
+    let listed = daemon.drctl_json(&["backups"]);
+    let left: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec![ids[3].as_str(), ids[4].as_str()]);
+    let target = daemon.dir.path().join("restored");
+    assert_kept_restore(
+        &daemon,
+        &[(ids[3].clone(), 3), (ids[4].clone(), 4)],
+        &target,
+    );
+
+    let rows = audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == "prune" && r.3.starts_with("dry run: 3 snapshots")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == "prune" && r.3.starts_with("3 snapshots forgotten, 2 kept")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn retention_runs_after_each_backup() {
+    let daemon = backup_daemon(&JOB.replace(
+        "[jobs.files]\n",
+        "[jobs.files]\nretention = { keep_last = 2 }\n",
+    ));
+    let ids: Vec<String> = (0..4).map(|i| backup(&daemon, i)).collect();
+    let listed = daemon.drctl_json(&["backups", "--job", "files"]);
+    let left: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec![ids[2].as_str(), ids[3].as_str()]);
+    // The forgotten snapshots' data went too: about two versions of the changing file
+    // are stored, not four.
+    let stored: u64 = listing(&daemon.repo().join("data")).values().sum();
+    assert!(
+        stored < 3 * CHANGING as u64 + (1 << 20),
+        "{stored} bytes in packs"
+    );
+    let rows = audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == "backup files" && r.3.contains("retention forgot 1 snapshots")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
+    let mut daemon = backup_daemon(JOB);
+    let count = 12;
+    let ids: Vec<String> = (0..count).map(|i| backup(&daemon, i)).collect();
+    let kept: Vec<(String, u64)> = (count - 3..count)
+        .map(|i| (ids[i as usize].clone(), i))
+        .collect();
+    set_retention(&daemon, "retention = { keep_last = 3 }");
+    let pristine = daemon.dir.path().join("pristine");
+    copy_tree(&daemon.repo(), &pristine);
+    let target = daemon.dir.path().join("restored");
+
+    // How long a whole prune takes here (the shorter of two, the second with warm
+    // caches), so the kills can spread over it.
+    let mut whole = Duration::MAX;
+    for _ in 0..2 {
+        std::fs::remove_dir_all(daemon.repo()).unwrap();
+        copy_tree(&pristine, &daemon.repo());
+        let started = Instant::now();
+        let out = daemon.drctl(&["prune"]);
+        assert!(out.status.success(), "{}", text(&out));
+        whole = whole.min(started.elapsed());
+        assert_kept_restore(&daemon, &kept, &target);
+    }
+
+    let kills: u32 = 8;
+    let mut cut_short = 0;
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    for k in 1..=kills {
+        // Back to the repository before any prune, then prune and kill -9 part way.
+        std::fs::remove_dir_all(daemon.repo()).unwrap();
+        copy_tree(&pristine, &daemon.repo());
+        daemon.spawn(&[]);
+        daemon.wait_ready();
+        let socket = daemon.socket();
+        let prune = std::thread::spawn(move || drd_integration_tests::drctl(&socket, &["prune"]));
+        std::thread::sleep(whole * k / (kills + 1));
+        daemon.signal(Signal::SIGKILL);
+        daemon.wait_exit(Duration::from_secs(10));
+        let finished = prune.join().unwrap().status.success();
+        let files = listing(&daemon.repo());
+        let count = |dir: &str| files.keys().filter(|f| f.starts_with(dir)).count();
+        // Where the kill landed: snapshots not yet forgotten, index files, packs.
+        eprintln!(
+            "kill {k} after {:?}: prune {}; {} snapshots, {} index files, {} packs",
+            whole * k / (kills + 1),
+            if finished { "finished" } else { "cut short" },
+            count("snapshots/"),
+            count("index/"),
+            count("data/")
+        );
+        cut_short += usize::from(!finished);
+        assert_kept_restore(&daemon, &kept, &target);
+    }
+    assert!(
+        cut_short >= 3,
+        "only {cut_short} of {kills} kills landed mid-prune"
+    );
+
+    // And a prune after all that finishes the job.
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    let report = daemon.drctl_json(&["prune"]);
+    let snapshots = report["tiers"][0]["jobs"][0]["snapshots"]
+        .as_array()
+        .unwrap();
+    let left: Vec<&str> = snapshots
+        .iter()
+        .filter(|s| !s["kept_by"].as_array().unwrap().is_empty())
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 3, "{report:#}");
+    assert_kept_restore(&daemon, &kept, &target);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
