@@ -436,3 +436,39 @@ fn a_backup_resumes_containers_the_start_could_not() {
     assert!(!held_record(&daemon).exists());
     audited(&daemon, "resume container", &left);
 }
+
+#[test]
+fn two_backups_holding_one_container_bring_it_back_after_the_last() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("shared").start();
+    let hold = format!(
+        "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
+        web.name()
+    );
+    let daemon = backup_daemon(&format!(
+        "[jobs.slow]\ntiers = [\"local\"]\nsources = [{hold}, \
+         {{ kind = \"command\", name = \"wait\", run = [\"sleep\", \"5\"] }}]\n\
+         [jobs.quick]\ntiers = [\"local\"]\nsources = [{hold}]\n"
+    ));
+    let mut slow = Command::new(&drd_integration_tests::bins().drctl)
+        .args(["--socket", daemon.socket().to_str().unwrap()])
+        .args(["backup", "--job", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the slow backup to pause the container", || {
+        web.status() == "paused"
+    });
+    daemon.drctl_json(&["backup", "--job", "quick"]);
+    assert_eq!(
+        web.status(),
+        "paused",
+        "the quick backup unpaused a container the slow one still reads"
+    );
+    assert!(slow.wait().unwrap().success(), "the slow backup failed");
+    assert_eq!(web.status(), "running");
+    assert!(!held_record(&daemon).exists());
+}

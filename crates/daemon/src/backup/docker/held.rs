@@ -55,6 +55,9 @@ pub(crate) struct Record {
     /// How many backups of that process hold it (not written: a new process has none).
     #[serde(skip)]
     holders: usize,
+    /// When the pause or stop took effect in this process, for the hold's length.
+    #[serde(skip)]
+    held_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -156,6 +159,7 @@ pub(crate) fn hold(
             since: crate::util::rfc3339(crate::util::unix_ms_now()),
             pid: std::process::id(),
             holders: 1,
+            held_at: None,
         },
     );
     if let Err(err) = write(file, held) {
@@ -171,11 +175,28 @@ pub(crate) fn hold(
     };
     if let Err(err) = done {
         report(verb, false, format!("{name} for a backup: {err}"));
-        held.remove(id);
+        // A stop that timed out on the client side may still take effect: undo
+        // whatever did, and keep the record (for the next backup or start) if that
+        // cannot be done now.
+        let undone = held.get(id).map(|record| bring_back(engine, record));
+        match undone {
+            Some(Err(undo_err)) => {
+                tracing::error!(container = name, cause = %undo_err, "cannot undo a failed {verb}; the record stays");
+                if let Some(record) = held.get_mut(id) {
+                    record.holders = 0;
+                }
+            }
+            _ => {
+                held.remove(id);
+            }
+        }
         if let Err(write_err) = write(file, held) {
             tracing::warn!(cause = %write_err, file = %file.display(), "cannot update the held-container record");
         }
         return Err(err);
+    }
+    if let Some(record) = held.get_mut(id) {
+        record.held_at = Some(std::time::Instant::now());
     }
     tracing::info!(
         container = name,
@@ -213,11 +234,21 @@ pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
     for attempt in 1..=RELEASE_ATTEMPTS {
         match bring_back(engine, &record) {
             Ok(how) => {
-                tracing::info!(container = %record.name, "{how} after the backup");
+                let held_for = record
+                    .held_at
+                    .map(|at| {
+                        format!(
+                            ", {} for {:.1}s",
+                            record.action.as_str(),
+                            at.elapsed().as_secs_f64()
+                        )
+                    })
+                    .unwrap_or_default();
+                tracing::info!(container = %record.name, "{how} after the backup{held_for}");
                 report(
                     undo_verb(record.action),
                     true,
-                    format!("{how} {} after the backup", record.name),
+                    format!("{how} {} after the backup{held_for}", record.name),
                 );
                 last_error = None;
                 break;
@@ -444,6 +475,7 @@ mod tests {
                 since: "2026-01-01T00:00:00Z".to_owned(),
                 pid: 7,
                 holders: 2,
+                held_at: None,
             },
         );
         write(&file, &held).unwrap();
