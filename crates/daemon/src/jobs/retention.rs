@@ -191,6 +191,74 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn snapshot(i: i64, time_ms: i64) -> drd_repo::Snapshot {
+        drd_repo::Snapshot {
+            id: format!("{i:04}"),
+            job: "db".into(),
+            host: "h".into(),
+            time_ms,
+            parent: None,
+            sources: vec![],
+            tree: drd_repo::Id::default(),
+            stats: drd_repo::BackupStats::default(),
+        }
+    }
+
+    /// A year and a half of daily snapshots at 02:00 UTC, from Monday 2025-01-06,
+    /// against a grandfather-father-son policy written as in the config.
+    #[test]
+    fn a_synthetic_history_keeps_what_the_gfs_rules_say() {
+        const DAY: i64 = 86_400_000;
+        let start = 20_094 * DAY + 2 * 3_600_000; // 2025-01-06T02:00Z, a Monday
+        let history: Vec<drd_repo::Snapshot> =
+            (0..548).map(|i| snapshot(i, start + i * DAY)).collect();
+        let config: crate::config::JobConfig = toml::from_str(
+            "tiers = [\"local\"]\nsources = []\n\
+             retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12, keep_yearly = 3 }\n",
+        )
+        .unwrap();
+        let policy = config.retention_policy();
+        let now = start + 548 * DAY;
+        let decisions = drd_repo::apply_retention(&history, &policy, now);
+        let kept = |rule: &str| -> Vec<i64> {
+            let mut v: Vec<i64> = decisions
+                .iter()
+                .filter(|d| d.reasons.iter().any(|r| r == rule))
+                .map(|d| d.id.parse().unwrap())
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        // The newest is 547 (2026-07-07, a Tuesday): daily keeps the last seven days.
+        assert_eq!(kept("daily"), (541..=547).collect::<Vec<_>>());
+        // Weekly: the newest of this week (547) and of the three weeks before, each a
+        // Sunday (day 7k - 1 counting from Monday 2025-01-06 as day 0).
+        assert_eq!(kept("weekly"), vec![531, 538, 545, 547]);
+        // Monthly: the last day of each month back to August 2025, and today.
+        let monthly = kept("monthly");
+        assert_eq!(monthly.len(), 12);
+        assert_eq!(monthly.last(), Some(&547));
+        assert_eq!(monthly[monthly.len() - 2], 540, "2026-06-30");
+        // Yearly: the newest of 2026 and the last of 2025 (2025-12-31 is day 359).
+        assert_eq!(kept("yearly"), vec![359, 547]);
+        let all_kept = decisions.iter().filter(|d| !d.reasons.is_empty()).count();
+        let expected: std::collections::BTreeSet<i64> =
+            [kept("daily"), kept("weekly"), monthly, kept("yearly")]
+                .into_iter()
+                .flatten()
+                .collect();
+        assert_eq!(all_kept, expected.len(), "nothing else is kept");
+
+        // retention_days is keep_within in days.
+        let config: crate::config::JobConfig =
+            toml::from_str("tiers = [\"local\"]\nsources = []\nretention_days = 30\n").unwrap();
+        let decisions = drd_repo::apply_retention(&history, &config.retention_policy(), now);
+        assert_eq!(
+            decisions.iter().filter(|d| !d.reasons.is_empty()).count(),
+            30
+        );
+    }
+
     #[test]
     fn policies_read_as_configured() {
         assert_eq!(describe(&Retention::default()), "keep all");

@@ -389,3 +389,25 @@ async fn record<T: Send + 'static>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_runs_once_at_a_time_and_is_free_again_after() {
+        let running = Mutex::new(HashSet::new());
+        let first = Claim::take(&running, "db").unwrap();
+        let err = Claim::take(&running, "db").err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        assert_eq!(
+            err.to_string(),
+            "job db is already running; wait for it to finish"
+        );
+        let other = Claim::take(&running, "logs").unwrap();
+        drop(first);
+        let again = Claim::take(&running, "db").unwrap();
+        drop((other, again));
+        assert!(running.lock().unwrap().is_empty());
+    }
+}
