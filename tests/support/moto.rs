@@ -11,9 +11,8 @@
 //! `None`, except when the `CI` environment variable is set: then it panics, so a CI
 //! machine without moto fails instead of passing by skipping.
 //!
-//! The same file is used by drd-repo's tests (crates/repo/tests/common/moto.rs) and the
-//! daemon integration tests (tests/support/moto.rs); it needs nothing but std. Keep the
-//! two copies identical.
+//! drd-repo's tests include this same file (crates/repo/tests/common/mod.rs), so it
+//! needs nothing but std.
 
 #![allow(dead_code)]
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+// One moto helper for the engine's tests and the daemon's integration tests.
+#[path = "../../../../tests/support/moto.rs"]
 pub mod moto;
 
 use std::collections::BTreeMap;
