@@ -133,3 +133,36 @@ fn emergency_backup_without_critical_jobs_says_so() {
         text(&out)
     );
 }
+
+#[test]
+fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
+    let daemon = backup_daemon(
+        "[jobs.slow]\ntiers = [\"local\"]\ncritical = true\n\
+         sources = [{ kind = \"command\", name = \"dump\", run = [\"sh\", \"-c\", \"sleep 3; echo dump\"] }]\n",
+    );
+    let socket = daemon.socket();
+    let manual = std::thread::spawn(move || {
+        drd_integration_tests::drctl(&socket, &["backup", "--job", "slow"])
+    });
+    drd_integration_tests::eventually("the manual run to start", || {
+        let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+        conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+            == 1
+    });
+    let report = daemon.drctl_json(&["backup", "emergency"]);
+    let out = manual.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = &report["runs"][0];
+    assert_eq!(run["outcome"], "ok", "{report:#}");
+    assert!(
+        run["elapsed_ms"].as_u64().unwrap() >= 3000,
+        "waited, then ran: {report:#}"
+    );
+    let snapshots = daemon.drctl_json(&["backups", "--job", "slow"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 2, "{snapshots:#}");
+    assert_eq!(
+        snapshots[1]["id"], run["snapshot"],
+        "the emergency's snapshot is the newer"
+    );
+}
