@@ -447,28 +447,38 @@ fn two_backups_holding_one_container_bring_it_back_after_the_last() {
         "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
         web.name()
     );
+    let job = |name: &str, seconds: u32| {
+        format!(
+            "[jobs.{name}]\ntiers = [\"local\"]\nsources = [{hold}, \
+             {{ kind = \"command\", name = \"wait\", run = [\"sleep\", \"{seconds}\"] }}]\n"
+        )
+    };
     let daemon = backup_daemon(&format!(
-        "[jobs.slow]\ntiers = [\"local\"]\nsources = [{hold}, \
-         {{ kind = \"command\", name = \"wait\", run = [\"sleep\", \"5\"] }}]\n\
-         [jobs.quick]\ntiers = [\"local\"]\nsources = [{hold}]\n"
+        "{}{}[jobs.quick]\ntiers = [\"local\"]\nsources = [{hold}]\n",
+        job("first", 3),
+        job("second", 6)
     ));
-    let mut slow = Command::new(&drd_integration_tests::bins().drctl)
-        .args(["--socket", daemon.socket().to_str().unwrap()])
-        .args(["backup", "--job", "slow"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually("the slow backup to pause the container", || {
+    let start = |job: &str| {
+        Command::new(&drd_integration_tests::bins().drctl)
+            .args(["--socket", daemon.socket().to_str().unwrap()])
+            .args(["backup", "--job", job])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start("first");
+    eventually("the first backup to pause the container", || {
         web.status() == "paused"
     });
+    // A backup that starts and ends while another holds the container leaves it held.
     daemon.drctl_json(&["backup", "--job", "quick"]);
-    assert_eq!(
-        web.status(),
-        "paused",
-        "the quick backup unpaused a container the slow one still reads"
-    );
-    assert!(slow.wait().unwrap().success(), "the slow backup failed");
+    assert_eq!(web.status(), "paused", "the quick backup unpaused it early");
+    // The first holder to finish leaves it held for the one still reading.
+    let mut second = start("second");
+    assert!(first.wait().unwrap().success(), "the first backup failed");
+    assert_eq!(web.status(), "paused", "the first backup unpaused it early");
+    assert!(second.wait().unwrap().success(), "the second backup failed");
     assert_eq!(web.status(), "running");
     assert!(!held_record(&daemon).exists());
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use bollard::models::ContainerInspectResponse;
 use drd_repo::Source;
 
-use self::engine::{Engine, EngineError, RunState};
+use self::engine::{Engine, EngineError};
 use self::held::Action;
 use super::BackupError;
 use crate::audit::{Actor, Outcome};
@@ -100,17 +100,13 @@ pub(super) fn prepare(sources: &[&DockerSource], record: &Path) -> Result<Prepar
         ids: Vec::new(),
     };
     for container in &chosen {
-        let action = match (container.consistency, RunState::of(&container.inspect)) {
-            (DockerConsistency::Pause, RunState::Running) => Action::Paused,
-            (DockerConsistency::Stop, RunState::Running) => Action::Stopped,
-            (DockerConsistency::None, _) => continue,
-            (_, state) => {
-                tracing::info!(container = %container.name, ?state, "not running: read as it is");
-                continue;
-            }
+        let action = match container.consistency {
+            DockerConsistency::Pause => Action::Paused,
+            DockerConsistency::Stop => Action::Stopped,
+            DockerConsistency::None => continue,
         };
         // On an error the guard releases the containers already held.
-        held::hold(
+        let holding = held::hold(
             &hold.engine,
             record,
             &container.id,
@@ -122,7 +118,9 @@ pub(super) fn prepare(sources: &[&DockerSource], record: &Path) -> Result<Prepar
             source_name: format!("docker {}", container.name),
             message: e.to_string(),
         })?;
-        hold.ids.push(container.id.clone());
+        if holding {
+            hold.ids.push(container.id.clone());
+        }
     }
 
     let mut documents = Vec::new();

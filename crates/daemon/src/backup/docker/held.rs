@@ -9,6 +9,11 @@
 //! counts holders, and only the last release brings the container back. The registry
 //! lock is held across the Docker calls on purpose, so that a second backup waits for
 //! a container to be fully stopped before it reads that container's data.
+//!
+//! The registry reads the record file on first use and keeps what an earlier drd left
+//! (with no holders) until it is brought back, so a new hold never writes those
+//! records away; every backup retries them before it holds anything. One process
+//! serves one state directory, so one registry is enough.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -132,8 +137,10 @@ fn report(action: &'static str, ok: bool, detail: String) {
 /// Attempts at bringing a container back before leaving it to the next start.
 const RELEASE_ATTEMPTS: u32 = 3;
 
-/// Holds `id` (named `name`) for one backup: pauses or stops it unless it is held
-/// already; either way the caller must [`release`] it once.
+/// Holds `id` (named `name`) for one backup: joins the hold if it is held already,
+/// else pauses or stops it if it runs. Returns whether the caller holds it and must
+/// [`release`] it once; a container that does not run (or that someone else paused)
+/// is left as it is.
 pub(crate) fn hold(
     engine: &Engine,
     file: &Path,
@@ -141,12 +148,18 @@ pub(crate) fn hold(
     name: &str,
     action: Action,
     stop_timeout: Duration,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     let mut registry = registry(file)?;
     let held = &mut registry.held;
     if let Some(record) = held.get_mut(id) {
         record.holders += 1;
-        return Ok(());
+        return Ok(true);
+    }
+    // Its state now, under the lock: not what it was when the job chose it.
+    let state = RunState::of(&engine.inspect(id)?);
+    if state != RunState::Running {
+        tracing::info!(container = name, ?state, "not running: read as it is");
+        return Ok(false);
     }
     // Written before acting: a kill between the two leaves a record of a container
     // that was never touched, which the next start finds running and just forgets.
@@ -208,7 +221,7 @@ pub(crate) fn hold(
         true,
         format!("{} {name} for a backup", action.as_str()),
     );
-    Ok(())
+    Ok(true)
 }
 
 /// Releases one hold on `id`; the last holder brings the container back. Failures are
