@@ -282,7 +282,7 @@ fn levels_stop_in_dependency_order_and_a_level_in_parallel() {
             .any(|(_, a, o, d)| a == action && o == "ok" && d.contains(detail))
     };
     assert!(
-        has("shutdown", "data_corruption: fsck errors"),
+        has("emergency shutdown", "data_corruption: fsck errors"),
         "{audit:#?}"
     );
     for phase in ["assess", "preserve", "drain", "stop", "verify"] {
@@ -535,7 +535,7 @@ fn sigusr1_starts_a_manual_shutdown_with_the_signal_as_actor() {
         audit
             .iter()
             .any(|(actor, a, o, d)| actor == "signal SIGUSR1"
-                && a == "shutdown"
+                && a == "emergency shutdown"
                 && o == "ok"
                 && d.contains("manual")),
         "{audit:#?}"

@@ -218,7 +218,7 @@ pub async fn start(
             shared
                 .audit(
                     &actor,
-                    "shutdown",
+                    "emergency shutdown",
                     Outcome::Ok,
                     format!(
                         "shutdown #{run_id} triggered: {}{}{}{}",
@@ -413,7 +413,12 @@ pub async fn on_sigusr1(shared: &Arc<Shared>) {
     };
     if let Err(err) = start(shared, request, actor.clone()).await {
         shared
-            .audit(&actor, "shutdown", Outcome::Refused, err.to_string())
+            .audit(
+                &actor,
+                "emergency shutdown",
+                Outcome::Refused,
+                err.to_string(),
+            )
             .await;
     }
 }
