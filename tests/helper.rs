@@ -341,6 +341,18 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Restores with `drctl restore ARGS --target DIR/NAME` and asserts that `data`
+    /// came back whole (below the target, at its absolute path).
+    pub fn restore_and_compare(&self, args: &[&str], data: &Path, name: &str) {
+        let target = self.dir.path().join(name);
+        let mut all = vec!["restore"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--target", target.to_str().unwrap()]);
+        let out = self.drctl(&all);
+        assert!(out.status.success(), "drctl {all:?}: {}", text(&out));
+        assert_same_tree(data, &target.join(data.strip_prefix("/").unwrap()));
+    }
+
     /// The repository of the `local` tier.
     pub fn repo(&self) -> PathBuf {
         self.dir.path().join("repo")

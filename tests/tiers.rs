@@ -5,9 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use drd_integration_tests::{
-    assert_same_tree, backup_daemon_with, eventually, random_bytes, text, Daemon,
-};
+use drd_integration_tests::{backup_daemon_with, eventually, random_bytes, text, Daemon};
 
 const JOB: &str = "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite/repo\"\n\
     [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
@@ -60,18 +58,11 @@ fn snapshot_is_copied_offsite_and_restore_falls_back_to_it() {
     for pack in &lost {
         std::fs::remove_file(pack).unwrap();
     }
-    let target = daemon.dir.path().join("restored");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--job",
-        "files",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+    daemon.restore_and_compare(
+        &["--backup-id", "latest", "--job", "files"],
+        &data,
+        "restored",
+    );
 
     // Each tier verifies on its own: the local one is missing its packs, the copy is
     // whole.
@@ -82,18 +73,11 @@ fn snapshot_is_copied_offsite_and_restore_falls_back_to_it() {
     assert!(offsite.status.success(), "{}", text(&offsite));
 
     // And the copy alone restores, as on a host whose local disk is gone.
-    let target = daemon.dir.path().join("from-offsite");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        &id,
-        "--tier",
-        "offsite",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+    daemon.restore_and_compare(
+        &["--backup-id", &id, "--tier", "offsite"],
+        &data,
+        "from-offsite",
+    );
 }
 
 #[test]
@@ -192,18 +176,11 @@ fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
     // restore still works, while verify reads the tier and reports the damage.
     let good = std::fs::read(&index[0]).unwrap();
     std::fs::write(&index[0], b"damaged").unwrap();
-    let target = daemon.dir.path().join("restored");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--job",
-        "files",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+    daemon.restore_and_compare(
+        &["--backup-id", "latest", "--job", "files"],
+        &data,
+        "restored",
+    );
     let verify = daemon.drctl(&["verify", "--tier", "local"]);
     assert_ne!(verify.status.code(), Some(0), "{}", text(&verify));
     assert!(text(&verify).contains("index"), "{}", text(&verify));

@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use drd_integration_tests::moto::{Moto, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
-use drd_integration_tests::{
-    assert_same_tree, backup_daemon_with, eventually, random_bytes, text, Daemon,
-};
+use drd_integration_tests::{backup_daemon_with, eventually, random_bytes, text, Daemon};
 
 fn jobs(moto: &Moto) -> String {
     format!(
@@ -86,16 +84,9 @@ fn s3_tier_copies_catches_up_after_an_outage_and_restores_alone() {
 
     let verified = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
     assert!(verified.status.success(), "{}", text(&verified));
-    let target = daemon.dir.path().join("from-s3");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        &second,
-        "--tier",
-        "offsite",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+    daemon.restore_and_compare(
+        &["--backup-id", &second, "--tier", "offsite"],
+        &data,
+        "from-s3",
+    );
 }

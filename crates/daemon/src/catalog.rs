@@ -138,24 +138,26 @@ impl Catalog {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (reply, result) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = reply.send(f(conn));
-        });
-        self.tx
-            .send(Message::Run(job))
-            .map_err(|_| CatalogError::Closed)?;
-        let result = result.await.map_err(|_| CatalogError::Closed)?;
-        result.map_err(|source| CatalogError::Sqlite {
-            op,
-            path: self.path.clone(),
-            source,
-        })
+        let result = self.submit(f)?.await.map_err(|_| CatalogError::Closed)?;
+        self.finish(op, result)
     }
 
     /// [`Catalog::call`] for blocking code (the repository engine's threads). Must not
     /// be called from an async task: it blocks until the catalog thread answers.
     pub fn call_blocking<T, F>(&self, op: &'static str, f: F) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let result = self
+            .submit(f)?
+            .blocking_recv()
+            .map_err(|_| CatalogError::Closed)?;
+        self.finish(op, result)
+    }
+
+    /// Queues `f` for the catalog thread; the receiver gets its result.
+    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<rusqlite::Result<T>>, CatalogError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -167,7 +169,10 @@ impl Catalog {
         self.tx
             .send(Message::Run(job))
             .map_err(|_| CatalogError::Closed)?;
-        let result = result.blocking_recv().map_err(|_| CatalogError::Closed)?;
+        Ok(result)
+    }
+
+    fn finish<T>(&self, op: &'static str, result: rusqlite::Result<T>) -> Result<T, CatalogError> {
         result.map_err(|source| CatalogError::Sqlite {
             op,
             path: self.path.clone(),
