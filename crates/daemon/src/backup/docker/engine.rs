@@ -55,6 +55,17 @@ pub(crate) enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+    /// The record of held containers could not be read, so holds cannot be tracked.
+    #[error(
+        "cannot read {path} (the record of containers held by backups): {source}; check \
+         that the containers it lists run, then fix or remove it"
+    )]
+    RecordUnreadable {
+        /// The record file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The private runtime could not be built.
     #[error("cannot start the Docker client: {0}")]
     Runtime(std::io::Error),

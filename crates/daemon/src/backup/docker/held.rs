@@ -91,7 +91,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 fn registry(file: &Path) -> Result<MutexGuard<'static, Registry>, EngineError> {
     let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     if !registry.loaded {
-        let left = read(file).map_err(|source| EngineError::Record {
+        let left = read(file).map_err(|source| EngineError::RecordUnreadable {
             path: file.to_owned(),
             source,
         })?;
@@ -510,7 +510,9 @@ mod tests {
         std::fs::write(&file, "{ not json").unwrap();
         let resumed = resume_all(&file);
         assert_eq!(resumed.len(), 1);
-        assert!(resumed[0].outcome.is_err());
+        let detail = resumed[0].detail();
+        assert!(resumed[0].outcome.is_err(), "{detail}");
+        assert!(detail.contains("cannot read"), "{detail}");
         assert!(
             file.exists(),
             "the damaged record must stay for a person to read"
