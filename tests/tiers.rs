@@ -110,6 +110,19 @@ fn unwritable_offsite_tier_does_not_fail_the_backup_and_catches_up() {
         text(&audit)
     );
 
+    // drctl jobs shows how far the copy is behind, and why.
+    let jobs = daemon.drctl_json(&["jobs"]);
+    let copy = &jobs[0]["offsite"][0];
+    assert_eq!(copy["tier"], "offsite", "{jobs}");
+    assert_eq!(copy["missing"], 1, "{jobs}");
+    assert!(copy["last_error"].as_str().is_some(), "{jobs}");
+    let table = daemon.drctl(&["jobs"]);
+    assert!(
+        text(&table).contains("files offsite offsite: 1 snapshot behind"),
+        "{}",
+        text(&table)
+    );
+
     std::fs::remove_file(&blocker).unwrap();
     eventually("the offsite tier to catch up", || {
         daemon
@@ -120,6 +133,9 @@ fn unwritable_offsite_tier_does_not_fail_the_backup_and_catches_up() {
     });
     let verified = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
     assert!(verified.status.success(), "{}", text(&verified));
+    let jobs = daemon.drctl_json(&["jobs"]);
+    assert_eq!(jobs[0]["offsite"][0]["missing"], 0, "{jobs}");
+    assert!(jobs[0]["offsite"][0]["last_error"].is_null(), "{jobs}");
 }
 
 #[test]

@@ -166,6 +166,34 @@ pub fn jobs_text(list: &[JobInfo], now: i64) -> String {
             behind.join(", ")
         );
     }
+    for j in list {
+        for copy in &j.offsite {
+            let state = if copy.missing == 0 {
+                "in step".to_owned()
+            } else {
+                format!(
+                    "{} snapshot{} behind, lag {}",
+                    copy.missing,
+                    if copy.missing == 1 { "" } else { "s" },
+                    span(copy.lag_ms)
+                )
+            };
+            let last = copy.last_ok_unix_ms.map_or_else(
+                || "never copied".to_owned(),
+                |at| format!("last copy {}", ago(now, at)),
+            );
+            let failing = copy
+                .last_error
+                .as_deref()
+                .map(|e| format!("; FAILING: {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{} offsite {}: {state} ({last}){failing}",
+                j.name, copy.tier
+            );
+        }
+    }
     out
 }
 

@@ -34,6 +34,24 @@ pub struct JobInfo {
     /// True when the job has a target and its last good snapshot is older than it (or
     /// there is none).
     pub behind_rpo: bool,
+    /// How far each of the job's offsite tiers is behind its landing tier.
+    pub offsite: Vec<OffsiteLag>,
+}
+
+/// One offsite tier of a job: how far its copy is behind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OffsiteLag {
+    /// The offsite tier.
+    pub tier: String,
+    /// Snapshots of the job on the landing tier that the copy lacks.
+    pub missing: u64,
+    /// Age of the oldest of those (ms): what losing the host now would cost if only
+    /// this copy survived. 0 when the copy is in step.
+    pub lag_ms: i64,
+    /// When a copy to the tier last succeeded (Unix ms).
+    pub last_ok_unix_ms: Option<i64>,
+    /// Why copies to it are failing, while they are.
+    pub last_error: Option<String>,
 }
 
 /// One recorded run.

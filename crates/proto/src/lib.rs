@@ -15,9 +15,9 @@ mod message;
 mod request;
 mod response;
 mod role;
+mod shutdown;
 pub mod text;
 pub mod time;
-mod shutdown;
 
 pub use backup::{
     parse_percent, AffectedFile, BackupReport, RestoreReport, SnapshotInfo, SnapshotSelector,
@@ -25,8 +25,8 @@ pub use backup::{
 };
 pub use event::{Event, Progress, ProgressUnit};
 pub use jobs::{
-    EmergencyReport, EmergencyRun, GcReport, JobInfo, JobRetention, PruneReport, RetainedSnapshot,
-    RunInfo, TierPrune,
+    EmergencyReport, EmergencyRun, GcReport, JobInfo, JobRetention, OffsiteLag, PruneReport,
+    RetainedSnapshot, RunInfo, TierPrune,
 };
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
 pub use request::Request;

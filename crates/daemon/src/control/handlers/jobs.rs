@@ -1,5 +1,5 @@
-//! `jobs`: every configured job with its schedule, last success and failure, next run
-//! and RPO now against its target.
+//! `jobs`: every configured job with its schedule, last success and failure, next run,
+//! RPO now against its target, and how far each offsite copy lags.
 //!
 //! The last good snapshot is the newest successful run in the catalog, or, for a job
 //! whose runs were recorded by no catalog this daemon has (a lost catalog, backups
@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::PoisonError;
 
-use drd_proto::{JobInfo, Reply, RunInfo};
+use drd_proto::{JobInfo, OffsiteLag, Reply, RunInfo};
 
 use super::{internal, Ctx, HandlerResult};
 use crate::backup::cache;
 use crate::jobs::runs::{self, RunRecord};
 use crate::jobs::{now_ms, retention, scheduler};
+use crate::tiers::replication;
 
 pub(super) async fn jobs(ctx: &Ctx) -> HandlerResult {
     let config = ctx.shared.config();
@@ -43,6 +44,36 @@ pub(super) async fn jobs(ctx: &Ctx) -> HandlerResult {
         })
         .await
         .map_err(|e| internal(&e))?;
+    let now = now_ms();
+    let with_offsite: Vec<(String, Vec<String>)> = config
+        .config
+        .jobs
+        .iter()
+        .filter(|(_, job)| job.tiers.len() > 1)
+        .map(|(name, job)| (name.clone(), job.tiers.clone()))
+        .collect();
+    let mut lags: BTreeMap<String, Vec<OffsiteLag>> = ctx
+        .shared
+        .catalog
+        .call("read replication lag", move |c| {
+            let mut out = BTreeMap::new();
+            for (job, tiers) in with_offsite {
+                let lags = replication::lag(c, &job, &tiers, now)?
+                    .into_iter()
+                    .map(|l| OffsiteLag {
+                        tier: l.tier,
+                        missing: l.missing,
+                        lag_ms: l.lag_ms,
+                        last_ok_unix_ms: l.last_ok_ms,
+                        last_error: l.last_error,
+                    })
+                    .collect();
+                out.insert(job, lags);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| internal(&e))?;
     let running: HashSet<String> = ctx
         .shared
         .running_jobs
@@ -50,7 +81,6 @@ pub(super) async fn jobs(ctx: &Ctx) -> HandlerResult {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let scheduled = scheduler::scheduled_jobs(&config.config);
-    let now = now_ms();
 
     let mut out = Vec::new();
     for (name, job) in &config.config.jobs {
@@ -89,6 +119,7 @@ pub(super) async fn jobs(ctx: &Ctx) -> HandlerResult {
             rpo_now_ms: rpo_now,
             rpo_target_ms: rpo_target,
             behind_rpo,
+            offsite: lags.remove(name).unwrap_or_default(),
         });
     }
     Ok(Reply::Jobs(out))
