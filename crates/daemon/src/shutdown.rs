@@ -363,13 +363,20 @@ fn launch(
         earlier,
     );
     tokio::spawn(async move {
-        let finished = run.execute().await;
+        // In a task of its own, so that a panic still frees the slot (and the
+        // followers see the run end without a report instead of waiting forever).
+        let result = tokio::spawn(run.execute()).await;
         let mut slot = ACTIVE.lock().await;
         if slot.as_ref().is_some_and(|a| a.run_id == run_id) {
             *slot = None;
         }
         drop(slot);
-        let _ = done_tx.send(Some(finished));
+        match result {
+            Ok(finished) => {
+                let _ = done_tx.send(Some(finished));
+            }
+            Err(err) => tracing::error!(cause = %err, run_id, "the shutdown coordinator failed"),
+        }
     });
     following
 }
