@@ -83,7 +83,7 @@ const MIGRATIONS: &[&str] = &[
     crate::tiers::replication::MIGRATION,
     // 4: each tier's index files, so opening a remote repository costs one listing.
     crate::tiers::index_cache::MIGRATION,
-    // 3: the record of every job run (trigger, start, end, outcome, snapshot, error).
+    // 5: the record of every job run (trigger, start, end, outcome, snapshot, error).
     crate::jobs::MIGRATION,
     // 5: emergency shutdown runs and their checkpointed steps.
     crate::shutdown::checkpoints::MIGRATION,
