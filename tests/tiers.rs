@@ -221,3 +221,36 @@ fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
         "the cache should hold the tier's three index files and not the stale name"
     );
 }
+
+#[test]
+fn prune_applies_the_job_retention_to_offsite_copies_too() {
+    let jobs = JOB.replace(
+        "[jobs.files]\n",
+        "[jobs.files]\nretention = { keep_last = 1 }\n",
+    );
+    let daemon = backup_daemon_with(FAST_RETRY, &jobs);
+    let data = write_data(&daemon);
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    std::fs::write(data.join("more"), random_bytes(5, 30_000)).unwrap();
+    let second = daemon.drctl_json(&["backup", "--job", "files"])["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The copy got the second snapshot after the run's retention had run, so it still
+    // holds both until the next prune.
+    eventually("both snapshots on the copy", || {
+        snapshot_ids(&daemon, "offsite").len() == 2
+    });
+    let pruned = daemon.drctl_json(&["prune", "--job", "files"]);
+    let tiers: Vec<&str> = pruned["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiers, ["local", "offsite"], "{pruned}");
+    assert_eq!(snapshot_ids(&daemon, "offsite"), [second.clone()]);
+    assert_eq!(snapshot_ids(&daemon, "local"), [second]);
+    let verified = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}

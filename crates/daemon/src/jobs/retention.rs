@@ -81,42 +81,59 @@ pub async fn apply_after_run(
     })
 }
 
-/// Applies retention on every landing tier (only `job`'s, if named): for each job on
-/// the tier, its policy (`policy` overrides the configured one) decides which of its
+/// Applies retention on every tier, landing and offsite (only `job`'s, if named): for
+/// each job on the tier, its policy (`policy` overrides the configured one) decides which of its
 /// snapshots stay; then unreferenced data is collected. A dry run reports the
 /// decisions and changes nothing. Snapshots of jobs the config does not name are
 /// left alone.
-pub fn prune(
-    config: &LoadedConfig,
-    job: Option<&str>,
+pub fn prune<'a>(
+    config: &'a LoadedConfig,
+    job: Option<&'a str>,
     dry_run: bool,
     policy: Option<&Retention>,
 ) -> Result<PruneReport, BackupError> {
     let keys = drd_repo::KeySet::load(&config.config.keys.files)?;
-    // Landing tier -> the jobs that land on it (only `job` when named).
-    let mut by_tier: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // Tier -> the jobs that write to it (only `job` when named). Offsite copies apply
+    // the same rules on their own (rather than mirroring deletions, which would carry a
+    // mass deletion on the host to every copy); landing tiers go first.
+    let mut by_tier: BTreeMap<(bool, &str), Vec<&str>> = BTreeMap::new();
+    let mut add = |name: &'a str, tiers: &'a [String]| {
+        for (i, tier) in tiers.iter().enumerate() {
+            by_tier.entry((i > 0, tier)).or_default().push(name);
+        }
+    };
     if let Some(name) = job {
         let target = crate::backup::job_target(config, name)?;
-        by_tier
-            .entry(target.tier_name)
-            .or_default()
-            .push(target.name);
+        add(target.name, &target.job.tiers);
     } else {
         for (name, job) in &config.config.jobs {
-            if let Some(tier) = job.tiers.first() {
-                by_tier.entry(tier).or_default().push(name);
-            }
+            add(name, &job.tiers);
         }
     }
     let mut report = PruneReport {
         dry_run,
         tiers: Vec::new(),
     };
-    for (tier_name, jobs) in by_tier {
+    for ((offsite, tier_name), jobs) in by_tier {
         let Some(tier) = config.config.tiers.get(tier_name) else {
             continue;
         };
-        let repo = crate::tiers::open(tier, &keys)?;
+        let repo = match crate::tiers::open(tier, &keys) {
+            Ok(repo) => repo,
+            // An offsite copy that cannot be reached (or holds nothing yet) is pruned
+            // next time; it must not stop the landing tier's retention.
+            Err(err) if offsite => {
+                report.tiers.push(TierPrune {
+                    tier: tier_name.to_owned(),
+                    location: tier.location(),
+                    jobs: Vec::new(),
+                    gc: None,
+                    warnings: vec![format!("offsite tier not pruned this time: {err}")],
+                });
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
         let mut out = TierPrune {
             tier: tier_name.to_owned(),
             location: tier.location(),

@@ -118,6 +118,7 @@ impl Replicator {
                     .catalog
                     .call("record replication", move |c| {
                         record_ok(c, &s, &d, now_ms, &summary)?;
+                        cache::replace(c, &s, &copied.on_source)?;
                         cache::replace(c, &d, &copied.on_dest)
                     })
                     .await;
@@ -227,9 +228,11 @@ impl crate::workers::Worker for Replicator {
     }
 }
 
-/// What a copy did, and the snapshots the offsite tier now holds (for its cache).
+/// What a copy did, and the snapshots each side holds (for the snapshot cache, which
+/// the lag is computed from; the landing side may have lost some to retention).
 struct Copied {
     summary: drd_repo::ReplicateSummary,
+    on_source: Vec<SnapshotInfo>,
     on_dest: Vec<SnapshotInfo>,
 }
 
@@ -250,20 +253,29 @@ fn copy_blocking(
         // Nothing has landed yet; nothing to copy.
         return Ok(Copied {
             summary: drd_repo::ReplicateSummary::default(),
+            on_source: Vec::new(),
             on_dest: Vec::new(),
         });
     }
     let repo = drd_repo::Repository::open_on(src_storage, &keys, drd_repo::RepoOptions::default())?;
     let dst_storage = super::storage(dst_tier)?;
     let summary = repo.replicate_to(&dst_storage, &mut |_| {})?;
-    let on_dest: BTreeSet<String> = cache::ids_on_tier(dst_storage.as_ref())?;
-    let on_dest = repo
-        .snapshots()?
+    let ids_on_dest: BTreeSet<String> = cache::ids_on_tier(dst_storage.as_ref())?;
+    let snapshots = repo.snapshots()?;
+    let on_dest = snapshots
         .iter()
-        .filter(|s| on_dest.contains(&s.id))
+        .filter(|s| ids_on_dest.contains(&s.id))
         .map(|s| crate::backup::report::snapshot_info(s, dest))
         .collect();
-    Ok(Copied { summary, on_dest })
+    let on_source = snapshots
+        .iter()
+        .map(|s| crate::backup::report::snapshot_info(s, source))
+        .collect();
+    Ok(Copied {
+        summary,
+        on_source,
+        on_dest,
+    })
 }
 
 fn record_ok(
