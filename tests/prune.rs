@@ -175,10 +175,10 @@ fn a_dry_run_says_why_each_snapshot_stays_and_a_real_prune_frees_the_rest() {
         gc["bytes_freed"].as_u64().unwrap() >= 3 * CHANGING as u64 / 2,
         "{gc:#}"
     );
-    assert!(
-        gc["packs_deleted"].as_u64().unwrap() + gc["packs_repacked"].as_u64().unwrap() > 0,
-        "{gc:#}"
-    );
+    // Backup 0's pack holds the file every snapshot keeps and backup 0's own version of
+    // the changing file: mostly garbage now, so it is rewritten, not kept whole.
+    assert!(gc["packs_repacked"].as_u64().unwrap() >= 1, "{gc:#}");
+    assert!(gc["packs_deleted"].as_u64().unwrap() >= 1, "{gc:#}");
     let listed = daemon.drctl_json(&["backups"]);
     let left: Vec<&str> = listed
         .as_array()
