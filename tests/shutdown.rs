@@ -670,3 +670,40 @@ fn a_dependency_cycle_and_an_unknown_service_are_config_errors() {
         "{all}"
     );
 }
+
+/// There is no systemd PID 1 here, so `systemctl` fails (or is missing): the
+/// service must be reported as not stopped, with the unit named, without a hang,
+/// and the process service that depends on nothing still stops.
+#[test]
+fn a_failing_systemctl_is_reported_for_its_unit() {
+    let mut services = Services::start(vec![spec("side", &[], 0.0)]);
+    let daemon = Daemon::start(&format!(
+        "\n[services.unit]\ndriver = \"systemd\"\nunit = \"drd-test-no-such.service\"\n{}",
+        services.config()
+    ));
+    let plan = daemon.drctl_json(&["shutdown", "--dry-run"]);
+    let unit = &plan["levels"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "unit")
+        .unwrap()
+        .clone();
+    assert_eq!(unit["signal"], "unit's KillSignal");
+    assert_eq!(unit["timeout_ms"], 90_000);
+
+    let started = Instant::now();
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "Incomplete");
+    assert_eq!(report_service(&report, "unit")["state"], "NOT STOPPED");
+    assert!(
+        report["problems"]
+            .to_string()
+            .contains("unit drd-test-no-such.service"),
+        "{report:#}"
+    );
+    assert_eq!(report_service(&report, "side")["state"], "stopped");
+    assert!(!services.running("side"));
+}
