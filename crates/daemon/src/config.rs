@@ -83,6 +83,9 @@ pub struct DaemonConfig {
     pub backup_buffer_mib: usize,
     /// zstd level for new data, 1 (fastest) to 19 (smallest).
     pub compression_level: i32,
+    /// Threads that write files during a restore; 0 means the default (see
+    /// `drd_repo::RestoreOptions::default_threads`).
+    pub restore_threads: usize,
     /// An offsite copy that fails is retried after 5 s, then after twice as long each
     /// time, up to this long between tries.
     #[serde(with = "humantime_serde_compat")]
@@ -109,6 +112,7 @@ impl Default for DaemonConfig {
             backup_buffer_mib: 64,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             replication_retry_max: Duration::from_secs(15 * 60),
+            restore_threads: 0,
         }
     }
 }

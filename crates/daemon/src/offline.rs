@@ -113,7 +113,7 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
         paths: restore.paths,
         target: restore.target,
         overwrite: restore.overwrite,
-        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        threads: RestoreOptions::default_threads(),
     };
     let bar = bar(
         json,

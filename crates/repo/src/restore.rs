@@ -37,6 +37,15 @@ pub struct RestoreOptions {
     pub threads: usize,
 }
 
+impl RestoreOptions {
+    /// Writer threads when the caller has no better idea: twice the cores, at least 4.
+    /// Restoring many small files waits on the filesystem (create, write, chown, chmod,
+    /// utimes for each) more than on the CPU, so more threads than cores keep both busy.
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4))
+    }
+}
+
 /// A progress report during a restore.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RestoreProgress {

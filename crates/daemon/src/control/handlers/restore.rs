@@ -65,7 +65,10 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
                 paths: paths.iter().map(PathBuf::from).collect(),
                 target: restore_target.clone(),
                 overwrite,
-                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                threads: match config.config.daemon.restore_threads {
+                    0 => RestoreOptions::default_threads(),
+                    n => n,
+                },
             };
             let task = format!("restore {}", snapshot.short_id());
             let summary = repo.restore(&snapshot, &options, &mut |p| {
