@@ -672,13 +672,14 @@ fn a_dependency_cycle_and_an_unknown_service_are_config_errors() {
 }
 
 /// There is no systemd PID 1 here, so `systemctl` fails (or is missing): the
-/// service must be reported as not stopped, with the unit named, without a hang,
-/// and the process service that depends on nothing still stops.
+/// service must be reported as not stopped, with the unit named, without a hang;
+/// what it depends on is kept running (it may still be in use), and a service
+/// unrelated to it still stops.
 #[test]
 fn a_failing_systemctl_is_reported_for_its_unit() {
-    let mut services = Services::start(vec![spec("side", &[], 0.0)]);
+    let mut services = Services::start(vec![spec("side", &[], 0.0), spec("store", &[], 0.0)]);
     let daemon = Daemon::start(&format!(
-        "\n[services.unit]\ndriver = \"systemd\"\nunit = \"drd-test-no-such.service\"\n{}",
+        "\n[services.unit]\ndriver = \"systemd\"\nunit = \"drd-test-no-such.service\"\ndepends_on = [\"store\"]\n{}",
         services.config()
     ));
     let plan = daemon.drctl_json(&["shutdown", "--dry-run"]);
@@ -706,4 +707,11 @@ fn a_failing_systemctl_is_reported_for_its_unit() {
     );
     assert_eq!(report_service(&report, "side")["state"], "stopped");
     assert!(!services.running("side"));
+    let store = report_service(&report, "store");
+    assert_eq!(store["state"], "held", "{report:#}");
+    assert!(store["detail"]
+        .as_str()
+        .unwrap()
+        .contains("unit, which depends on it"));
+    assert!(services.running("store"));
 }
