@@ -715,3 +715,40 @@ fn a_failing_systemctl_is_reported_for_its_unit() {
         .contains("unit, which depends on it"));
     assert!(services.running("store"));
 }
+
+/// A rollback waits for a service's health check; one that never gets healthy is
+/// reported, and what depends on it is not started on top of it.
+#[test]
+fn a_rollback_waits_for_health_and_does_not_start_dependants_of_a_failure() {
+    let dir = drd_integration_tests::open_tempdir();
+    let healthy = dir.path().join("mid-healthy");
+    let mut mid = spec("mid", &["back"], 1.5);
+    mid.extra = format!(
+        "health = {{ run = [\"/usr/bin/test\", \"-e\", \"{}\"], timeout = \"1s\" }}\n",
+        healthy.display()
+    );
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    wait_until("mid to be told to stop", Duration::from_secs(20), || {
+        services.count("mid", "term") == 1
+    });
+    let out = daemon.drctl(&["abort", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = abort["problems"].to_string();
+    assert!(problems.contains("mid: not healthy within 1s"), "{abort:#}");
+    assert!(
+        problems.contains("front: not started: mid, which it depends on, did not start"),
+        "{abort:#}"
+    );
+    // mid was started (it runs, unhealthy); front was left down.
+    assert!(services.running("mid"));
+    assert!(!services.running("front"));
+    assert!(services.running("back"));
+    let _ = running.wait_with_output();
+}
