@@ -249,7 +249,10 @@ fn prune_applies_the_job_retention_to_offsite_copies_too() {
         .map(|t| t["tier"].as_str().unwrap())
         .collect();
     assert_eq!(tiers, ["local", "offsite"], "{pruned}");
-    assert_eq!(snapshot_ids(&daemon, "offsite"), [second.clone()]);
+    assert_eq!(
+        snapshot_ids(&daemon, "offsite"),
+        std::slice::from_ref(&second)
+    );
     assert_eq!(snapshot_ids(&daemon, "local"), [second]);
     let verified = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
     assert!(verified.status.success(), "{}", text(&verified));

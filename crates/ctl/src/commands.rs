@@ -104,7 +104,9 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             return Err(Failure::Usage("jobs and prune run in jobs.rs".to_owned()))
         }
         Command::Shutdown(_) | Command::Abort(_) => {
-            return Err(Failure::Usage("shutdown and abort run in shutdown.rs".to_owned()))
+            return Err(Failure::Usage(
+                "shutdown and abort run in shutdown.rs".to_owned(),
+            ))
         }
         Command::Backup { job, command } => match (job, command) {
             (Some(job), None) => Request::Backup { job: job.clone() },

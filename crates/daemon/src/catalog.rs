@@ -85,7 +85,7 @@ const MIGRATIONS: &[&str] = &[
     crate::tiers::index_cache::MIGRATION,
     // 5: the record of every job run (trigger, start, end, outcome, snapshot, error).
     crate::jobs::MIGRATION,
-    // 5: emergency shutdown runs and their checkpointed steps.
+    // 6: emergency shutdown runs and their checkpointed steps.
     crate::shutdown::checkpoints::MIGRATION,
 ];
 

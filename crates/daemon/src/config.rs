@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use jobs::{JobConfig, JobHookConfig, KeysConfig, RetentionConfig, SourceConfig};
 pub use jobs::{DockerConsistency, DockerSource};
-pub use tiers::{replication_pairs, TierConfig, TierKind};
+pub use jobs::{JobConfig, JobHookConfig, KeysConfig, RetentionConfig, SourceConfig};
 pub use services::{find_cycle, DriverKind, HookConfig, ServiceConfig, ShutdownConfig};
+pub use tiers::{replication_pairs, TierConfig, TierKind};
 pub use validate::Problem;
 
 /// The whole config file.

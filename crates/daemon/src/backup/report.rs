@@ -59,11 +59,7 @@ pub fn restore_report(
 }
 
 /// A finished verify of one repository.
-pub fn verify_report(
-    report: &drd_repo::VerifyReport,
-    tier: &str,
-    location: &str,
-) -> VerifyReport {
+pub fn verify_report(report: &drd_repo::VerifyReport, tier: &str, location: &str) -> VerifyReport {
     VerifyReport {
         tier: tier.to_owned(),
         location: location.to_owned(),

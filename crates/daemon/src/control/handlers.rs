@@ -1,5 +1,6 @@
 //! One handler per request; `dispatch` is the only place that matches on requests.
 
+mod abort;
 mod audit;
 mod backup;
 mod backups;
@@ -8,7 +9,6 @@ mod prune;
 mod reload;
 mod restore;
 mod shutdown;
-mod abort;
 mod status;
 mod verify;
 
