@@ -25,13 +25,17 @@ pub struct Bins {
     pub drctl: PathBuf,
 }
 
-/// Builds `drd` and `drctl` (once per test binary) and returns where they are.
+/// Builds `drd` and `drctl` if they are stale (once per test binary) and returns where
+/// they are.
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "drd", "-p", "drctl", "--bins"])
+            // The same selection as `.ci/run` and nextest build, so the feature set (the
+            // tests turn on tokio's test-util) matches theirs and this is a no-op there:
+            // building only the binaries would compile drd and everything on tokio again.
+            .args(["build", "--quiet", "--workspace", "--all-targets"])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cargo build of drd and drctl failed");
