@@ -153,7 +153,13 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
     })
 }
 
-fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> ExitCode {
+/// Prints `value` as JSON for scripts, or `text()` for people; a value that cannot be
+/// formatted is an internal error (exit 70). Every command prints through this.
+pub(crate) fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(value) {
             Ok(out) => println!("{out}"),

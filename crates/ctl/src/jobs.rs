@@ -12,10 +12,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use drd_proto::text::{ago, bytes, short, span, table, time};
 use drd_proto::{EmergencyReport, JobInfo, PruneReport, Reply, Request, RunInfo};
-use serde::Serialize;
 
 use crate::client::{Client, ClientError};
-use crate::commands::Failure;
+use crate::commands::{print, Failure};
 use crate::progress::Bar;
 use crate::{exit, Cli};
 
@@ -53,22 +52,6 @@ fn unexpected(reply: &Reply) -> Failure {
     Failure::Client(ClientError::Protocol(format!("unexpected reply {reply:?}")))
 }
 
-/// Prints `value` as JSON, or `text` for people.
-fn print<T: Serialize>(
-    json: bool,
-    value: &T,
-    text: impl FnOnce() -> String,
-) -> Result<(), Failure> {
-    if json {
-        let out = serde_json::to_string_pretty(value)
-            .map_err(|e| Failure::Client(ClientError::Protocol(e.to_string())))?;
-        println!("{out}");
-    } else {
-        print!("{}", text());
-    }
-    Ok(())
-}
-
 /// `drctl jobs`.
 pub async fn jobs(cli: &Cli) -> Result<ExitCode, Failure> {
     let list = match ask(cli, Request::Jobs).await? {
@@ -76,7 +59,10 @@ pub async fn jobs(cli: &Cli) -> Result<ExitCode, Failure> {
         other => return Err(unexpected(&other)),
     };
     let now = drd_proto::text::now_ms();
-    print(cli.json, &list, || jobs_text(&list, now))?;
+    let printed = print(cli.json, &list, || jobs_text(&list, now));
+    if printed != ExitCode::SUCCESS {
+        return Ok(printed);
+    }
     Ok(if list.iter().any(|j| j.behind_rpo) {
         ExitCode::from(exit::FAILED)
     } else {
@@ -207,7 +193,10 @@ pub async fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode, Failure> {
         Reply::Pruned(report) => report,
         other => return Err(unexpected(&other)),
     };
-    print(cli.json, &report, || prune_text(&report))?;
+    let printed = print(cli.json, &report, || prune_text(&report));
+    if printed != ExitCode::SUCCESS {
+        return Ok(printed);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -278,7 +267,10 @@ pub async fn emergency(cli: &Cli) -> Result<ExitCode, Failure> {
         Reply::EmergencyBackedUp(report) => report,
         other => return Err(unexpected(&other)),
     };
-    print(cli.json, &report, || emergency_text(&report))?;
+    let printed = print(cli.json, &report, || emergency_text(&report));
+    if printed != ExitCode::SUCCESS {
+        return Ok(printed);
+    }
     Ok(if report.runs.iter().any(|r| r.outcome != "ok") {
         ExitCode::from(exit::FAILED)
     } else {

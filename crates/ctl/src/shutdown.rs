@@ -17,6 +17,7 @@ use drd_proto::{
 };
 
 use crate::client::{Client, ClientError};
+use crate::commands::print;
 use crate::commands::Failure;
 use crate::{exit, Cli};
 
@@ -327,19 +328,4 @@ pub fn render_abort(report: &AbortReport) -> String {
         }
     }
     out
-}
-
-fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> ExitCode {
-    if json {
-        match serde_json::to_string_pretty(value) {
-            Ok(out) => println!("{out}"),
-            Err(err) => {
-                eprintln!("drctl: cannot format JSON: {err}");
-                return ExitCode::from(exit::SOFTWARE);
-            }
-        }
-    } else {
-        print!("{}", text());
-    }
-    ExitCode::SUCCESS
 }
