@@ -17,7 +17,6 @@ pub mod schedule;
 pub mod scheduler;
 
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use run::{run_job, RunError, RunProgress};
 pub use runs::MIGRATION;
@@ -78,13 +77,7 @@ pub fn now_ms() -> i64 {
             .and_then(|text| parse_offset_ms(&text))
             .unwrap_or(0)
     });
-    let real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis();
-    i64::try_from(real)
-        .unwrap_or(i64::MAX)
-        .saturating_add(offset)
+    crate::util::unix_ms_now().saturating_add(offset)
 }
 
 /// `2h`, `-30m`, `90s` as signed milliseconds.
