@@ -137,29 +137,6 @@ pub fn tiers_for(
     Ok(tiers)
 }
 
-/// Opens the repository at `path`, creating it on first use.
-pub fn open_or_init(path: &Path, keys: &KeySet) -> Result<Repository, BackupError> {
-    let empty = match std::fs::read_dir(path) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
-        Err(source) => {
-            return Err(drd_repo::Error::Io {
-                op: "open repository directory",
-                path: path.to_owned(),
-                source,
-            }
-            .into())
-        }
-    };
-    let repo = if empty {
-        tracing::info!(path = %path.display(), "creating repository");
-        Repository::init(path, keys)?
-    } else {
-        Repository::open(path, keys)?
-    };
-    Ok(repo)
-}
-
 /// Runs one backup of `target` and returns what the engine reports.
 pub fn run_backup(
     target: &JobTarget<'_>,

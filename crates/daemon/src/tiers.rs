@@ -85,13 +85,6 @@ pub fn open(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError>
 /// prefix).
 pub fn open_or_init(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError> {
     let storage = storage(tier)?;
-    if let TierConfig::Dir { path } = tier {
-        if storage.size("config")?.is_none() {
-            // An empty (or missing) directory becomes a repository; one holding
-            // something else is refused there.
-            return crate::backup::open_or_init(path, keys);
-        }
-    }
     if storage.size("config")?.is_some() {
         return Ok(Repository::open_on(
             storage,
@@ -100,11 +93,21 @@ pub fn open_or_init(tier: &TierConfig, keys: &KeySet) -> Result<Repository, Back
         )?);
     }
     tracing::info!(tier = %tier.location(), "creating repository");
-    Ok(Repository::init_on(
-        storage,
-        keys,
-        &drd_repo::InitOptions::default(),
-    )?)
+    match tier {
+        TierConfig::Dir { path } => {
+            // A directory that holds something else is not ours to fill.
+            if std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(drd_repo::Error::NotARepository { path: path.clone() }.into());
+            }
+            // `init` lays out the directory tree the local storage expects.
+            Ok(Repository::init(path, keys)?)
+        }
+        TierConfig::S3 { .. } => Ok(Repository::init_on(
+            storage,
+            keys,
+            &drd_repo::InitOptions::default(),
+        )?),
+    }
 }
 
 /// Opens the repository of tier `name` for reading. A landing tier gets the offsite
