@@ -90,7 +90,9 @@ impl Replicator {
         let run_config = config.clone();
         let result = tokio::task::spawn_blocking(move || copy_blocking(&run_config, &src, &dst))
             .await
-            .unwrap_or_else(|join| Err(BackupError::NotFound(format!("copy panicked: {join}"))));
+            .unwrap_or_else(|join| {
+                Err(drd_repo::Error::Internal(format!("the copy task failed: {join}")).into())
+            });
         let key = (source.to_owned(), dest.to_owned());
         let now_ms = unix_ms_now();
         let actor = Actor::Daemon;
