@@ -1,5 +1,6 @@
 //! Retention: forget the snapshots no rule of a job's policy keeps, then
-//! garbage-collect the data only they used, on the job's landing tier.
+//! garbage-collect the data only they used, on every tier of the job (the landing tier
+//! first, then each offsite copy on its own; deletions are never mirrored).
 //!
 //! The rules and the garbage collection are drd-repo's (`Repository::forget`,
 //! `Repository::prune`): prune holds the repository's exclusive lock and removes data
