@@ -32,13 +32,16 @@ fn three_levels(app1: Spec) -> Vec<Spec> {
     ]
 }
 
-/// The stop steps of run 1 as (service, state), read from the checkpoint record.
-fn stop_steps(daemon: &Daemon) -> Vec<(String, String)> {
+/// The `phase` steps of run 1 as (service, state), read from the checkpoint record.
+fn steps(daemon: &Daemon, phase: &str) -> Vec<(String, String)> {
     let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
     let mut stmt = conn
-        .prepare("SELECT subject, state FROM shutdown_steps WHERE run_id = 1 AND phase = 'stop' AND subject != '' ORDER BY id")
+        .prepare(
+            "SELECT subject, state FROM shutdown_steps \
+             WHERE run_id = 1 AND phase = ?1 AND subject != '' ORDER BY id",
+        )
         .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    stmt.query_map([phase], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
@@ -55,7 +58,7 @@ fn crash_while_the_apps_stop(services: &mut Services) -> Daemon {
         Duration::from_secs(30),
         || APPS.iter().all(|app| services.count(app, "term") == 1),
     );
-    let steps = stop_steps(&daemon);
+    let steps = steps(&daemon, "stop");
     for app in APPS {
         assert!(
             steps.contains(&(app.to_owned(), "started".to_owned())),
@@ -181,4 +184,63 @@ fn abort_after_a_crash_does_not_start_a_service_whose_dependency_did_not_come_ba
             .any(|(_, a, o, d)| a == "shutdown #1 done" && o == "failed" && d.contains("web1")),
         "{audit:#?}"
     );
+}
+
+/// drd dies while a rollback is starting a slow service (2 s to write its pidfile):
+/// `--resume` is refused, since the run was being rolled back, and `drctl abort`
+/// finishes the rollback, waiting for the start under way instead of starting a
+/// second copy, then starts what depends on it.
+#[test]
+fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
+    let mut mid = spec("mid", &["back"], 1.0);
+    mid.ready_delay = 2.0;
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let mut daemon = Daemon::start(&services.config());
+    let shutdown = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    wait_until("mid to be told to stop", Duration::from_secs(30), || {
+        services.count("mid", "term") == 1
+    });
+    let abort = drctl_in_background(&daemon, &["abort"]);
+    wait_until(
+        "the rollback to be starting mid",
+        Duration::from_secs(30),
+        || {
+            services.count("mid", "exit") == 1
+                && services.copies("mid").len() == 1
+                && steps(&daemon, "rollback").contains(&("mid".to_owned(), "started".to_owned()))
+        },
+    );
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    for client in [shutdown, abort] {
+        let out = client.wait_with_output().unwrap();
+        assert_ne!(out.status.code(), Some(0));
+    }
+    assert!(!services.running("mid"), "mid came up before drd was back");
+
+    let out = daemon.drctl(&["shutdown", "--resume", "--yes"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(
+        text(&out).contains("was being rolled back"),
+        "{}",
+        text(&out)
+    );
+
+    let out = daemon.drctl(&["abort"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("rolled back"), "{said}");
+    assert!(said.contains("at rollback, where drd died"), "{said}");
+    assert_eq!(services.copies("mid").len(), 1, "a second mid was started");
+    assert_eq!(services.count("mid", "start"), 2);
+    assert!(restarted_at(&services, "mid") < restarted_at(&services, "front"));
+    for name in ["front", "mid", "back"] {
+        assert!(services.running(name), "{name} is down after the rollback");
+    }
 }

@@ -29,6 +29,8 @@ pub struct Spec {
     pub ignore_term: bool,
     pub stop_timeout: &'static str,
     pub extra: String,
+    /// Seconds before it writes its pidfile (a slow start).
+    pub ready_delay: f64,
 }
 
 pub fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay: f64) -> Spec {
@@ -98,6 +100,10 @@ impl Services {
         if spec.ignore_term {
             argv.push("--ignore-term".to_owned());
         }
+        if spec.ready_delay > 0.0 {
+            argv.push("--ready-delay".to_owned());
+            argv.push(spec.ready_delay.to_string());
+        }
         argv
     }
 
@@ -149,6 +155,31 @@ impl Services {
             .map_or(0, Vec::len)
     }
 
+    /// The live processes of `name` (found by the pidfile in their command line),
+    /// whether or not they have written their pidfile yet.
+    pub fn copies(&mut self, name: &str) -> Vec<i32> {
+        for child in &mut self.children {
+            let _ = child.try_wait();
+        }
+        let pidfile = self.pidfile(name).display().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let mine = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == pidfile.as_bytes());
+            if mine && alive(pid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// Whether the process in `name`'s pidfile is alive (and not a zombie).
     pub fn running(&mut self, name: &str) -> bool {
         // Reap the ones we started, so an exited one is not a zombie.
@@ -158,21 +189,30 @@ impl Services {
         let Ok(pid) = std::fs::read_to_string(self.pidfile(name)) else {
             return false;
         };
-        let pid: i32 = pid.trim().parse().unwrap();
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => {
-                let state = stat[stat.rfind(')').unwrap() + 2..].split(' ').next();
-                !matches!(state, Some("Z" | "X"))
-            }
-            Err(_) => false,
+        alive(pid.trim().parse().unwrap())
+    }
+}
+
+/// Whether `pid` is alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 2..].split(' ').next();
+            !matches!(state, Some("Z" | "X"))
         }
+        Err(_) => false,
     }
 }
 
 impl Drop for Services {
     fn drop(&mut self) {
-        for spec in &self.specs {
-            if let Ok(pid) = std::fs::read_to_string(self.pidfile(spec.name)) {
+        let names: Vec<&'static str> = self.specs.iter().map(|s| s.name).collect();
+        for name in names {
+            // Copies a rollback started that have not written their pidfile too.
+            for pid in self.copies(name) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if let Ok(pid) = std::fs::read_to_string(self.pidfile(name)) {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }

@@ -55,6 +55,9 @@ struct Svc {
     /// The drd that died signalled it and did not see it stop: it may still be
     /// stopping, so it is waited for and never signalled again.
     in_flight: bool,
+    /// A rollback by the drd that died began to start it and did not see it come
+    /// up: it is given the time to, before it is started again.
+    start_in_flight: bool,
     /// Why it is kept running.
     held: Option<String>,
     result: ServiceResult,
@@ -335,6 +338,7 @@ impl Run {
                     running,
                     touched: stop.is_some(),
                     in_flight: stop == Some(StopMark::InFlight),
+                    start_in_flight: self.record.start_in_flight(name),
                     held: None,
                     result: ServiceResult {
                         name: name.clone(),

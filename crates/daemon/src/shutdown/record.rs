@@ -5,7 +5,8 @@
 //! `drctl shutdown --resume` and `drctl abort` both read the record here, one way, so
 //! a resume and a rollback agree on what happened: a service whose stop step began but
 //! never ended was signalled and may still be stopping, and whoever carries on must
-//! wait for it (never signal it twice, never start it while it is still going down).
+//! wait for it (never signal it twice, never start it while it is still going down);
+//! likewise a start a rollback began and never saw end may still be coming up.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +33,8 @@ pub(super) struct Record {
     before: BTreeMap<String, Assessment>,
     /// Each service a stop was begun on, and where that stop stands.
     stops: BTreeMap<String, StopMark>,
+    /// Each service a rollback began to start, and whether that start never ended.
+    starts: BTreeMap<String, bool>,
     /// (phase, subject) of every step that ended `done`.
     done: BTreeSet<(String, String)>,
     /// Whether a rollback had begun.
@@ -78,6 +81,11 @@ impl Record {
                 }
                 Some(ShutdownPhase::Rollback) => {
                     record.rolling_back = true;
+                    if !step.subject.is_empty() {
+                        record
+                            .starts
+                            .insert(step.subject.clone(), step.state == "started");
+                    }
                     // A rollback step on a service comes after its stop was over.
                     if let Some(mark) = record.stops.get_mut(&step.subject) {
                         *mark = StopMark::Ended;
@@ -97,6 +105,12 @@ impl Record {
     /// Where the service's stop stands; `None` if no stop was begun on it.
     pub(super) fn stop(&self, service: &str) -> Option<StopMark> {
         self.stops.get(service).copied()
+    }
+
+    /// Whether a rollback began to start the service and never saw the start end:
+    /// it may still be coming up, and starting it again would make a second copy.
+    pub(super) fn start_in_flight(&self, service: &str) -> bool {
+        self.starts.get(service).copied().unwrap_or(false)
     }
 
     /// Whether the step `phase` / `subject` ended `done`.
@@ -191,6 +205,8 @@ mod tests {
         assert_eq!(record.before("app").unwrap().pid, Some(11));
         assert_eq!(record.stop("app"), Some(StopMark::Ended));
         assert!(record.rolling_back());
+        assert!(record.start_in_flight("app"));
+        assert!(!record.start_in_flight("web"));
     }
 
     #[test]

@@ -136,15 +136,27 @@ impl Run {
             let results = join_all(to_start.iter().zip(&ids).map(|(name, id)| async move {
                 let step = &this.plan.steps[name];
                 let svc = &this.services[name];
+                let wait = step.config.stop_timeout().max(MIN_START_WAIT);
                 this.emit(
                     ShutdownPhase::Rollback,
                     Some(name),
                     "starting",
-                    String::new(),
+                    if svc.start_in_flight {
+                        format!(
+                            "waiting up to {}: its start began before drd was restarted",
+                            humantime::format_duration(wait)
+                        )
+                    } else {
+                        String::new()
+                    },
                 );
                 let t0 = Instant::now();
-                let wait = step.config.stop_timeout().max(MIN_START_WAIT);
+                let came_up = match &svc.driver {
+                    Ok(driver) if svc.start_in_flight => came_up(driver, &svc.before, wait).await,
+                    _ => false,
+                };
                 let mut result = match &svc.driver {
+                    _ if came_up => Ok(()),
                     Ok(driver) => driver
                         .start(&svc.before, wait)
                         .await
@@ -164,6 +176,10 @@ impl Run {
                 }
                 let took = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let (state, detail) = match &result {
+                    Ok(()) if came_up => (
+                        "started",
+                        format!("up {took} ms after drd was restarted; its start began before"),
+                    ),
                     Ok(()) => ("started", format!("in {took} ms")),
                     Err(err) => ("NOT STARTED", err.clone()),
                 };
@@ -208,5 +224,19 @@ impl Run {
                 abort.started.push(result);
             }
         }
+    }
+}
+
+/// Waits up to `wait` for a service whose start the drd that died began to run.
+async fn came_up(driver: &drivers::Driver, before: &drivers::Assessment, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if matches!(driver.is_running(before).await, Ok(true)) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
