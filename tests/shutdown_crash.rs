@@ -244,3 +244,33 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
         assert!(services.running(name), "{name} is down after the rollback");
     }
 }
+
+/// `drctl abort --no-rollback` after the same crash only halts, but it too waits for
+/// the level the dead drd signalled: when it returns nothing is half-stopped.
+#[test]
+fn a_halt_after_a_crash_waits_for_the_signalled_level() {
+    let mut services = Services::start(three_levels(spec("app1", &["db1", "db2"], 1.0)));
+    let daemon = crash_while_the_apps_stop(&mut services);
+
+    let out = daemon.drctl(&["abort", "--no-rollback"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("no rollback"), "{said}");
+    for app in APPS {
+        assert!(!services.running(app), "{app} still stopping: {said}");
+        assert_eq!(services.count(app, "term"), 1, "{app} signalled twice");
+    }
+    for name in ["web1", "web2"] {
+        assert_eq!(services.count(name, "start"), 1, "{name} was started");
+    }
+    for db in ["db1", "db2"] {
+        assert!(services.running(db), "{db} was stopped by a halt");
+    }
+    let audit = audit_rows(&daemon.catalog());
+    assert!(
+        audit
+            .iter()
+            .any(|(_, a, o, d)| a == "shutdown #1 done" && o == "ok" && d.starts_with("halted")),
+        "{audit:#?}"
+    );
+}
