@@ -281,8 +281,8 @@ fn abort_mid_shutdown_rolls_back_in_dependency_order() {
             "{name} is not running after the rollback"
         );
     }
-    let mid_back = services.log()[&("mid".to_owned(), "start".to_owned())][1];
-    let front_back = services.log()[&("front".to_owned(), "start".to_owned())][1];
+    let mid_back = services.restarted_at("mid");
+    let front_back = services.restarted_at("front");
     assert!(mid_back < front_back, "front came back before mid");
 
     let out = running.wait_with_output().unwrap();

@@ -81,18 +81,6 @@ fn crash_while_the_apps_stop(services: &mut Services) -> Daemon {
     daemon
 }
 
-/// The second "start" each service logged: when the rollback brought it back.
-fn restarted_at(services: &Services, name: &str) -> f64 {
-    let log = services.log();
-    let starts = log
-        .get(&(name.to_owned(), "start".to_owned()))
-        .cloned()
-        .unwrap_or_default();
-    *starts
-        .get(1)
-        .unwrap_or_else(|| panic!("{name} was not started again; log: {log:?}"))
-}
-
 #[test]
 fn abort_after_a_crash_waits_for_the_signalled_level_and_rolls_back_in_order() {
     let mut services = Services::start(three_levels(spec("app1", &["db1", "db2"], 1.0)));
@@ -114,11 +102,11 @@ fn abort_after_a_crash_waits_for_the_signalled_level_and_rolls_back_in_order() {
     }
     let apps_back = APPS
         .iter()
-        .map(|a| restarted_at(&services, a))
+        .map(|a| services.restarted_at(a))
         .fold(f64::MIN, f64::max);
     let first_web = WEBS
         .iter()
-        .map(|w| restarted_at(&services, w))
+        .map(|w| services.restarted_at(w))
         .fold(f64::MAX, f64::min);
     assert!(
         apps_back < first_web,
@@ -171,7 +159,7 @@ fn abort_after_a_crash_does_not_start_a_service_whose_dependency_did_not_come_ba
         "{abort:#}"
     );
     // app2 came back, so web2 was started after it; web1 stays down.
-    assert!(restarted_at(&services, "app2") < restarted_at(&services, "web2"));
+    assert!(services.restarted_at("app2") < services.restarted_at("web2"));
     assert_eq!(services.count("web1", "start"), 1, "web1 was started");
     assert!(!services.running("web1"));
     for name in ["web2", "app1", "app2", "db1", "db2"] {
@@ -239,7 +227,7 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
     assert!(said.contains("at rollback, where drd died"), "{said}");
     assert_eq!(services.copies("mid").len(), 1, "a second mid was started");
     assert_eq!(services.count("mid", "start"), 2);
-    assert!(restarted_at(&services, "mid") < restarted_at(&services, "front"));
+    assert!(services.restarted_at("mid") < services.restarted_at("front"));
     for name in ["front", "mid", "back"] {
         assert!(services.running(name), "{name} is down after the rollback");
     }

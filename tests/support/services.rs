@@ -155,6 +155,28 @@ impl Services {
             .map_or(0, Vec::len)
     }
 
+    /// When `name` logged its second start (a rollback brought it back). drd counts
+    /// a service as up once its pidfile names it, a moment before the service logs
+    /// its start, so the line is waited for.
+    pub fn restarted_at(&self, name: &str) -> f64 {
+        let second = || {
+            self.log()
+                .get(&(name.to_owned(), "start".to_owned()))?
+                .get(1)
+                .copied()
+        };
+        let mut found = None;
+        wait_until(
+            &format!("{name} to log its second start"),
+            Duration::from_secs(5),
+            || {
+                found = second();
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+
     /// The live processes of `name` (found by the pidfile in their command line),
     /// whether or not they have written their pidfile yet.
     pub fn copies(&mut self, name: &str) -> Vec<i32> {
