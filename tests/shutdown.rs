@@ -537,3 +537,39 @@ fn a_rollback_waits_for_health_and_does_not_start_dependants_of_a_failure() {
     assert!(services.running("back"));
     let _ = running.wait_with_output();
 }
+
+/// A start command that fails is reported at once, not after the 30 s a rollback
+/// gives a service to come up, and what depends on the service is not started.
+#[test]
+fn a_rollback_reports_a_failing_start_command_at_once() {
+    let mut mid = spec("mid", &["back"], 1.0);
+    mid.broken_start = true;
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    wait_until("mid to be told to stop", Duration::from_secs(20), || {
+        services.count("mid", "term") == 1
+    });
+    let t0 = Instant::now();
+    let out = daemon.drctl(&["abort", "--json"]);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(took < Duration::from_secs(15), "the abort took {took:?}");
+    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = abort["problems"].to_string();
+    assert!(
+        problems.contains("mid: start pidfile") && problems.contains("/bin/false exited with"),
+        "{abort:#}"
+    );
+    assert!(
+        problems.contains("front: not started: mid, which it depends on, did not start"),
+        "{abort:#}"
+    );
+    assert!(!services.running("mid") && !services.running("front"));
+    assert!(services.running("back"));
+    let _ = running.wait_with_output();
+}

@@ -31,6 +31,8 @@ pub struct Spec {
     pub extra: String,
     /// Seconds before it writes its pidfile (a slow start).
     pub ready_delay: f64,
+    /// Its start command (for a rollback) is `/bin/false`.
+    pub broken_start: bool,
 }
 
 pub fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay: f64) -> Spec {
@@ -111,7 +113,11 @@ impl Services {
     pub fn config(&self) -> String {
         let mut out = String::new();
         for spec in &self.specs {
-            let start: Vec<String> = self.argv(spec).iter().map(|a| format!("{a:?}")).collect();
+            let start: Vec<String> = if spec.broken_start {
+                vec![format!("{:?}", "/bin/false")]
+            } else {
+                self.argv(spec).iter().map(|a| format!("{a:?}")).collect()
+            };
             let deps: Vec<String> = spec.depends_on.iter().map(|d| format!("{d:?}")).collect();
             out.push_str(&format!(
                 "\n[services.{}]\ndriver = \"process\"\npidfile = \"{}\"\nstart = [{}]\n\
