@@ -3,230 +3,15 @@
 //! it was told and when it went) and real signals.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drd_integration_tests::{audit_rows, backup_daemon, bins, eventually, text, Daemon};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use drd_integration_tests::{audit_rows, backup_daemon, eventually, text, Daemon};
+use nix::sys::signal::Signal;
 
-const PYTHON: &str = "/usr/bin/python3";
-
-fn fake_service() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("support/fake_service.py")
-}
-
-/// A fake service's settings.
-#[derive(Clone, Default)]
-struct Spec {
-    name: &'static str,
-    depends_on: &'static [&'static str],
-    stop_delay: f64,
-    ignore_term: bool,
-    stop_timeout: &'static str,
-    extra: String,
-}
-
-fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay: f64) -> Spec {
-    Spec {
-        name,
-        depends_on,
-        stop_delay,
-        stop_timeout: "10s",
-        ..Spec::default()
-    }
-}
-
-/// Fake services running under one folder; every one still alive is killed on drop.
-struct Services {
-    dir: tempfile::TempDir,
-    specs: Vec<Spec>,
-    children: Vec<Child>,
-}
-
-impl Services {
-    fn start(specs: Vec<Spec>) -> Services {
-        let dir = drd_integration_tests::open_tempdir();
-        let mut services = Services {
-            dir,
-            specs,
-            children: Vec::new(),
-        };
-        for i in 0..services.specs.len() {
-            let argv = services.argv(&services.specs[i]);
-            let child = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap();
-            services.children.push(child);
-        }
-        for spec in &services.specs {
-            let pidfile = services.pidfile(spec.name);
-            eventually(&format!("{} to write its pidfile", spec.name), || {
-                pidfile.exists()
-            });
-        }
-        services
-    }
-
-    fn pidfile(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.pid"))
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("events.log")
-    }
-
-    fn argv(&self, spec: &Spec) -> Vec<String> {
-        let mut argv = vec![
-            PYTHON.to_owned(),
-            fake_service().display().to_string(),
-            "--name".to_owned(),
-            spec.name.to_owned(),
-            "--pidfile".to_owned(),
-            self.pidfile(spec.name).display().to_string(),
-            "--log".to_owned(),
-            self.log_path().display().to_string(),
-            "--stop-delay".to_owned(),
-            spec.stop_delay.to_string(),
-        ];
-        if spec.ignore_term {
-            argv.push("--ignore-term".to_owned());
-        }
-        argv
-    }
-
-    /// `[services.*]` tables for drd's config.
-    fn config(&self) -> String {
-        let mut out = String::new();
-        for spec in &self.specs {
-            let start: Vec<String> = self.argv(spec).iter().map(|a| format!("{a:?}")).collect();
-            let deps: Vec<String> = spec.depends_on.iter().map(|d| format!("{d:?}")).collect();
-            out.push_str(&format!(
-                "\n[services.{}]\ndriver = \"process\"\npidfile = \"{}\"\nstart = [{}]\n\
-                 depends_on = [{}]\nstop_timeout = \"{}\"\n{}\n",
-                spec.name,
-                self.pidfile(spec.name).display(),
-                start.join(", "),
-                deps.join(", "),
-                spec.stop_timeout,
-                spec.extra,
-            ));
-        }
-        out
-    }
-
-    /// Every (name, what) -> times logged, in order.
-    fn log(&self) -> BTreeMap<(String, String), Vec<f64>> {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let mut map: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-        for line in text.lines() {
-            let parts: Vec<&str> = line.split(' ').collect();
-            if let [name, what, t] = parts[..] {
-                map.entry((name.to_owned(), what.to_owned()))
-                    .or_default()
-                    .push(t.parse().unwrap());
-            }
-        }
-        map
-    }
-
-    fn first(&self, name: &str, what: &str) -> f64 {
-        self.log()
-            .get(&(name.to_owned(), what.to_owned()))
-            .and_then(|v| v.first().copied())
-            .unwrap_or_else(|| panic!("{name} never logged {what}; log: {:?}", self.log()))
-    }
-
-    fn count(&self, name: &str, what: &str) -> usize {
-        self.log()
-            .get(&(name.to_owned(), what.to_owned()))
-            .map_or(0, Vec::len)
-    }
-
-    /// Whether the process in `name`'s pidfile is alive (and not a zombie).
-    fn running(&mut self, name: &str) -> bool {
-        // Reap the ones we started, so an exited one is not a zombie.
-        for child in &mut self.children {
-            let _ = child.try_wait();
-        }
-        let Ok(pid) = std::fs::read_to_string(self.pidfile(name)) else {
-            return false;
-        };
-        let pid: i32 = pid.trim().parse().unwrap();
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => {
-                let state = stat[stat.rfind(')').unwrap() + 2..].split(' ').next();
-                !matches!(state, Some("Z" | "X"))
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        for spec in &self.specs {
-            if let Ok(pid) = std::fs::read_to_string(self.pidfile(spec.name)) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-        }
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn report_service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {report:#}"))
-}
-
-/// Runs `drctl shutdown ARGS --json` and returns its exit code and report.
-fn shutdown(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let mut all = vec!["shutdown"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = daemon.drctl(&all);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("drctl {all:?}: {e}: {}", text(&out)));
-    (out.status.code(), report)
-}
-
-/// drctl running in the background, so a test can act while it runs.
-fn drctl_in_background(daemon: &Daemon, args: &[&str]) -> Child {
-    Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
+#[path = "support/services.rs"]
+mod services;
+use services::{drctl_in_background, report_service, shutdown, spec, wait_until, Services};
 
 #[test]
 fn levels_stop_in_dependency_order_and_a_level_in_parallel() {
@@ -496,8 +281,8 @@ fn abort_mid_shutdown_rolls_back_in_dependency_order() {
             "{name} is not running after the rollback"
         );
     }
-    let mid_back = services.log()[&("mid".to_owned(), "start".to_owned())][1];
-    let front_back = services.log()[&("front".to_owned(), "start".to_owned())][1];
+    let mid_back = services.restarted_at("mid");
+    let front_back = services.restarted_at("front");
     assert!(mid_back < front_back, "front came back before mid");
 
     let out = running.wait_with_output().unwrap();
@@ -749,6 +534,42 @@ fn a_rollback_waits_for_health_and_does_not_start_dependants_of_a_failure() {
     // mid was started (it runs, unhealthy); front was left down.
     assert!(services.running("mid"));
     assert!(!services.running("front"));
+    assert!(services.running("back"));
+    let _ = running.wait_with_output();
+}
+
+/// A start command that fails is reported at once, not after the 30 s a rollback
+/// gives a service to come up, and what depends on the service is not started.
+#[test]
+fn a_rollback_reports_a_failing_start_command_at_once() {
+    let mut mid = spec("mid", &["back"], 1.0);
+    mid.broken_start = true;
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    wait_until("mid to be told to stop", Duration::from_secs(20), || {
+        services.count("mid", "term") == 1
+    });
+    let t0 = Instant::now();
+    let out = daemon.drctl(&["abort", "--json"]);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(took < Duration::from_secs(15), "the abort took {took:?}");
+    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = abort["problems"].to_string();
+    assert!(
+        problems.contains("mid: start pidfile") && problems.contains("/bin/false exited with"),
+        "{abort:#}"
+    );
+    assert!(
+        problems.contains("front: not started: mid, which it depends on, did not start"),
+        "{abort:#}"
+    );
+    assert!(!services.running("mid") && !services.running("front"));
     assert!(services.running("back"));
     let _ = running.wait_with_output();
 }

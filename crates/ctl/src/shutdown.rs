@@ -305,14 +305,21 @@ pub fn render_report(report: &ShutdownReport) -> String {
 
 /// The end of an abort for a person.
 pub fn render_abort(report: &AbortReport) -> String {
+    let started = report
+        .started
+        .iter()
+        .filter(|s| s.state == "started")
+        .count();
     let mut out = format!(
         "\nShutdown #{} aborted at {}; {}\n",
         report.run_id,
         report.stopped_at,
-        if report.rolled_back {
-            format!("{} services started again", report.started.len())
-        } else {
-            "no rollback: what was stopped stays stopped".to_owned()
+        match (report.rolled_back, report.problems.len()) {
+            (true, 0) => format!("rolled back: {started} services started again"),
+            (true, n) => format!(
+                "rollback incomplete: {started} services started again, {n} problems (below)"
+            ),
+            (false, _) => "no rollback: what was stopped stays stopped".to_owned(),
         }
     );
     if !report.started.is_empty() {
@@ -328,4 +335,51 @@ pub fn render_abort(report: &AbortReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, state: &str) -> ServiceResult {
+        ServiceResult {
+            name: name.to_owned(),
+            level: 0,
+            state: state.to_owned(),
+            took_ms: Some(5),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_abort_says_whether_its_rollback_did_all_it_was_asked() {
+        let mut report = AbortReport {
+            run_id: 3,
+            stopped_at: "stop level 1, where drd died".to_owned(),
+            rolled_back: true,
+            started: vec![service("app", "started"), service("web", "started")],
+            problems: Vec::new(),
+        };
+        let text = render_abort(&report);
+        assert!(
+            text.contains(
+                "Shutdown #3 aborted at stop level 1, where drd died; \
+                 rolled back: 2 services started again"
+            ),
+            "{text}"
+        );
+        report.started[1].state = "NOT STARTED".to_owned();
+        report
+            .problems
+            .push("web: not healthy within 1s".to_owned());
+        let text = render_abort(&report);
+        assert!(
+            text.contains("rollback incomplete: 1 services started again, 1 problems"),
+            "{text}"
+        );
+        report.rolled_back = false;
+        report.started.clear();
+        report.problems.clear();
+        assert!(render_abort(&report).contains("no rollback"));
+    }
 }

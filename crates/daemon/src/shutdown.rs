@@ -3,7 +3,8 @@
 //!
 //! This file holds the entry points (start, abort, status, SIGUSR1) and the one slot
 //! for the shutdown that runs now; [`plan`] decides the order, `phases` runs it,
-//! [`checkpoints`] records it in the catalog and [`drivers`] act on services.
+//! [`checkpoints`] records it in the catalog, `record` reads that back after drd
+//! was restarted, and [`drivers`] act on services.
 //!
 //! At most one shutdown runs at a time. The slot is process-wide because one drd runs
 //! per process (tests start the binary); it is not in `Shared` so that the daemon's
@@ -13,6 +14,7 @@ pub mod checkpoints;
 pub mod drivers;
 mod phases;
 pub mod plan;
+mod record;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::catalog::CatalogError;
 use crate::config::Config;
 use crate::state::Shared;
 use plan::{Plan, PlanError};
+use record::Record;
 
 /// What `drctl shutdown` asks for.
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ pub enum StartError {
     /// Nothing to resume or abort.
     #[error("{0}")]
     Nothing(&'static str),
+    /// The interrupted run was being rolled back: it can only be aborted.
+    #[error("shutdown #{0} was being rolled back when drd died; finish the rollback with `drctl abort` (or `drctl abort --no-rollback` to leave things as they are)")]
+    RollingBack(i64),
     /// No plan could be made.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -76,7 +82,9 @@ impl StartError {
     /// The error as a reply, with the kind drctl maps to its exit code.
     pub fn reply(&self) -> ErrorReply {
         let kind = match self {
-            StartError::Busy(_) | StartError::Interrupted { .. } => ErrorKind::Busy,
+            StartError::Busy(_) | StartError::Interrupted { .. } | StartError::RollingBack(_) => {
+                ErrorKind::Busy
+            }
             StartError::Nothing(_) | StartError::Plan(PlanError::UnknownService(_)) => {
                 ErrorKind::NotFound
             }
@@ -185,7 +193,10 @@ pub async fn start(
         }
         (true, Some(run)) => {
             let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
-            let earlier = checkpoints::steps(catalog, run.id).await?;
+            let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
+            if earlier.rolling_back() {
+                return Err(StartError::RollingBack(run.id));
+            }
             // Plan first: a config that no longer plans is refused before anything.
             Plan::build(&config, &run.only, run.force)?;
             shared
@@ -242,7 +253,7 @@ pub async fn start(
                 request.trigger,
                 request.force,
                 request.only,
-                Vec::new(),
+                Record::default(),
             )
         }
     };
@@ -288,7 +299,7 @@ pub async fn abort(
             "no shutdown is running or interrupted; nothing to abort",
         ));
     };
-    let earlier = checkpoints::steps(catalog, run.id).await?;
+    let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
     let config = expanded(&shared.config().config).await;
     let plan = Plan::build(&config, &run.only, run.force)?;
     let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
@@ -321,9 +332,10 @@ pub async fn abort(
     ))
 }
 
-/// Fills the slot and runs the coordinator in its own task. `abort_now` takes an
-/// interrupted run straight to its abort (with rollback if `Some(true)`). The caller
-/// is subscribed before the run starts, so it sees every event.
+/// Fills the slot and runs the coordinator in its own task. `earlier` is what the drd
+/// that died recorded of this run. `abort_now` takes an interrupted run straight to
+/// its abort (with rollback if `Some(true)`). The caller is subscribed before the run
+/// starts, so it sees every event.
 #[allow(clippy::too_many_arguments)]
 fn launch(
     shared: &Arc<Shared>,
@@ -332,7 +344,7 @@ fn launch(
     trigger: ShutdownTrigger,
     plan: Plan,
     actor: Actor,
-    earlier: Vec<checkpoints::StepRow>,
+    earlier: Record,
     abort_now: Option<bool>,
 ) -> Following {
     let (events, _) = broadcast::channel(4096);
@@ -361,6 +373,7 @@ fn launch(
         abort,
         rollback,
         earlier,
+        abort_now.is_some(),
     );
     tokio::spawn(async move {
         // In a task of its own, so that a panic still frees the slot (and the

@@ -1,5 +1,5 @@
 //! The coordinator proper: one shutdown run through its phases (assess, preserve,
-//! drain, stop, verify, done), and after an abort its rollback.
+//! drain, stop, verify, done); [`stop`] stops a level, [`rollback`] handles an abort.
 //!
 //! Every step is checkpointed before and after it runs, streamed as an event and
 //! audited. Safe points, where an abort takes effect, are between steps: before
@@ -10,23 +10,30 @@
 //! "Safely" when a service does not stop: its dependencies are held running (a
 //! dependant that is still up may still write to them), and so are the dependencies
 //! of a critical service whose preserve job failed. Everything else goes on.
+//!
+//! A run carried on after drd died (resumed, or taken over by an abort) starts from
+//! the [`Record`] the dead drd left, read once in [`super::record`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+mod rollback;
+mod stop;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drd_proto::{
-    AbortReport, Event, Progress, ServiceResult, ShutdownEvent, ShutdownOutcome, ShutdownPhase,
-    ShutdownReport, ShutdownTrigger,
+    Event, Progress, ServiceResult, ShutdownEvent, ShutdownOutcome, ShutdownPhase, ShutdownReport,
+    ShutdownTrigger,
 };
 use futures::future::join_all;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoints::{self, StepRow};
-use super::drivers::{self, Assessment, Driver, Stopped};
+use super::checkpoints;
+use super::drivers::{self, Assessment, Driver};
 use super::plan::Plan;
+use super::record::{Record, StopMark};
 use super::Finished;
 use crate::audit::{Actor, Outcome};
 use crate::jobs::{self, Trigger};
@@ -35,9 +42,6 @@ use crate::state::Shared;
 /// How often systemd is told to wait longer while a shutdown runs, and by how much.
 const EXTEND_EVERY: Duration = Duration::from_secs(5);
 const EXTEND_BY: Duration = Duration::from_secs(30);
-
-/// A rollback waits at least this long for a service to come back.
-const MIN_START_WAIT: Duration = Duration::from_secs(30);
 
 /// One service during a run.
 struct Svc {
@@ -48,6 +52,12 @@ struct Svc {
     running: bool,
     /// A stop was begun on it, by this run or by the drd that died.
     touched: bool,
+    /// The drd that died signalled it and did not see it stop: it may still be
+    /// stopping, so it is waited for and never signalled again.
+    in_flight: bool,
+    /// A rollback by the drd that died began to start it and did not see it come
+    /// up: it is given the time to, before it is started again.
+    start_in_flight: bool,
     /// Why it is kept running.
     held: Option<String>,
     result: ServiceResult,
@@ -63,7 +73,10 @@ pub(super) struct Run {
     events: broadcast::Sender<Event>,
     abort: CancellationToken,
     rollback: Arc<AtomicBool>,
-    earlier: Vec<StepRow>,
+    /// What the drd that died recorded (empty for a new run).
+    record: Record,
+    /// An interrupted run taken straight to its abort.
+    takeover: bool,
     started: Instant,
     services: BTreeMap<String, Svc>,
     problems: Vec<String>,
@@ -82,7 +95,8 @@ impl Run {
         events: broadcast::Sender<Event>,
         abort: CancellationToken,
         rollback: Arc<AtomicBool>,
-        earlier: Vec<StepRow>,
+        record: Record,
+        takeover: bool,
     ) -> Run {
         Run {
             shared,
@@ -93,7 +107,8 @@ impl Run {
             events,
             abort,
             rollback,
-            earlier,
+            record,
+            takeover,
             started: Instant::now(),
             services: BTreeMap::new(),
             problems: Vec::new(),
@@ -154,7 +169,7 @@ impl Run {
         } else {
             ShutdownOutcome::Incomplete
         };
-        self.end(outcome).await;
+        self.end(outcome, &[]).await;
         Finished {
             report: self.report(outcome),
             abort: None,
@@ -250,9 +265,7 @@ impl Run {
 
     /// Whether the drd that died already finished `phase` / `subject`.
     fn done_earlier(&self, phase: ShutdownPhase, subject: &str) -> bool {
-        self.earlier
-            .iter()
-            .any(|s| s.phase == phase.as_str() && s.subject == subject && s.state == "done")
+        self.record.done(phase, subject)
     }
 
     /// The state of every planned service; the first assessment of a resumed run is
@@ -278,16 +291,8 @@ impl Run {
         .await;
         for ((name, id), (driver, now, healthy)) in names.iter().zip(ids).zip(looks) {
             let level = u32::try_from(self.plan.steps[name].level).unwrap_or(u32::MAX);
-            let earlier: Option<Assessment> = self
-                .earlier
-                .iter()
-                .find(|s| s.phase == "assess" && s.subject == *name && s.state == "done")
-                .and_then(|s| s.record.as_deref())
-                .and_then(|r| serde_json::from_str(r).ok());
-            let touched = self
-                .earlier
-                .iter()
-                .any(|s| s.phase == "stop" && s.subject == *name);
+            let earlier = self.record.before(name).cloned();
+            let stop = self.record.stop(name);
             let (running, before, detail, state) = match now {
                 Ok(mut now) => {
                     now.healthy = healthy;
@@ -331,7 +336,9 @@ impl Run {
                     driver,
                     before,
                     running,
-                    touched,
+                    touched: stop.is_some(),
+                    in_flight: stop == Some(StopMark::InFlight),
+                    start_in_flight: self.record.start_in_flight(name),
                     held: None,
                     result: ServiceResult {
                         name: name.clone(),
@@ -497,139 +504,6 @@ impl Run {
         }
     }
 
-    /// Stops one level's services in parallel.
-    async fn stop_level(&mut self, level: usize) {
-        let names = self.plan.levels[level].clone();
-        self.at = format!("stop level {level}");
-        let mut to_stop = Vec::new();
-        for name in &names {
-            let svc = &self.services[name];
-            let (state, detail) = if let Some(why) = &svc.held {
-                ("held", why.clone())
-            } else if let Err(err) = &svc.driver {
-                ("NOT STOPPED", err.clone())
-            } else if !svc.running {
-                if svc.touched {
-                    ("stopped", "stopped before drd was restarted".to_owned())
-                } else {
-                    ("not running", svc.result.detail.clone())
-                }
-            } else {
-                to_stop.push(name.clone());
-                continue;
-            };
-            self.emit(ShutdownPhase::Stop, Some(name), state, detail.clone());
-            let svc = self.services.get_mut(name).expect("planned service");
-            svc.result.state = state.to_owned();
-            svc.result.detail = detail;
-        }
-        // A driver that cannot even be built: report it and hold what it needs.
-        for name in &names {
-            let svc = &self.services[name];
-            if svc.result.state == "NOT STOPPED" && svc.held.is_none() {
-                let detail = svc.result.detail.clone();
-                self.problems
-                    .push(format!("{name} was not stopped: {detail}"));
-                let deps = self.plan.steps[name].depends_on.clone();
-                for dep in deps {
-                    self.hold(
-                        &dep,
-                        &format!("kept running: {name}, which depends on it, is still up"),
-                    );
-                }
-            }
-        }
-        if to_stop.is_empty() {
-            return;
-        }
-        let ids = self.begin(ShutdownPhase::Stop, to_stop.clone()).await;
-        // Signalled by the drd that died (a resumed run): wait, do not signal again.
-        let signalled: BTreeSet<String> = to_stop
-            .iter()
-            .filter(|n| self.services[*n].touched)
-            .cloned()
-            .collect();
-        for name in &to_stop {
-            if let Some(svc) = self.services.get_mut(name) {
-                svc.touched = true;
-            }
-        }
-        let signalled = &signalled;
-        let this = &*self;
-        let results = join_all(to_stop.iter().zip(&ids).map(|(name, id)| async move {
-            let step = &this.plan.steps[name];
-            let svc = &this.services[name];
-            let signal = step.config.stop_signal().to_owned();
-            this.emit(
-                ShutdownPhase::Stop,
-                Some(name),
-                "stopping",
-                format!(
-                    "{signal}, killed after {}",
-                    humantime::format_duration(step.timeout)
-                ),
-            );
-            let t0 = Instant::now();
-            let result = match &svc.driver {
-                Ok(driver) => driver
-                    .stop(&svc.before, &signal, step.timeout, signalled.contains(name))
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(err) => Err(err.clone()),
-            };
-            let took = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (state, detail, outcome) = match &result {
-                Ok(Stopped::Clean) => (
-                    "stopped",
-                    format!("after {signal} in {took} ms"),
-                    Outcome::Ok,
-                ),
-                Ok(Stopped::Killed) => (
-                    "killed",
-                    format!(
-                        "did not stop within {} of {signal}; killed ({took} ms in all)",
-                        humantime::format_duration(step.timeout)
-                    ),
-                    Outcome::Ok,
-                ),
-                Ok(Stopped::WasNotRunning) => {
-                    ("not running", "already gone".to_owned(), Outcome::Ok)
-                }
-                Err(err) => ("NOT STOPPED", err.clone(), Outcome::Failed),
-            };
-            let checkpoint_state = if result.is_ok() { "done" } else { "failed" };
-            this.end_step(*id, checkpoint_state, detail.clone(), None)
-                .await;
-            this.emit(ShutdownPhase::Stop, Some(name), state, detail.clone());
-            this.audit(
-                &format!("stop {name}"),
-                outcome,
-                format!("{state}: {detail}"),
-            )
-            .await;
-            (name.clone(), state, detail, took)
-        }))
-        .await;
-        for (name, state, detail, took) in results {
-            if state == "NOT STOPPED" {
-                self.problems
-                    .push(format!("{name} was not stopped: {detail}"));
-                let deps = self.plan.steps[&name].depends_on.clone();
-                for dep in deps {
-                    self.hold(
-                        &dep,
-                        &format!("kept running: {name}, which depends on it, is still up"),
-                    );
-                }
-            }
-            let svc = self.services.get_mut(&name).expect("planned service");
-            svc.running = state == "NOT STOPPED";
-            svc.result.state = state.to_owned();
-            svc.result.detail = detail;
-            svc.result.took_ms = Some(took);
-        }
-    }
-
     /// Checks that every service this run stopped is still down.
     async fn verify(&mut self) {
         let names: Vec<String> = self
@@ -711,18 +585,34 @@ impl Run {
         .await;
     }
 
-    /// Records the outcome: checkpoint, run row, event, audit.
-    async fn end(&mut self, outcome: ShutdownOutcome) {
+    /// Records the outcome: checkpoint, run row, event, audit. `rollback_problems`
+    /// are what an abort's rollback could not start again.
+    ///
+    /// The audit entry is `ok` when the run did what was asked of it: every service
+    /// down, or, after an abort, the halt or the rollback carried out in full. The
+    /// shutdown's own problems before an abort are in its detail either way.
+    async fn end(&mut self, outcome: ShutdownOutcome, rollback_problems: &[String]) {
+        let problems: Vec<&str> = self
+            .problems
+            .iter()
+            .chain(rollback_problems)
+            .map(String::as_str)
+            .collect();
         let detail = format!(
             "{} in {} ms{}",
             outcome.as_str(),
             self.elapsed_ms(),
-            if self.problems.is_empty() {
+            if problems.is_empty() {
                 String::new()
             } else {
-                format!("; problems: {}", self.problems.join("; "))
+                format!("; problems: {}", problems.join("; "))
             }
         );
+        let did_what_was_asked = match outcome {
+            ShutdownOutcome::Completed => true,
+            ShutdownOutcome::Incomplete => false,
+            ShutdownOutcome::RolledBack | ShutdownOutcome::Halted => rollback_problems.is_empty(),
+        };
         self.checkpoint(
             ShutdownPhase::Done,
             String::new(),
@@ -739,7 +629,7 @@ impl Run {
         self.emit(ShutdownPhase::Done, None, outcome.as_str(), detail.clone());
         self.audit(
             "done",
-            if outcome == ShutdownOutcome::Completed {
+            if did_what_was_asked {
                 Outcome::Ok
             } else {
                 Outcome::Failed
@@ -761,165 +651,6 @@ impl Run {
             elapsed_ms: self.elapsed_ms(),
             services,
             problems: self.problems.clone(),
-        }
-    }
-
-    /// Stops here; with rollback, starts again what this run (or the drd that died)
-    /// stopped.
-    async fn abort_now(&mut self) -> Finished {
-        if self.services.is_empty() {
-            // Aborted before assessing (an interrupted run taken over by abort).
-            self.assess().await;
-        }
-        let rollback = self.rollback.load(Ordering::SeqCst);
-        let stopped_at = self.at.clone();
-        self.emit(
-            ShutdownPhase::Done,
-            None,
-            "aborted",
-            format!("stopped at {stopped_at}"),
-        );
-        self.audit(
-            "aborted",
-            Outcome::Ok,
-            format!(
-                "stopped at {stopped_at}{}",
-                if rollback {
-                    "; rolling back"
-                } else {
-                    "; no rollback"
-                }
-            ),
-        )
-        .await;
-        let mut abort = AbortReport {
-            run_id: self.run_id,
-            stopped_at,
-            rolled_back: rollback,
-            started: Vec::new(),
-            problems: Vec::new(),
-        };
-        let outcome = if rollback {
-            self.phase(ShutdownPhase::Rollback).await;
-            self.rollback_services(&mut abort).await;
-            ShutdownOutcome::RolledBack
-        } else {
-            ShutdownOutcome::Halted
-        };
-        self.end(outcome).await;
-        Finished {
-            report: self.report(outcome),
-            abort: Some(abort),
-        }
-    }
-
-    /// Starts what was stopped, deepest dependency first, a level at a time; a
-    /// service whose dependency did not come back is not started either.
-    async fn rollback_services(&mut self, abort: &mut AbortReport) {
-        let mut failed: BTreeSet<String> = BTreeSet::new();
-        for level in (0..self.plan.levels.len()).rev() {
-            let mut to_start = Vec::new();
-            for name in self.plan.levels[level].clone() {
-                let svc = &self.services[&name];
-                if !svc.touched || !svc.before.running {
-                    continue;
-                }
-                let still_running = match &svc.driver {
-                    Ok(driver) => driver.is_running(&svc.before).await.unwrap_or(false),
-                    Err(_) => true,
-                };
-                if still_running {
-                    continue;
-                }
-                let deps = &self.plan.steps[&name].depends_on;
-                if let Some(dep) = deps.iter().find(|d| failed.contains(*d)) {
-                    let why = format!("not started: {dep}, which it depends on, did not start");
-                    abort.problems.push(format!("{name}: {why}"));
-                    self.emit(ShutdownPhase::Rollback, Some(&name), "NOT STARTED", why);
-                    failed.insert(name);
-                    continue;
-                }
-                to_start.push(name);
-            }
-            if to_start.is_empty() {
-                continue;
-            }
-            let ids = self.begin(ShutdownPhase::Rollback, to_start.clone()).await;
-            let this = &*self;
-            let results = join_all(to_start.iter().zip(&ids).map(|(name, id)| async move {
-                let step = &this.plan.steps[name];
-                let svc = &this.services[name];
-                this.emit(
-                    ShutdownPhase::Rollback,
-                    Some(name),
-                    "starting",
-                    String::new(),
-                );
-                let t0 = Instant::now();
-                let wait = step.config.stop_timeout().max(MIN_START_WAIT);
-                let mut result = match &svc.driver {
-                    Ok(driver) => driver
-                        .start(&svc.before, wait)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(err) => Err(err.clone()),
-                };
-                if result.is_ok() {
-                    if let Some(hook) = &step.config.health {
-                        this.emit(
-                            ShutdownPhase::Rollback,
-                            Some(name),
-                            "waiting for health",
-                            hook.run.join(" "),
-                        );
-                        result = drivers::wait_healthy(hook).await;
-                    }
-                }
-                let took = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-                let (state, detail) = match &result {
-                    Ok(()) => ("started", format!("in {took} ms")),
-                    Err(err) => ("NOT STARTED", err.clone()),
-                };
-                this.end_step(
-                    *id,
-                    if result.is_ok() { "done" } else { "failed" },
-                    detail.clone(),
-                    None,
-                )
-                .await;
-                this.emit(ShutdownPhase::Rollback, Some(name), state, detail.clone());
-                this.audit(
-                    &format!("rollback start {name}"),
-                    if result.is_ok() {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Failed
-                    },
-                    detail.clone(),
-                )
-                .await;
-                ServiceResult {
-                    name: name.clone(),
-                    level: u32::try_from(step.level).unwrap_or(u32::MAX),
-                    state: state.to_owned(),
-                    took_ms: Some(took),
-                    detail,
-                }
-            }))
-            .await;
-            for result in results {
-                if result.state != "started" {
-                    abort
-                        .problems
-                        .push(format!("{}: {}", result.name, result.detail));
-                    failed.insert(result.name.clone());
-                }
-                if let Some(svc) = self.services.get_mut(&result.name) {
-                    svc.running = result.state == "started";
-                    svc.result = result.clone();
-                }
-                abort.started.push(result);
-            }
         }
     }
 }

@@ -155,17 +155,36 @@ impl Process {
             .spawn()
             .map_err(|err| self.error("start", format!("cannot run {program}: {err}")))?;
         let first_pid = child.id();
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        // Up once the pidfile names a live process other than the one stopped.
+        // Up once the pidfile names a live process other than the one stopped. A
+        // start command that fails before that is reported at once; one that exits 0
+        // (a launcher that forks the service) is given the time to write it.
         let deadline = Instant::now() + timeout;
+        let mut exited = None;
         loop {
             if let Ok(Some(pid)) = self.read_pid() {
                 if let Some(ticks) = proc_state(pid) {
                     if before.pid != Some(pid) || before.start_ticks != Some(ticks) {
+                        if exited.is_none() {
+                            // Reaped in the background when it exits.
+                            tokio::spawn(async move {
+                                let _ = child.wait().await;
+                            });
+                        }
                         return Ok(());
                     }
+                }
+            }
+            if exited.is_none() {
+                exited = child.try_wait().ok().flatten();
+                if let Some(status) = exited.filter(|s| !s.success()) {
+                    return Err(self.error(
+                        "start",
+                        format!(
+                            "{} exited with {status} before the pidfile named a live \
+                             process; run it by hand to see why",
+                            self.start.join(" ")
+                        ),
+                    ));
                 }
             }
             if Instant::now() >= deadline {

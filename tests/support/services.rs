@@ -1,0 +1,298 @@
+//! Fake services for the shutdown tests: real processes (tests/support/fake_service.py:
+//! traps SIGTERM, takes a set time to exit, logs when it was told, when it went and when
+//! it started) under one folder, their `[services.*]` config, and drctl helpers.
+//!
+//! Included with `#[path]` by more than one test crate, and each uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drd_integration_tests::{bins, eventually, text, Daemon};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+fn fake_service() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("support/fake_service.py")
+}
+
+/// A fake service's settings.
+#[derive(Clone, Default)]
+pub struct Spec {
+    pub name: &'static str,
+    pub depends_on: &'static [&'static str],
+    pub stop_delay: f64,
+    pub ignore_term: bool,
+    pub stop_timeout: &'static str,
+    pub extra: String,
+    /// Seconds before it writes its pidfile (a slow start).
+    pub ready_delay: f64,
+    /// Its start command (for a rollback) is `/bin/false`.
+    pub broken_start: bool,
+}
+
+pub fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay: f64) -> Spec {
+    Spec {
+        name,
+        depends_on,
+        stop_delay,
+        stop_timeout: "10s",
+        ..Spec::default()
+    }
+}
+
+/// Fake services running under one folder; every one still alive is killed on drop.
+pub struct Services {
+    dir: tempfile::TempDir,
+    specs: Vec<Spec>,
+    children: Vec<Child>,
+}
+
+impl Services {
+    pub fn start(specs: Vec<Spec>) -> Services {
+        let dir = drd_integration_tests::open_tempdir();
+        let mut services = Services {
+            dir,
+            specs,
+            children: Vec::new(),
+        };
+        for i in 0..services.specs.len() {
+            let argv = services.argv(&services.specs[i]);
+            let child = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            services.children.push(child);
+        }
+        for spec in &services.specs {
+            let pidfile = services.pidfile(spec.name);
+            eventually(&format!("{} to write its pidfile", spec.name), || {
+                pidfile.exists()
+            });
+        }
+        services
+    }
+
+    pub fn pidfile(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.pid"))
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("events.log")
+    }
+
+    fn argv(&self, spec: &Spec) -> Vec<String> {
+        let mut argv = vec![
+            PYTHON.to_owned(),
+            fake_service().display().to_string(),
+            "--name".to_owned(),
+            spec.name.to_owned(),
+            "--pidfile".to_owned(),
+            self.pidfile(spec.name).display().to_string(),
+            "--log".to_owned(),
+            self.log_path().display().to_string(),
+            "--stop-delay".to_owned(),
+            spec.stop_delay.to_string(),
+        ];
+        if spec.ignore_term {
+            argv.push("--ignore-term".to_owned());
+        }
+        if spec.ready_delay > 0.0 {
+            argv.push("--ready-delay".to_owned());
+            argv.push(spec.ready_delay.to_string());
+        }
+        argv
+    }
+
+    /// `[services.*]` tables for drd's config.
+    pub fn config(&self) -> String {
+        let mut out = String::new();
+        for spec in &self.specs {
+            let start: Vec<String> = if spec.broken_start {
+                vec![format!("{:?}", "/bin/false")]
+            } else {
+                self.argv(spec).iter().map(|a| format!("{a:?}")).collect()
+            };
+            let deps: Vec<String> = spec.depends_on.iter().map(|d| format!("{d:?}")).collect();
+            out.push_str(&format!(
+                "\n[services.{}]\ndriver = \"process\"\npidfile = \"{}\"\nstart = [{}]\n\
+                 depends_on = [{}]\nstop_timeout = \"{}\"\n{}\n",
+                spec.name,
+                self.pidfile(spec.name).display(),
+                start.join(", "),
+                deps.join(", "),
+                spec.stop_timeout,
+                spec.extra,
+            ));
+        }
+        out
+    }
+
+    /// Every (name, what) -> times logged, in order.
+    pub fn log(&self) -> BTreeMap<(String, String), Vec<f64>> {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let mut map: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            if let [name, what, t] = parts[..] {
+                map.entry((name.to_owned(), what.to_owned()))
+                    .or_default()
+                    .push(t.parse().unwrap());
+            }
+        }
+        map
+    }
+
+    pub fn first(&self, name: &str, what: &str) -> f64 {
+        self.log()
+            .get(&(name.to_owned(), what.to_owned()))
+            .and_then(|v| v.first().copied())
+            .unwrap_or_else(|| panic!("{name} never logged {what}; log: {:?}", self.log()))
+    }
+
+    pub fn count(&self, name: &str, what: &str) -> usize {
+        self.log()
+            .get(&(name.to_owned(), what.to_owned()))
+            .map_or(0, Vec::len)
+    }
+
+    /// When `name` logged its second start (a rollback brought it back). drd counts
+    /// a service as up once its pidfile names it, a moment before the service logs
+    /// its start, so the line is waited for.
+    pub fn restarted_at(&self, name: &str) -> f64 {
+        let second = || {
+            self.log()
+                .get(&(name.to_owned(), "start".to_owned()))?
+                .get(1)
+                .copied()
+        };
+        let mut found = None;
+        wait_until(
+            &format!("{name} to log its second start"),
+            Duration::from_secs(5),
+            || {
+                found = second();
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+
+    /// The live processes of `name` (found by the pidfile in their command line),
+    /// whether or not they have written their pidfile yet.
+    pub fn copies(&mut self, name: &str) -> Vec<i32> {
+        for child in &mut self.children {
+            let _ = child.try_wait();
+        }
+        let pidfile = self.pidfile(name).display().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let mine = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == pidfile.as_bytes());
+            if mine && alive(pid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Whether the process in `name`'s pidfile is alive (and not a zombie).
+    pub fn running(&mut self, name: &str) -> bool {
+        // Reap the ones we started, so an exited one is not a zombie.
+        for child in &mut self.children {
+            let _ = child.try_wait();
+        }
+        let Ok(pid) = std::fs::read_to_string(self.pidfile(name)) else {
+            return false;
+        };
+        alive(pid.trim().parse().unwrap())
+    }
+}
+
+/// Whether `pid` is alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 2..].split(' ').next();
+            !matches!(state, Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let names: Vec<&'static str> = self.specs.iter().map(|s| s.name).collect();
+        for name in names {
+            // Copies a rollback started that have not written their pidfile too.
+            for pid in self.copies(name) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if let Ok(pid) = std::fs::read_to_string(self.pidfile(name)) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn report_service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {report:#}"))
+}
+
+/// Runs `drctl shutdown ARGS --json` and returns its exit code and report.
+pub fn shutdown(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec!["shutdown"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = daemon.drctl(&all);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("drctl {all:?}: {e}: {}", text(&out)));
+    (out.status.code(), report)
+}
+
+/// drctl running in the background, so a test can act while it runs.
+pub fn drctl_in_background(daemon: &Daemon, args: &[&str]) -> Child {
+    Command::new(&bins().drctl)
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
