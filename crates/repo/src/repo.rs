@@ -298,7 +298,14 @@ impl Repository {
         Ok(Some(name))
     }
 
+    /// Takes the repository lock for one operation. Every operation starts here, so
+    /// this is also where reads kept by an earlier operation are dropped: each one
+    /// reads what is stored now.
     pub(crate) fn lock(&self, exclusive: bool, warnings: &mut Vec<String>) -> Result<LockGuard> {
+        self.storage.forget_reads();
+        for replica in &self.fallbacks {
+            replica.forget_reads();
+        }
         let deadline = std::time::Instant::now() + self.options.lock_wait;
         loop {
             match lock::acquire(&self.storage, exclusive, self.options.lock_lease, warnings) {

@@ -503,3 +503,36 @@ fn a_restore_reads_packs_in_windows_not_blob_by_blob() {
     // 1500+ blobs in ~8 MiB of packs: a few windows of 2 MiB, not a request per blob.
     assert!(gets > 0 && gets < 40, "{gets} reads of pack objects");
 }
+
+#[test]
+fn a_pack_object_replaced_under_its_name_is_read_anew_by_the_next_operation() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("replaced");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    std::fs::write(source.join("f"), random_bytes(200_000)).unwrap();
+    let storage = s3(&moto, "replaced", "web-1");
+    let repo =
+        Repository::init_on(Arc::clone(&storage), &fx.keys, &InitOptions::default()).unwrap();
+    backup(&repo, &source);
+    let structure = VerifyOptions::default();
+    assert!(repo.verify(&structure, &mut |_| {}).unwrap().is_ok());
+
+    // Another writer (a sync tool) puts a damaged copy under the pack's name; the same
+    // open repository, well within the read-ahead's idle time, verifies again.
+    let packs = storage.list("data").unwrap();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let name = format!("data/{}", packs[0]);
+    let mut bytes = storage.read(&name).unwrap();
+    let len = bytes.len();
+    bytes[len - 20] ^= 0x01;
+    storage.write_atomic(&name, &bytes).unwrap();
+
+    let report = repo.verify(&structure, &mut |_| {}).unwrap();
+    assert!(
+        !report.is_ok(),
+        "verify served the pack from the earlier operation's read-ahead"
+    );
+}
