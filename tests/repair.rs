@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use drd_integration_tests::{
-    assert_same_tree, audit_rows, backup_daemon, drd, random_bytes, text, Daemon,
+    assert_same_tree, audit_rows, backup_daemon, bins, drd, random_bytes, text, Daemon,
 };
 
 const JOB: &str =
@@ -180,6 +180,44 @@ fn drctl_repair_index_mends_the_tier_and_the_cache_keeps_no_removed_file() {
             .any(|(_, action, outcome, detail)| action == "repair index"
                 && outcome == "ok"
                 && detail.contains("1 damaged index files removed")),
+        "{:?}",
+        audit_rows(&daemon.catalog())
+    );
+}
+
+#[test]
+fn a_viewer_may_not_repair_and_the_refusal_is_audited() {
+    use std::os::unix::process::CommandExt;
+    // A uid no one uses when we are root; ourselves otherwise.
+    let (uid, gid) = if nix::unistd::geteuid().is_root() {
+        (47_913, 47_913)
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    };
+    let daemon = Daemon::start(&format!(
+        "socket_group = {gid}\n[roles]\nviewer = {{ users = [{uid}] }}\noperator = {{ users = [1] }}"
+    ));
+    let mut cmd = std::process::Command::new(&bins().drctl);
+    cmd.arg("--socket")
+        .arg(daemon.socket())
+        .args(["repair", "index"]);
+    if nix::unistd::geteuid().is_root() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("repair index needs operator"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, action, outcome, _)| action == "request repair index" && outcome == "refused"),
         "{:?}",
         audit_rows(&daemon.catalog())
     );
