@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::client::{Client, ClientError};
 use crate::progress::Bar;
-use crate::{exit, AuditCommand, Cli, Command};
+use crate::{exit, AuditCommand, Cli, Command, RepairCommand};
 
 /// Why a command did not run to its end.
 pub enum Failure {
@@ -72,6 +72,13 @@ pub async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
         (Command::Verify { .. }, Reply::Verified(reports)) => {
             print(json, &reports, || render::verify_reports(&reports));
             if reports.iter().any(|r| !r.problems.is_empty()) {
+                return Ok(ExitCode::from(exit::FAILED));
+            }
+            ExitCode::SUCCESS
+        }
+        (Command::Repair { .. }, Reply::IndexRepaired(reports)) => {
+            print(json, &reports, || render::repair_reports(&reports));
+            if reports.iter().any(|r| !r.unreadable_packs.is_empty()) {
                 return Ok(ExitCode::from(exit::FAILED));
             }
             ExitCode::SUCCESS
@@ -149,6 +156,12 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             tier: tier.clone(),
             read_data: *read_data,
             subset_percent: *subset,
+        },
+        Command::Repair {
+            command: RepairCommand::Index { job, tier },
+        } => Request::RepairIndex {
+            job: job.clone(),
+            tier: tier.clone(),
         },
     })
 }

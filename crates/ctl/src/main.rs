@@ -148,6 +148,26 @@ enum Command {
     /// Apply each job's retention: forget the snapshots no rule keeps and
     /// garbage-collect the data only they used (repacking mostly-garbage packs).
     Prune(jobs::PruneArgs),
+    /// Repair the repositories.
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// Rebuild the index from the pack headers: index every pack that no readable
+    /// index file lists, then remove the damaged index files (what `verify` reports
+    /// as "index file ... is damaged"). Exits 1 when a pack could not be indexed.
+    Index {
+        /// Only this job's repository.
+        #[arg(long)]
+        job: Option<String>,
+        /// Repair this tier (an offsite copy, say); by default the landing tiers.
+        #[arg(long)]
+        tier: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

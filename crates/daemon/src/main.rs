@@ -14,10 +14,10 @@ use drd::offline;
 /// driven by `drctl` over a Unix socket.
 ///
 /// Exit codes: 0 success; 1 an offline command failed (wrong key, damage found by
-/// verify, a restore that could not finish); 64 the config is invalid or the command
-/// line is wrong; 66 the repository or snapshot does not exist; 70 an internal error;
-/// 73 the socket, state directory or catalog cannot be set up (for example another drd
-/// is running).
+/// verify, a restore that could not finish, a repair that could not index every
+/// pack); 64 the config is invalid or the command line is wrong; 66 the repository
+/// or snapshot does not exist; 70 an internal error; 73 the socket, state directory
+/// or catalog cannot be set up (for example another drd is running).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -107,6 +107,27 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Repair a repository (offline).
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// Rebuild the index from the pack headers: index every pack that no readable
+    /// index file lists, then remove the damaged index files. Takes the repository's
+    /// exclusive lock; safe to interrupt and run again.
+    ///
+    /// Example: drd repair index --repo /var/backups/drd --key main.key
+    Index {
+        #[command(flatten)]
+        repo: RepoFlags,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -181,6 +202,9 @@ fn main() -> ExitCode {
         Command::Key {
             command: KeyCommand::Generate { out },
         } => offline_exit(offline::key_generate(&out)),
+        Command::Repair {
+            command: RepairCommand::Index { repo, json },
+        } => offline_exit(offline::repair_index(&repo.into(), json)),
     }
 }
 

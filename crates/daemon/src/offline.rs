@@ -1,6 +1,6 @@
 //! Commands that work without a daemon or a catalog, for a bare new machine that has
 //! nothing but the repository and the key file: `drd snapshots`, `drd restore`,
-//! `drd verify`, and `drd key generate`.
+//! `drd verify`, `drd repair index`, and `drd key generate`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,12 @@ pub enum OfflineError {
     /// Verify found damage (already printed).
     #[error("the repository is damaged; see the problems above")]
     Damaged,
+    /// A repair could not index every pack (already printed).
+    #[error(
+        "some packs could not be indexed (their headers are damaged too); `drd verify` lists \
+         the files they break"
+    )]
+    NotRepaired,
 }
 
 impl From<drd_repo::Error> for OfflineError {
@@ -73,9 +79,17 @@ pub fn key_generate(out: &Path) -> Result<(), OfflineError> {
     Ok(())
 }
 
+/// Says on stderr what of the index could not be read (the command goes on without it).
+fn warn_about_index(repo: &Repository) {
+    for warning in repo.index_warnings() {
+        eprintln!("drd: warning: {warning}");
+    }
+}
+
 /// `drd snapshots`.
 pub fn snapshots(args: &RepoArgs, job: Option<&str>, json: bool) -> Result<(), OfflineError> {
     let repo = args.open()?;
+    warn_about_index(&repo);
     let list: Vec<_> = repo
         .snapshots()?
         .iter()
@@ -108,6 +122,7 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
         SnapshotSelector::from_args(&restore.backup_id, restore.at.as_deref(), SystemTime::now())
             .map_err(OfflineError::Usage)?;
     let repo = args.open()?;
+    warn_about_index(&repo);
     let snapshot = backup::select(&repo, &selector, restore.job.as_deref())?;
     let options = RestoreOptions {
         paths: restore.paths,
@@ -163,6 +178,22 @@ pub fn verify(
     print(json, &reports, || text::verify_reports(&reports));
     if reports.iter().any(|r| !r.problems.is_empty()) {
         return Err(OfflineError::Damaged);
+    }
+    Ok(())
+}
+
+/// `drd repair index`.
+pub fn repair_index(args: &RepoArgs, json: bool) -> Result<(), OfflineError> {
+    let repo = args.open()?;
+    let summary = repo.repair_index()?;
+    let reports = vec![report::repair_report(
+        &summary,
+        "offline",
+        &args.repo.display().to_string(),
+    )];
+    print(json, &reports, || text::repair_reports(&reports));
+    if !summary.unreadable_packs.is_empty() {
+        return Err(OfflineError::NotRepaired);
     }
     Ok(())
 }

@@ -74,11 +74,17 @@ pub fn open_uncached(tier: &TierConfig, keys: &KeySet) -> Result<Repository, Bac
 
 /// Opens the repository on `tier`.
 pub fn open(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError> {
-    Ok(Repository::open_on(
-        storage(tier)?,
-        keys,
-        drd_repo::RepoOptions::default(),
-    )?)
+    let repo = Repository::open_on(storage(tier)?, keys, drd_repo::RepoOptions::default())?;
+    log_index_warnings(&repo, tier);
+    Ok(repo)
+}
+
+/// Logs what of the repository's index could not be read: the work goes on without it
+/// (the pack headers stand in), and `drctl repair index` mends it.
+fn log_index_warnings(repo: &Repository, tier: &TierConfig) {
+    for warning in repo.index_warnings() {
+        tracing::warn!(tier = %tier.location(), "{warning}");
+    }
 }
 
 /// Opens the repository on `tier`, creating it on first use (an empty directory or
@@ -86,11 +92,9 @@ pub fn open(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError>
 pub fn open_or_init(tier: &TierConfig, keys: &KeySet) -> Result<Repository, BackupError> {
     let storage = storage(tier)?;
     if storage.size("config")?.is_some() {
-        return Ok(Repository::open_on(
-            storage,
-            keys,
-            drd_repo::RepoOptions::default(),
-        )?);
+        let repo = Repository::open_on(storage, keys, drd_repo::RepoOptions::default())?;
+        log_index_warnings(&repo, tier);
+        return Ok(repo);
     }
     tracing::info!(tier = %tier.location(), "creating repository");
     match tier {

@@ -153,3 +153,27 @@ pub struct AffectedFile {
     /// The path inside the snapshot.
     pub path: String,
 }
+
+/// The outcome of rebuilding one repository's index from its pack headers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepairReport {
+    /// The tier repaired.
+    pub tier: String,
+    /// Its location.
+    pub location: String,
+    /// Damaged index files removed, each with what was wrong with it.
+    pub index_files_removed: Vec<String>,
+    /// The index file written for the packs no readable index listed, if any.
+    pub index_file_written: Option<String>,
+    /// Packs written into it (read by their headers).
+    pub packs_indexed: u64,
+    /// Blobs in those packs.
+    pub blobs_indexed: u64,
+    /// Packs in no readable index whose header is damaged too: left in place, not
+    /// indexed (verify lists what they break). Empty when the repair is complete.
+    pub unreadable_packs: Vec<String>,
+    /// Notes such as stale locks broken.
+    pub warnings: Vec<String>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}

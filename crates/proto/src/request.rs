@@ -98,6 +98,14 @@ pub enum Request {
     },
     /// Run every critical job now, in priority order.
     EmergencyBackup,
+    /// Rebuild repository indexes from the pack headers: index every pack that no
+    /// readable index file lists, then remove the index files that are damaged.
+    RepairIndex {
+        /// Only this job's repository; all jobs' when `None`.
+        job: Option<String>,
+        /// Only this tier (a job's offsite copy, say); by default the landing tiers.
+        tier: Option<String>,
+    },
 }
 
 impl Request {
@@ -109,7 +117,9 @@ impl Request {
             | Request::AuditVerify
             | Request::Backups { .. }
             | Request::Jobs => Role::Viewer,
-            Request::Prune { .. } | Request::EmergencyBackup => Role::Operator,
+            Request::Prune { .. } | Request::EmergencyBackup | Request::RepairIndex { .. } => {
+                Role::Operator
+            }
             Request::Reload | Request::Backup { .. } | Request::Verify { .. } => Role::Operator,
             Request::Restore { .. } => Role::Responder,
             Request::Shutdown { .. } | Request::Abort { .. } => Role::Responder,
@@ -132,6 +142,7 @@ impl Request {
             Request::Jobs => "jobs",
             Request::Prune { .. } => "prune",
             Request::EmergencyBackup => "backup emergency",
+            Request::RepairIndex { .. } => "repair index",
         }
     }
 
@@ -147,6 +158,7 @@ impl Request {
                 | Request::Abort { .. }
                 | Request::Prune { .. }
                 | Request::EmergencyBackup
+                | Request::RepairIndex { .. }
         )
     }
 }

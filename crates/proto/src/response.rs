@@ -81,6 +81,8 @@ pub enum Reply {
     ShutdownFinished(Box<crate::ShutdownReport>),
     /// Answer to [`crate::Request::Abort`].
     Aborted(Box<crate::AbortReport>),
+    /// Answer to [`crate::Request::RepairIndex`]: one report per repository.
+    IndexRepaired(Vec<crate::RepairReport>),
 }
 
 /// What `drctl status` shows.

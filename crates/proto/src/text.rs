@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{
-    AuditEntry, AuditVerifyReport, BackupReport, DaemonState, RestoreReport, SnapshotInfo,
-    StatusReport, VerifyReport, WorkerState,
+    AuditEntry, AuditVerifyReport, BackupReport, DaemonState, RepairReport, RestoreReport,
+    SnapshotInfo, StatusReport, VerifyReport, WorkerState,
 };
 
 /// `ms` since the epoch as RFC 3339 UTC, to the second.
@@ -349,6 +349,48 @@ pub fn verify_reports(reports: &[VerifyReport]) -> String {
     }
     if reports.is_empty() {
         out.push_str("no repositories to verify: no job writes to a tier\n");
+    }
+    out
+}
+
+/// Index repairs, one repository each.
+pub fn repair_reports(reports: &[RepairReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let verdict = if !r.unreadable_packs.is_empty() {
+            "NOT FULLY REPAIRED"
+        } else if r.index_files_removed.is_empty() && r.index_file_written.is_none() {
+            "nothing to repair"
+        } else {
+            "repaired"
+        };
+        let _ = writeln!(
+            out,
+            "tier {} ({}): {verdict}, in {}",
+            r.tier,
+            r.location,
+            span_ms(r.elapsed_ms)
+        );
+        if let Some(file) = &r.index_file_written {
+            let _ = writeln!(
+                out,
+                "  wrote index file {file}: {} packs, {} blobs, read by their headers",
+                r.packs_indexed, r.blobs_indexed
+            );
+        }
+        for file in &r.index_files_removed {
+            let _ = writeln!(out, "  removed damaged index file {file}");
+        }
+        for pack in &r.unreadable_packs {
+            let _ = writeln!(
+                out,
+                "  not indexed: {pack}; `verify` lists the files it breaks"
+            );
+        }
+        warnings(&mut out, &r.warnings);
+    }
+    if reports.is_empty() {
+        out.push_str("no repositories to repair: no job writes to a tier\n");
     }
     out
 }

@@ -142,6 +142,18 @@ pub enum Error {
     /// A worker thread panicked (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+    /// An index file does not decrypt or decode. Reads go on without it (the packs'
+    /// own headers stand in); what needs the whole index, such as prune, stops.
+    #[error(
+        "index file {path} is damaged ({reason}): run `drd repair index` (or `drctl repair \
+         index`) to write a new index from the pack headers and remove the damaged file"
+    )]
+    DamagedIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Result with the crate's [`Error`].

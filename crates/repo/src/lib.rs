@@ -4,7 +4,8 @@
 //! key file alone opens: [`Repository::init`] / [`Repository::open`], then
 //! [`Repository::backup`], [`Repository::snapshots`] (and [`Repository::find_snapshot`],
 //! [`Repository::at_or_before`]), [`Repository::restore`], [`Repository::verify`],
-//! [`Repository::forget`] + [`Repository::prune`] for retention, and
+//! [`Repository::forget`] + [`Repository::prune`] for retention,
+//! [`Repository::repair_index`] when an index file is damaged, and
 //! [`Repository::replicate_to`] for offsite tiers. The format is described in
 //! docs/repository-format.md.
 //!
@@ -21,6 +22,7 @@
 //! | restore | `restore.rs` |
 //! | verify | `verify.rs` |
 //! | retention, forget, prune | `prune.rs` |
+//! | rebuilding the index from pack headers | `repair.rs` |
 //! | replication to another tier | `replicate.rs` |
 //!
 //! The code is plain threads, no async: the daemon calls it from a blocking task and
@@ -34,6 +36,7 @@ mod format;
 mod lock;
 mod pack;
 mod prune;
+mod repair;
 mod replicate;
 mod repo;
 mod restore;
@@ -48,6 +51,7 @@ pub use lock::hostname;
 pub use prune::{
     apply_retention, ForgetSummary, PruneOptions, PruneSummary, Retention, RetentionDecision,
 };
+pub use repair::RepairSummary;
 pub use replicate::ReplicateSummary;
 pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};

@@ -25,12 +25,24 @@ pub(crate) struct BlobLoc {
     pub entry: PackEntry,
 }
 
-/// The union of all index files.
+/// The union of all index files, and what could not be read of them.
 #[derive(Default)]
 pub(crate) struct Index {
     pub blobs: HashMap<Id, BlobLoc>,
     /// Pack id -> size, for every indexed pack.
     pub packs: HashMap<Id, u64>,
+    /// Index files that do not decrypt or decode: (name under `index/`, why).
+    pub damaged: Vec<(String, String)>,
+    /// Packs that no readable index file lists, as their own headers describe them.
+    /// Looked for only when an index file is damaged (or by repair).
+    pub recovered_packs: Vec<IndexPack>,
+    /// The blobs of `recovered_packs` that no index file lists. Reads find blobs here;
+    /// dedup does not ([`Repository::has_blob`]), so that a new snapshot only ever
+    /// needs blobs that an index file lists.
+    pub recovered: HashMap<Id, BlobLoc>,
+    /// Packs that no readable index file lists and whose header does not decrypt
+    /// either: (pack id, why).
+    pub unreadable_packs: Vec<(Id, String)>,
 }
 
 impl Index {
@@ -42,6 +54,26 @@ impl Index {
                 entry: *e,
             });
         }
+    }
+
+    fn add_recovered(&mut self, pack: IndexPack) {
+        for e in &pack.entries {
+            if !self.blobs.contains_key(&e.id) {
+                self.recovered.entry(e.id).or_insert(BlobLoc {
+                    pack: pack.id,
+                    entry: *e,
+                });
+            }
+        }
+        self.recovered_packs.push(pack);
+    }
+
+    /// Where a blob is: in an indexed pack, else in a recovered one.
+    pub(crate) fn get(&self, id: &Id) -> Option<BlobLoc> {
+        self.blobs
+            .get(id)
+            .or_else(|| self.recovered.get(id))
+            .copied()
     }
 }
 
@@ -258,27 +290,102 @@ impl Repository {
         &self.config.id
     }
 
-    /// Re-reads all index files (to see what other processes added).
+    /// Re-reads all index files (to see what other processes added). A damaged index
+    /// file does not stop it: the packs no readable index file lists are then read by
+    /// their headers, so every blob stays reachable, and
+    /// [`Repository::index_warnings`] says what was skipped.
     pub fn refresh(&self) -> Result<()> {
-        let mut index = Index::default();
-        for name in self.storage.list("index")? {
-            for pack in self.read_index_file(&name)?.packs {
-                index.add(&pack);
-            }
-        }
+        let index = self.load_index(false)?;
         *self.index.write().map_err(|_| poisoned())? = index;
         Ok(())
+    }
+
+    /// Loads every index file. One that does not decrypt or decode is recorded, not an
+    /// error; then (or always, with `scan_packs`) every pack that no readable index
+    /// file lists is read by its own encrypted header. A header that does not decrypt
+    /// is recorded too; any other failure (storage unreachable) is an error, so that a
+    /// passing outage never looks like missing data.
+    pub(crate) fn load_index(&self, scan_packs: bool) -> Result<Index> {
+        let mut index = Index::default();
+        for name in self.storage.list("index")? {
+            match self.read_index_file(&name) {
+                Ok(file) => file.packs.iter().for_each(|p| index.add(p)),
+                Err(Error::DamagedIndex { reason, .. }) => index.damaged.push((name, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        if !scan_packs && index.damaged.is_empty() {
+            return Ok(index);
+        }
+        for name in self.storage.list("data")? {
+            let Some(id) = name.split('/').nth(1).and_then(Id::from_hex) else {
+                continue;
+            };
+            if index.packs.contains_key(&id) {
+                continue;
+            }
+            // Gone since the listing (a prune): nothing to recover.
+            let Some(size) = self.storage.size(&pack_name(&id))? else {
+                continue;
+            };
+            match pack::read_header(&*self.storage, &self.keys, &id, size) {
+                Ok(entries) => index.add_recovered(IndexPack { id, size, entries }),
+                Err(Error::Corrupt { reason, .. }) => index.unreadable_packs.push((id, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(index)
+    }
+
+    /// What the last load of the index could not read, as sentences for the operator:
+    /// each damaged index file, and how many packs were found by their headers
+    /// instead. Empty when the index is whole.
+    pub fn index_warnings(&self) -> Vec<String> {
+        let Ok(index) = self.index.read() else {
+            return vec![poisoned().to_string()];
+        };
+        let mut out: Vec<String> = index
+            .damaged
+            .iter()
+            .map(|(name, reason)| {
+                format!(
+                    "index file {} is damaged ({reason}) and was skipped; {}",
+                    self.storage.describe(&format!("index/{name}")).display(),
+                    REPAIR_HINT
+                )
+            })
+            .collect();
+        if !index.damaged.is_empty() {
+            out.push(format!(
+                "{} packs ({} blobs) that no readable index file lists were read by their \
+                 headers instead",
+                index.recovered_packs.len(),
+                index.recovered.len()
+            ));
+        }
+        for (id, reason) in &index.unreadable_packs {
+            out.push(format!(
+                "pack {} is in no readable index file and its header is damaged ({reason}): \
+                 its blobs cannot be found",
+                self.storage.describe(&pack_name(id)).display()
+            ));
+        }
+        out
     }
 
     pub(crate) fn read_index_file(&self, name: &str) -> Result<IndexFile> {
         let rel = format!("index/{name}");
         let path = self.storage.describe(&rel);
         let token = self.storage.read(&rel)?;
+        let damaged = |reason: String| Error::DamagedIndex {
+            path: path.clone(),
+            reason,
+        };
         let plain = self
             .keys
             .decrypt(&token)
-            .ok_or_else(|| Error::corrupt("index file", &path, "does not decrypt"))?;
-        bincode::deserialize(&plain).map_err(|e| Error::corrupt("index file", &path, e.to_string()))
+            .ok_or_else(|| damaged("does not decrypt".into()))?;
+        bincode::deserialize(&plain).map_err(|e| damaged(e.to_string()))
     }
 
     /// Writes an index file for `packs` (which must already be on storage); returns its
@@ -298,7 +405,14 @@ impl Repository {
         Ok(Some(name))
     }
 
+    /// Takes the repository lock for one operation. Every operation starts here, so
+    /// this is also where reads kept by an earlier operation are dropped: each one
+    /// reads what is stored now.
     pub(crate) fn lock(&self, exclusive: bool, warnings: &mut Vec<String>) -> Result<LockGuard> {
+        self.storage.forget_reads();
+        for replica in &self.fallbacks {
+            replica.forget_reads();
+        }
         let deadline = std::time::Instant::now() + self.options.lock_wait;
         loop {
             match lock::acquire(&self.storage, exclusive, self.options.lock_lease, warnings) {
@@ -331,7 +445,7 @@ impl Repository {
     }
 
     pub(crate) fn locate(&self, id: &Id) -> Option<BlobLoc> {
-        self.index.read().ok()?.blobs.get(id).copied()
+        self.index.read().ok()?.get(id)
     }
 
     /// Reads, decrypts, decompresses and checks one blob. `context` names what needs it.
@@ -528,6 +642,10 @@ impl Repository {
         self.locate(id).map(|l| l.entry.kind)
     }
 }
+
+/// What to do about a damaged index file, for messages.
+pub(crate) const REPAIR_HINT: &str = "run `drd repair index` (or `drctl repair index`) to \
+     write a new index from the pack headers and remove the damaged file";
 
 pub(crate) fn poisoned() -> Error {
     Error::Internal("a repository lock was poisoned by a panicking thread".into())

@@ -66,6 +66,11 @@ pub trait Storage: Send + Sync {
     fn list(&self, dir: &str) -> Result<Vec<String>>;
     /// Removes a file; a missing file is not an error.
     fn remove(&self, name: &str) -> Result<()>;
+    /// Drops whatever was kept from earlier reads (read-ahead windows, object sizes),
+    /// so that the next read returns what is stored now, even if a sync or repair tool
+    /// has put another file under the same name. Every repository operation calls it
+    /// when it starts; a storage that keeps nothing between reads does nothing here.
+    fn forget_reads(&self) {}
 }
 
 /// A repository in a local directory (or a mounted disk).
@@ -104,31 +109,17 @@ impl Storage for LocalDir {
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        // Restore and verify read many blobs from one pack in a row: keep the last
-        // pack each thread opened instead of opening it per blob. Packs never change
-        // once written, so a kept handle reads what a fresh one would.
-        thread_local! {
-            static LAST_PACK: std::cell::RefCell<Option<(PathBuf, File)>> =
-                const { std::cell::RefCell::new(None) };
-        }
+        // Opened per read, never kept: a handle kept between reads would go on reading
+        // a pack that a sync or repair tool has since renamed a new file over (and
+        // would keep a pruned pack's space in use). The open and close cost about 5 us
+        // per blob (7.1 us against 1.9 us for a 2 KiB pread on a kept handle), small
+        // next to decrypting the blob and writing it out.
         let path = self.root.join(name);
         let mut buf = vec![0u8; len];
-        LAST_PACK.with(|last| {
-            let mut last = last.borrow_mut();
-            if last.as_ref().is_none_or(|(p, _)| *p != path) {
-                *last = None;
-                let f = File::open(&path).ctx("open", &path)?;
-                *last = Some((path.clone(), f));
-            }
-            let result = match last.as_ref() {
-                Some((_, f)) => f.read_exact_at(&mut buf, offset).ctx("read", &path),
-                None => Ok(()),
-            };
-            if result.is_err() {
-                *last = None;
-            }
-            result
-        })?;
+        File::open(&path)
+            .ctx("open", &path)?
+            .read_exact_at(&mut buf, offset)
+            .ctx("read", &path)?;
         Ok(buf)
     }
 

@@ -7,7 +7,9 @@
 //! missing blob is reported with the snapshots and paths it affects.
 //!
 //! Packs on storage that no index lists are what an interrupted backup leaves; they are
-//! reported as reclaimable, not as damage.
+//! reported as reclaimable, not as damage. When an index file is damaged, that is
+//! reported, and the packs no readable index lists are read by their own headers and
+//! checked like the rest (not called reclaimable), so the report stays whole.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::format::{Id, NodeKind, Snapshot};
 use crate::pack::{self, pack_name};
-use crate::repo::{BlobLoc, Index, Repository};
+use crate::repo::{BlobLoc, Repository};
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +71,8 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
-    /// An index file does not decrypt or decode (packs it lists look orphaned).
+    /// An index file does not decrypt or decode (verify, restore and the rest read the
+    /// packs' headers instead; repair writes a new index).
     BadIndex {
         /// The file.
         file: String,
@@ -137,7 +140,12 @@ impl fmt::Display for Problem {
             Problem::BadSnapshot { file, reason } => {
                 write!(f, "snapshot {file} is damaged: {reason}")
             }
-            Problem::BadIndex { file, reason } => write!(f, "index {file} is damaged: {reason}"),
+            Problem::BadIndex { file, reason } => write!(
+                f,
+                "index file {file} is damaged ({reason}); its packs were read by their \
+                 headers instead; {}",
+                crate::repo::REPAIR_HINT
+            ),
             Problem::MissingPack { pack } => write!(f, "pack {pack} is missing"),
             Problem::PackSize {
                 pack,
@@ -212,26 +220,45 @@ impl Repository {
         let mut report = VerifyReport::default();
         let _lock = self.lock_for_read(&mut report.warnings)?;
 
-        // Indexes (tolerant: a damaged one is a problem, not a stop).
-        let mut index = Index::default();
-        for name in self.storage.list("index")? {
-            match self.read_index_file(&name) {
-                Ok(file) => file.packs.iter().for_each(|p| index.add(p)),
-                Err(e) => report.problems.push(Problem::BadIndex {
-                    file: self
-                        .storage
-                        .describe(&format!("index/{name}"))
-                        .display()
-                        .to_string(),
-                    reason: e.to_string(),
-                }),
-            }
+        // Indexes (tolerant: a damaged one is a problem, not a stop, and the packs it
+        // may have listed are read by their headers, so the rest of the report is whole).
+        let index = self.load_index(false)?;
+        for (name, reason) in &index.damaged {
+            report.problems.push(Problem::BadIndex {
+                file: self
+                    .storage
+                    .describe(&format!("index/{name}"))
+                    .display()
+                    .to_string(),
+                reason: reason.clone(),
+            });
+        }
+        for (id, reason) in &index.unreadable_packs {
+            report.problems.push(Problem::BadPackHeader {
+                pack: self.storage.describe(&pack_name(id)).display().to_string(),
+                reason: format!(
+                    "{reason}; no readable index file lists this pack either, so its blobs \
+                     cannot be found"
+                ),
+            });
+        }
+        if !index.damaged.is_empty() {
+            report.warnings.push(format!(
+                "{} packs that no readable index file lists were read by their headers \
+                 ({} blobs) and checked with the rest",
+                index.recovered_packs.len(),
+                index.recovered.len()
+            ));
         }
         let mut by_pack: HashMap<Id, Vec<BlobLoc>> = HashMap::new();
-        for loc in index.blobs.values() {
+        for loc in index.blobs.values().chain(index.recovered.values()) {
             by_pack.entry(loc.pack).or_default().push(*loc);
         }
-        let pack_sizes = index.packs.clone();
+        let mut pack_sizes = index.packs.clone();
+        for p in &index.recovered_packs {
+            pack_sizes.insert(p.id, p.size);
+        }
+        let unreadable: HashSet<Id> = index.unreadable_packs.iter().map(|(id, _)| *id).collect();
         *self.index.write().map_err(|_| crate::repo::poisoned())? = index;
 
         // Packs: presence, size, header.
@@ -286,7 +313,7 @@ impl Repository {
         }
         for name in &on_storage {
             let id = name.split('/').nth(1).and_then(Id::from_hex);
-            if id.is_none_or(|id| !pack_sizes.contains_key(&id)) {
+            if id.is_none_or(|id| !pack_sizes.contains_key(&id) && !unreadable.contains(&id)) {
                 let rel = format!("data/{name}");
                 report.reclaimable_bytes += self.storage.size(&rel)?.unwrap_or(0);
                 report

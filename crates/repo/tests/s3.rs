@@ -503,3 +503,69 @@ fn a_restore_reads_packs_in_windows_not_blob_by_blob() {
     // 1500+ blobs in ~8 MiB of packs: a few windows of 2 MiB, not a request per blob.
     assert!(gets > 0 && gets < 40, "{gets} reads of pack objects");
 }
+
+#[test]
+fn a_pack_object_replaced_under_its_name_is_read_anew_by_the_next_operation() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("replaced");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    std::fs::write(source.join("f"), random_bytes(200_000)).unwrap();
+    let storage = s3(&moto, "replaced", "web-1");
+    let repo =
+        Repository::init_on(Arc::clone(&storage), &fx.keys, &InitOptions::default()).unwrap();
+    backup(&repo, &source);
+    let structure = VerifyOptions::default();
+    assert!(repo.verify(&structure, &mut |_| {}).unwrap().is_ok());
+
+    // Another writer (a sync tool) puts a damaged copy under the pack's name; the same
+    // open repository, well within the read-ahead's idle time, verifies again.
+    let packs = storage.list("data").unwrap();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let name = format!("data/{}", packs[0]);
+    let mut bytes = storage.read(&name).unwrap();
+    let len = bytes.len();
+    bytes[len - 20] ^= 0x01;
+    storage.write_atomic(&name, &bytes).unwrap();
+
+    let report = repo.verify(&structure, &mut |_| {}).unwrap();
+    assert!(
+        !report.is_ok(),
+        "verify served the pack from the earlier operation's read-ahead"
+    );
+}
+
+#[test]
+fn a_damaged_index_object_is_skipped_and_repaired_on_s3() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("mend");
+    let fx = Fixture::new();
+    let source = fx.mkdir("source");
+    make_tree(&source);
+    let storage = s3(&moto, "mend", "web-1");
+    let init = InitOptions {
+        chunk_avg: 64 * 1024,
+        pack_size: 1024 * 1024,
+    };
+    let repo = Repository::init_on(Arc::clone(&storage), &fx.keys, &init).unwrap();
+    backup(&repo, &source);
+    let index = storage.list("index").unwrap();
+    let name = format!("index/{}", index[0]);
+    let mut bytes = storage.read(&name).unwrap();
+    bytes[40] ^= 0x01;
+    storage.write_atomic(&name, &bytes).unwrap();
+
+    let reopened =
+        Repository::open_on(s3(&moto, "mend", "web-1"), &fx.keys, RepoOptions::default()).unwrap();
+    assert!(!reopened.index_warnings().is_empty());
+    assert_latest_restores(&reopened, &source, &fx.dir.path().join("target"));
+    let summary = reopened.repair_index().unwrap();
+    assert_eq!(summary.index_files_removed.len(), 1, "{summary:?}");
+    assert!(summary.packs_indexed >= 3, "{summary:?}");
+    assert!(!storage.list("index").unwrap().contains(&index[0]));
+    verify_clean(&reopened);
+}

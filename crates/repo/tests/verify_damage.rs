@@ -107,6 +107,50 @@ fn a_missing_pack_is_reported_and_an_unindexed_one_is_reclaimable() {
         .any(|p| matches!(p, Problem::MissingPack { .. })));
 }
 
+#[test]
+fn a_pack_renamed_into_place_is_read_as_it_is_now_by_the_next_verify() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("f"), random_bytes(200_000)).unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    let structure = VerifyOptions::default();
+    assert!(fx.repo.verify(&structure, &mut |_| {}).unwrap().is_ok());
+
+    // What a sync tool does: a copy with a byte flipped in the header and one in the
+    // body, renamed over the pack. The same open repository verifies again.
+    let blobs = fx
+        .repo
+        .file_blobs(&snap, &format!("{}/f", src.display()))
+        .unwrap();
+    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let len = bytes.len();
+    bytes[len - 20] ^= 0x01;
+    bytes[len / 3] ^= 0x01;
+    let copy = pack.with_file_name(".sync-copy");
+    std::fs::write(&copy, &bytes).unwrap();
+    std::fs::rename(&copy, &pack).unwrap();
+
+    let report = fx.repo.verify(&structure, &mut |_| {}).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::BadPackHeader { .. })),
+        "the replaced pack's damaged header went unseen: {:#?}",
+        report.problems
+    );
+    let report = fx.repo.verify(&read_data(), &mut |_| {}).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::BadPackHeader { .. })),
+        "{:#?}",
+        report.problems
+    );
+}
+
 /// Whether python3 with cryptography is available; with CI set its absence is a failure.
 fn python_with_cryptography() -> bool {
     let ok = Command::new("python3")

@@ -2,9 +2,10 @@
 //! offline commands print).
 
 use drd_proto::{
-    AffectedFile, BackupReport, RestoreReport, SnapshotInfo, VerifyProblem, VerifyReport,
+    AffectedFile, BackupReport, RepairReport, RestoreReport, SnapshotInfo, VerifyProblem,
+    VerifyReport,
 };
-use drd_repo::{BackupSummary, Problem, RestoreSummary, Snapshot};
+use drd_repo::{BackupSummary, Problem, RepairSummary, RestoreSummary, Snapshot};
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -88,5 +89,25 @@ fn problem(problem: &Problem) -> VerifyProblem {
     VerifyProblem {
         message: problem.to_string(),
         affected,
+    }
+}
+
+/// A finished index repair of one repository.
+pub fn repair_report(summary: &RepairSummary, tier: &str, location: &str) -> RepairReport {
+    let with_reason = |list: &[(String, String)]| {
+        list.iter()
+            .map(|(file, reason)| format!("{file} ({reason})"))
+            .collect()
+    };
+    RepairReport {
+        tier: tier.to_owned(),
+        location: location.to_owned(),
+        index_files_removed: with_reason(&summary.index_files_removed),
+        index_file_written: summary.index_file_written.clone(),
+        packs_indexed: summary.packs_indexed,
+        blobs_indexed: summary.blobs_indexed,
+        unreadable_packs: with_reason(&summary.unreadable_packs),
+        warnings: summary.warnings.clone(),
+        elapsed_ms: ms(summary.elapsed),
     }
 }

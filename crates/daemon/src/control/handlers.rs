@@ -7,6 +7,7 @@ mod backups;
 mod jobs;
 mod prune;
 mod reload;
+mod repair;
 mod restore;
 mod shutdown;
 mod status;
@@ -103,6 +104,7 @@ pub async fn dispatch(
         Request::Jobs => jobs::jobs(&ctx).await,
         Request::Prune { job, dry_run } => prune::prune(&ctx, job, dry_run).await,
         Request::EmergencyBackup => backup::emergency(&ctx).await,
+        Request::RepairIndex { job, tier } => repair::repair_index(&ctx, job, tier).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),

@@ -145,6 +145,10 @@ impl Storage for CachedIndex {
         Ok(names)
     }
 
+    fn forget_reads(&self) {
+        self.inner.forget_reads();
+    }
+
     fn remove(&self, name: &str) -> drd_repo::Result<()> {
         self.inner.remove(name)?;
         if let Some(index_name) = name.strip_prefix("index/") {

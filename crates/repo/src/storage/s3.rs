@@ -548,6 +548,10 @@ impl Storage for S3Storage {
         Ok(out)
     }
 
+    fn forget_reads(&self) {
+        self.readahead.clear();
+    }
+
     fn remove(&self, name: &str) -> Result<()> {
         let (store, key) = (Arc::clone(&self.store), self.key(name));
         match self.run("remove", name, async move { store.delete(&key).await }) {

@@ -13,7 +13,9 @@
 //! reader's window survives until its next read even when every thread streams its own
 //! big file. Windows idle for [`IDLE`] are dropped, so a long-lived daemon keeps no
 //! memory after a restore. Packs are immutable once written (a new pack gets a new
-//! name), so a held window is never stale.
+//! name), but a sync or repair tool may still put another object under a pack's name:
+//! each repository operation starts by dropping every window (`clear`), so nothing
+//! read by one operation is served to the next.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -131,6 +133,15 @@ impl ReadAhead {
         if inner.windows.is_empty() {
             inner.most_readers = 0;
         }
+    }
+
+    /// Drops every window and remembered size (a new operation starts: it must read
+    /// what is stored now, not what an earlier one saw).
+    pub(super) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.windows.clear();
+        inner.sizes.clear();
+        inner.most_readers = 0;
     }
 
     /// Bytes held in windows.

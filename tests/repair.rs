@@ -1,0 +1,224 @@
+//! A damaged index file: the offline commands of a bare machine (`drd snapshots`,
+//! `restore`, `verify`) go on without it, and `drd repair index` / `drctl repair index`
+//! rebuild the index from the pack headers, after which the daemon's index cache holds
+//! exactly the files on the tier.
+#![allow(clippy::unwrap_used)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use drd_integration_tests::{
+    assert_same_tree, audit_rows, backup_daemon, bins, drd, random_bytes, text, Daemon,
+};
+
+const JOB: &str =
+    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Two backups (so two index files) of `DIR/data`; returns the data folder.
+fn two_backups(daemon: &Daemon) -> PathBuf {
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("first.bin"), random_bytes(1, 400_000)).unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    std::fs::write(data.join("second.bin"), random_bytes(2, 300_000)).unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    data
+}
+
+fn index_files(repo: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `drd SUBCOMMAND --repo REPO --key KEY ARGS...`.
+fn offline(daemon: &Daemon, subcommand: &[&str], args: &[&OsStr]) -> std::process::Output {
+    let (repo, key) = (daemon.repo(), daemon.key());
+    let mut all: Vec<&OsStr> = subcommand.iter().map(|s| os(s)).collect();
+    all.extend([os("--repo"), repo.as_os_str(), os("--key"), key.as_os_str()]);
+    all.extend_from_slice(args);
+    drd(&all)
+}
+
+#[test]
+fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
+    let daemon = backup_daemon(JOB);
+    let data = two_backups(&daemon);
+    let files = index_files(&daemon.repo());
+    assert_eq!(files.len(), 2);
+    flip_byte(&files[0]);
+
+    let out = offline(&daemon, &["snapshots"], &[os("--json")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&files[0].display().to_string()) && stderr.contains("drd repair index"),
+        "the damaged index file is not reported with its fix: {stderr}"
+    );
+
+    let target = daemon.dir.path().join("restored");
+    let out = offline(
+        &daemon,
+        &["restore"],
+        &[
+            os("--backup-id"),
+            os("latest"),
+            os("--target"),
+            target.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
+
+    // Verify: the whole report (both snapshots, all data read), the damage, exit 1.
+    let out = offline(&daemon, &["verify"], &[os("--read-data"), os("--json")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &reports[0];
+    assert_eq!(report["snapshots"], 2, "{report}");
+    assert!(report["blobs_read"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["reclaimable_bytes"], 0, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    let message = problems[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("index file") && message.contains("repair index"),
+        "{message}"
+    );
+
+    let out = offline(&daemon, &["repair", "index"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("repaired") && stdout.contains("removed damaged index file"),
+        "{stdout}"
+    );
+    assert!(!files[0].exists());
+
+    let out = offline(&daemon, &["verify"], &[os("--read-data")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = offline(&daemon, &["repair", "index"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to repair"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The index file names the daemon's catalog caches for `repo`.
+fn cached_names(daemon: &Daemon) -> Vec<String> {
+    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM index_files WHERE location = ?1 ORDER BY name")
+        .unwrap();
+    stmt.query_map([daemon.repo().display().to_string()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn drctl_repair_index_mends_the_tier_and_the_cache_keeps_no_removed_file() {
+    let daemon = backup_daemon(JOB);
+    let data = two_backups(&daemon);
+    let files = index_files(&daemon.repo());
+    assert_eq!(cached_names(&daemon).len(), 2, "index files not cached");
+    flip_byte(&files[0]);
+
+    // The cached good copy does not hide the damage from verify.
+    let out = daemon.drctl(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("repair index"),
+        "{}",
+        text(&out)
+    );
+
+    let reports = daemon.drctl_json(&["repair", "index"]);
+    let report = &reports[0];
+    assert_eq!(report["tier"], "local", "{reports}");
+    assert_eq!(
+        report["index_files_removed"].as_array().unwrap().len(),
+        1,
+        "{reports}"
+    );
+    assert!(report["packs_indexed"].as_u64().unwrap() >= 1, "{reports}");
+    assert!(!files[0].exists());
+    let on_tier: Vec<String> = index_files(&daemon.repo())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        cached_names(&daemon),
+        on_tier,
+        "the cache should hold exactly the tier's index files after the repair"
+    );
+
+    let out = daemon.drctl(&["verify", "--read-data"]);
+    assert!(out.status.success(), "{}", text(&out));
+    daemon.restore_and_compare(&["--backup-id", "latest"], &data, "restored");
+    assert!(
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, action, outcome, detail)| action == "repair index"
+                && outcome == "ok"
+                && detail.contains("1 damaged index files removed")),
+        "{:?}",
+        audit_rows(&daemon.catalog())
+    );
+}
+
+#[test]
+fn a_viewer_may_not_repair_and_the_refusal_is_audited() {
+    use std::os::unix::process::CommandExt;
+    // A uid no one uses when we are root; ourselves otherwise.
+    let (uid, gid) = if nix::unistd::geteuid().is_root() {
+        (47_913, 47_913)
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    };
+    let daemon = Daemon::start(&format!(
+        "socket_group = {gid}\n[roles]\nviewer = {{ users = [{uid}] }}\noperator = {{ users = [1] }}"
+    ));
+    let mut cmd = std::process::Command::new(&bins().drctl);
+    cmd.arg("--socket")
+        .arg(daemon.socket())
+        .args(["repair", "index"]);
+    if nix::unistd::geteuid().is_root() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("repair index needs operator"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, action, outcome, _)| action == "request repair index" && outcome == "refused"),
+        "{:?}",
+        audit_rows(&daemon.catalog())
+    );
+}
