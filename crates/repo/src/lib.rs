@@ -2,7 +2,7 @@
 //!
 //! A repository is a directory of encrypted, compressed, deduplicated snapshots that a
 //! key file alone opens: [`Repository::init`] / [`Repository::open`], then
-//! [`Repository::backup`], [`Repository::snapshots`] (and [`Repository::find_snapshot`],
+//! [`Repository::backup`], [`Repository::snapshot_list`] (and [`Repository::find_snapshot`],
 //! [`Repository::at_or_before`]), [`Repository::restore`], [`Repository::verify`],
 //! [`Repository::forget`] + [`Repository::prune`] for retention, and
 //! [`Repository::replicate_to`] for offsite tiers. The format is described in
@@ -15,7 +15,8 @@
 //! | file access (local dir; the trait other tiers implement) | `storage.rs` |
 //! | S3-compatible object storage | `storage/s3.rs` |
 //! | blob sealing, packs | `pack.rs` |
-//! | open/init, index, snapshot selection | `repo.rs` |
+//! | open/init, index, blobs and trees | `repo.rs` |
+//! | reading, listing and picking snapshots (damaged ones kept in view) | `snapshots.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
 //! | restore | `restore.rs` |
@@ -37,6 +38,7 @@ mod prune;
 mod replicate;
 mod repo;
 mod restore;
+mod snapshots;
 mod storage;
 mod verify;
 
@@ -49,7 +51,10 @@ pub use prune::{
     apply_retention, ForgetSummary, PruneOptions, PruneSummary, Retention, RetentionDecision,
 };
 pub use replicate::ReplicateSummary;
-pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
+pub use repo::{InitOptions, RepoOptions, Repository};
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};
+pub use snapshots::{
+    at_or_before_of, latest_of, read_snapshots, select_snapshot, DamagedSnapshot, SnapshotList,
+};
 pub use storage::{is_s3, open_storage, LocalDir, S3Options, S3Storage, Storage};
 pub use verify::{Affected, Problem, VerifyOptions, VerifyProgress, VerifyReport};
