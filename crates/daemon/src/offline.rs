@@ -73,15 +73,23 @@ pub fn key_generate(out: &Path) -> Result<(), OfflineError> {
     Ok(())
 }
 
-/// `drd snapshots`.
+/// `drd snapshots`: the readable snapshots (of `job`, if given) and every damaged
+/// snapshot file (whose job is unknown), sorted by time.
 pub fn snapshots(args: &RepoArgs, job: Option<&str>, json: bool) -> Result<(), OfflineError> {
     let repo = args.open()?;
-    let list: Vec<_> = repo
-        .snapshots()?
+    let all = repo.snapshot_list()?;
+    let mut list: Vec<_> = all
+        .snapshots
         .iter()
         .filter(|s| job.is_none_or(|j| s.job == j))
         .map(|s| report::snapshot_info(s, "offline"))
+        .chain(
+            all.damaged
+                .iter()
+                .map(|d| report::damaged_info(d, "offline")),
+        )
         .collect();
+    list.sort_by(|a, b| a.unix_ms.cmp(&b.unix_ms).then(a.id.cmp(&b.id)));
     print(json, &list, || text::snapshots(&list));
     Ok(())
 }
@@ -100,6 +108,8 @@ pub struct RestoreArgs {
     pub target: PathBuf,
     /// Allow a non-empty target.
     pub overwrite: bool,
+    /// With `latest`: pass over damaged snapshot files to the newest readable one.
+    pub allow_older: bool,
 }
 
 /// `drd restore`.
@@ -108,7 +118,13 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
         SnapshotSelector::from_args(&restore.backup_id, restore.at.as_deref(), SystemTime::now())
             .map_err(OfflineError::Usage)?;
     let repo = args.open()?;
-    let snapshot = backup::select(&repo, &selector, restore.job.as_deref())?;
+    let selected = backup::select(
+        &repo,
+        &selector,
+        restore.job.as_deref(),
+        restore.allow_older,
+    )?;
+    let snapshot = selected.snapshot;
     let options = RestoreOptions {
         paths: restore.paths,
         target: restore.target,
@@ -127,7 +143,8 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
     });
     bar.finish_and_clear();
     let summary = summary?;
-    let report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    let mut report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    report.warnings.splice(0..0, selected.warnings);
     print(json, &report, || text::restore_report(&report));
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! The catalog's cache of snapshots, for fast listing.
 //!
-//! The repository is the truth; the cache is rebuilt from it whenever the set of
-//! snapshot files on the tier differs from what the cache holds (a backup by another
-//! host, a snapshot removed by hand, a catalog that was lost). Comparing file names
-//! costs one directory listing; only a difference costs opening the repository.
+//! The repository is the truth; the cache holds the readable snapshots of each tier,
+//! as last read: a backup adds its snapshot, a replication and `drctl backups` (which
+//! reads every snapshot file, to see damage that leaves the name in place) replace
+//! what differs. `drctl jobs` reads it for each job's newest snapshot.
 
 use std::collections::BTreeSet;
 
@@ -95,6 +95,8 @@ pub fn list(
             size: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
             files: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
             tier: r.get(7)?,
+            damaged: None,
+            file: None,
         })
     })?;
     rows.collect()

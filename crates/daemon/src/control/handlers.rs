@@ -65,6 +65,7 @@ pub async fn dispatch(
             paths,
             target,
             overwrite,
+            allow_older,
         } => {
             let request = restore::RestoreRequest {
                 selector,
@@ -73,6 +74,7 @@ pub async fn dispatch(
                 paths,
                 target,
                 overwrite,
+                allow_older,
             };
             restore::restore(&ctx, request).await
         }
