@@ -63,28 +63,33 @@ pub(crate) fn read_one(storage: &dyn Storage, keys: &KeySet, name: &str) -> Resu
         }
         Err(e) => return Err(e),
     };
-    let damaged = |reason: String| {
-        ReadSnapshot::Damaged(DamagedSnapshot {
+    Ok(match open(keys, &token) {
+        Ok(mut snap) => {
+            snap.id = name.to_owned();
+            ReadSnapshot::Sound(snap)
+        }
+        Err(reason) => ReadSnapshot::Damaged(DamagedSnapshot {
             id: name.to_owned(),
             path: storage.describe(&rel),
             reason,
             written_ms: token_time(&token),
-        })
-    };
-    let Some(plain) = keys.decrypt(&token) else {
-        return Ok(damaged(
-            "does not decrypt with any configured key: damaged, or written with a key \
-             that is not configured"
-                .to_owned(),
-        ));
-    };
-    match serde_json::from_slice::<Snapshot>(&plain) {
-        Ok(mut snap) => {
-            snap.id = name.to_owned();
-            Ok(ReadSnapshot::Sound(snap))
-        }
-        Err(e) => Ok(damaged(format!("does not parse: {e}"))),
-    }
+        }),
+    })
+}
+
+/// Decrypts and parses a snapshot file's content, or says why it cannot.
+fn open(keys: &KeySet, token: &[u8]) -> std::result::Result<Snapshot, String> {
+    let plain = keys.decrypt(token).ok_or_else(|| {
+        "does not decrypt with any configured key: damaged, or written with a key that is \
+         not configured"
+            .to_owned()
+    })?;
+    serde_json::from_slice::<Snapshot>(&plain).map_err(|e| format!("does not parse: {e}"))
+}
+
+/// Why a snapshot file's content is damaged, or `None` when it is sound.
+pub(crate) fn damage(keys: &KeySet, token: &[u8]) -> Option<String> {
+    open(keys, token).err()
 }
 
 /// The time in a Fernet token's header (version byte 0x80, then big-endian seconds),

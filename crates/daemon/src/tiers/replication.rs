@@ -99,6 +99,9 @@ impl Replicator {
         let action = format!("replicate {source} to {dest}");
         match result {
             Ok(copied) => {
+                for warning in &copied.summary.warnings {
+                    tracing::warn!(source, dest, "replication: {warning}");
+                }
                 let was_failing = self.pairs.get(&key).is_some_and(|s| s.failing);
                 if let Some(state) = self.pairs.get_mut(&key) {
                     *state = PairState {
