@@ -350,3 +350,72 @@ fn prune_skips_a_damaged_snapshot_keeps_its_data_and_goes_on() {
     let freed = report["tiers"][0]["gc"]["bytes_freed"].as_u64().unwrap();
     assert!(freed > 0, "{report:#}");
 }
+
+#[test]
+fn the_daemon_knows_the_job_and_time_of_a_snapshot_it_read_before_the_damage() {
+    let jobs = format!(
+        "{JOB}[jobs.other]\ntiers = [\"local\"]\n\
+         sources = [{{ kind = \"path\", path = \"{{dir}}/other\" }}]\n"
+    );
+    let daemon = backup_daemon(&jobs);
+    let a = backup(&daemon, "version 1");
+    std::fs::create_dir_all(daemon.dir.path().join("other")).unwrap();
+    let before_other = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let other = daemon.drctl_json(&["backup", "--job", "other"])["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    damage(&daemon.repo().join("snapshots").join(&other));
+
+    // Listed under its own job, with the job and time the catalog read before.
+    let listed = daemon.drctl_json(&["backups", "--job", "other"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    assert_eq!(listed[0]["id"], other.as_str());
+    assert_eq!(listed[0]["job"], "other");
+    assert!(listed[0]["damaged"].is_string(), "{listed:#}");
+    let files = daemon.drctl_json(&["backups", "--job", "files"]);
+    assert_eq!(files.as_array().unwrap().len(), 1, "{files:#}");
+
+    // Another job's damaged snapshot, or one taken after --at, is not in the way.
+    let target = daemon.dir.path().join("files");
+    let t = target.to_str().unwrap();
+    let report = daemon.drctl_json(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--job",
+        "files",
+        "--target",
+        t,
+    ]);
+    assert_eq!(report["snapshot"]["id"], a.as_str());
+    let at = daemon.dir.path().join("at");
+    let report = daemon.drctl_json(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--at",
+        &before_other,
+        "--target",
+        at.to_str().unwrap(),
+    ]);
+    assert_eq!(report["snapshot"]["id"], a.as_str());
+    // Its own job's latest is refused, and so is latest of all jobs.
+    for args in [
+        vec![
+            "restore",
+            "--backup-id",
+            "latest",
+            "--job",
+            "other",
+            "--target",
+            t,
+        ],
+        vec!["restore", "--backup-id", "latest", "--target", t],
+    ] {
+        let out = daemon.drctl(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(stderr(&out).contains(&other), "{}", text(&out));
+    }
+}

@@ -123,6 +123,8 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
         &selector,
         restore.job.as_deref(),
         restore.allow_older,
+        // No catalog here: nothing is known of a damaged file's job or time.
+        &std::collections::HashMap::new(),
     )?;
     let snapshot = selected.snapshot;
     let options = RestoreOptions {

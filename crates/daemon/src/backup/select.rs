@@ -9,9 +9,9 @@
 //! replicas (a landing tier's offsite copies), an intact copy of a damaged file counts
 //! as the snapshot, and the restore says that it used it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use drd_proto::SnapshotSelector;
+use drd_proto::{SnapshotInfo, SnapshotSelector};
 use drd_repo::{at_or_before_of, latest_of, DamagedSnapshot, Repository, Snapshot};
 
 use super::BackupError;
@@ -28,12 +28,15 @@ pub struct Selected {
 
 /// Picks the snapshot `selector` names from `repo` (of `job`, if given). With
 /// `allow_older`, `latest` and `--at` may pass over damaged snapshot files (saying so
-/// in the warnings) instead of refusing.
+/// in the warnings) instead of refusing. `known` holds what the daemon's catalog read
+/// from snapshot files while they were intact (by id; empty offline): a damaged file
+/// known to be another job's, or taken outside the window asked for, is not in the way.
 pub fn select(
     repo: &Repository,
     selector: &SnapshotSelector,
     job: Option<&str>,
     allow_older: bool,
+    known: &HashMap<String, SnapshotInfo>,
 ) -> Result<Selected, BackupError> {
     let mut list = repo.snapshot_list()?;
     // Notes for the snapshots read from a replica's copy, shown if one is picked.
@@ -59,6 +62,7 @@ pub fn select(
     let place = Place {
         repo: repo.path().display().to_string(),
         job,
+        known,
     };
     let (snapshot, mut warnings) = pick(&list.snapshots, &damaged, selector, &place, allow_older)?;
     if let Some(note) = copies.remove(&snapshot.id) {
@@ -71,6 +75,7 @@ pub fn select(
 struct Place<'a> {
     repo: String,
     job: Option<&'a str>,
+    known: &'a HashMap<String, SnapshotInfo>,
 }
 
 impl Place<'_> {
@@ -88,14 +93,29 @@ fn pick(
     allow_older: bool,
 ) -> Result<(Snapshot, Vec<String>), BackupError> {
     let of_job = place.of_job();
-    let (candidate, when) = match selector {
+    let (candidate, when, at) = match selector {
         SnapshotSelector::Id(id) => return by_id(sound, damaged, id).map(|s| (s, Vec::new())),
-        SnapshotSelector::Latest => (latest_of(sound, place.job), String::new()),
+        SnapshotSelector::Latest => (latest_of(sound, place.job), String::new(), None),
         SnapshotSelector::At(at) => (
             at_or_before_of(sound, *at, place.job),
             format!(" at or before {}", crate::util::rfc3339(*at)),
+            Some(*at),
         ),
     };
+    // A damaged file is in the way unless the catalog knows it is another job's, after
+    // the time asked for, or older than what would be picked anyway.
+    let damaged: Vec<DamagedSnapshot> = damaged
+        .iter()
+        .filter(|d| {
+            place.known.get(&d.id).is_none_or(|k| {
+                place.job.is_none_or(|j| k.job == j)
+                    && at.is_none_or(|at| k.unix_ms <= at)
+                    && candidate.is_none_or(|c| k.unix_ms >= c.time_ms)
+            })
+        })
+        .cloned()
+        .collect();
+    let damaged = damaged.as_slice();
     if damaged.is_empty() {
         return candidate.cloned().map(|s| (s, Vec::new())).ok_or_else(|| {
             BackupError::NotFound(format!(
@@ -204,10 +224,13 @@ mod tests {
         }
     }
 
-    const PLACE: Place<'static> = Place {
+    static NONE_KNOWN: std::sync::LazyLock<HashMap<String, SnapshotInfo>> =
+        std::sync::LazyLock::new(HashMap::new);
+    static PLACE: std::sync::LazyLock<Place<'static>> = std::sync::LazyLock::new(|| Place {
         repo: String::new(),
         job: None,
-    };
+        known: &NONE_KNOWN,
+    });
 
     #[test]
     fn without_damage_the_newest_is_picked() {
@@ -241,6 +264,62 @@ mod tests {
         // Nothing readable at all: damaged, even when older ones are allowed.
         let err = pick(&[], &damaged, &SnapshotSelector::Latest, &PLACE, true).unwrap_err();
         assert!(matches!(err, BackupError::Damaged(_)), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_file_known_to_be_out_of_the_way_does_not_block() {
+        let sound = [snap("aa", "db", 1_000)];
+        let damaged = [bad("cc")];
+        let known: HashMap<String, SnapshotInfo> = [(
+            "cc".to_owned(),
+            SnapshotInfo {
+                id: "cc".into(),
+                job: "web".into(),
+                host: "h".into(),
+                unix_ms: 2_000,
+                parent: None,
+                size: 0,
+                files: 0,
+                tier: "local".into(),
+                damaged: None,
+                file: None,
+            },
+        )]
+        .into();
+        let place = |job| Place {
+            repo: String::new(),
+            job,
+            known: &known,
+        };
+        // Another job's: no matter.
+        let (s, w) = pick(
+            &sound,
+            &damaged,
+            &SnapshotSelector::Latest,
+            &place(Some("db")),
+            false,
+        )
+        .unwrap();
+        assert_eq!((s.id.as_str(), w.len()), ("aa", 0));
+        // Taken after the time asked for: no matter.
+        let (s, _) = pick(
+            &sound,
+            &damaged,
+            &SnapshotSelector::At(1_500),
+            &place(None),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.id, "aa");
+        // Newer than what latest of all jobs would pick: in the way.
+        assert!(pick(
+            &sound,
+            &damaged,
+            &SnapshotSelector::Latest,
+            &place(None),
+            false
+        )
+        .is_err());
     }
 
     #[test]

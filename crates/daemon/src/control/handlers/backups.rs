@@ -4,11 +4,10 @@
 //! Every snapshot file is read and decrypted on each listing (without loading the
 //! repository's index): a file that rots in place keeps its name, so a listing that
 //! trusted names alone would show a damaged snapshot as sound. A damaged file is
-//! listed with its file and why; its job is unknown, so it is listed under any
-//! `--job`. The catalog's snapshot cache is brought in step with the readable ones on
-//! the way (other requests, such as `jobs`, read it).
-
-use std::collections::BTreeSet;
+//! listed with its file and why, and with the job, host and time the catalog read
+//! from it while it was intact; when the catalog never read it, its job is unknown and
+//! it is listed under any `--job`. The catalog's snapshot cache is brought in step on
+//! the way (see `backup::cache`).
 
 use drd_proto::{Reply, SnapshotInfo};
 
@@ -53,24 +52,38 @@ pub(super) async fn backups(ctx: &Ctx, job: Option<String>, tier: Option<String>
                 "snapshot file is damaged"
             );
         }
-        let (tier_name, fresh) = (tier.clone(), sound.clone());
-        ctx.shared
+        // In step with what was read; a damaged file keeps (and is listed with) what
+        // was read from it while it was intact.
+        let (tier_name, mut fresh) = (tier.clone(), sound.clone());
+        fresh.extend(damaged.iter().cloned());
+        let damaged = ctx
+            .shared
             .catalog
             .call("refresh snapshot cache", move |c| {
-                let on_tier: BTreeSet<String> = fresh.iter().map(|s| s.id.clone()).collect();
-                if cache::cached_ids(c, &tier_name)? != on_tier {
-                    cache::replace(c, &tier_name, &fresh)?;
-                }
-                Ok(())
+                cache::replace(c, &tier_name, &fresh)?;
+                let known = cache::known(c, &tier_name)?;
+                Ok(damaged
+                    .into_iter()
+                    .map(|d| match known.get(&d.id) {
+                        Some(k) => SnapshotInfo {
+                            damaged: d.damaged,
+                            file: d.file,
+                            ..k.clone()
+                        },
+                        None => d,
+                    })
+                    .collect::<Vec<_>>())
             })
             .await
             .map_err(|e| internal(&e))?;
+        let of_job = |s: &SnapshotInfo| job.as_ref().is_none_or(|j| &s.job == j);
+        all.extend(sound.into_iter().filter(of_job));
+        // A damaged file whose job is unknown might be any job's.
         all.extend(
-            sound
+            damaged
                 .into_iter()
-                .filter(|s| job.as_ref().is_none_or(|j| &s.job == j)),
+                .filter(|d| d.job.is_empty() || of_job(d)),
         );
-        all.extend(damaged);
     }
     all.sort_by(|a, b| a.unix_ms.cmp(&b.unix_ms).then(a.id.cmp(&b.id)));
     Ok(Reply::Snapshots(all))

@@ -58,11 +58,26 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
     let allow_older = request.allow_older;
     let restore_target = target.clone();
     let config = config.clone();
+    // What the catalog read from the tier's snapshot files while they were intact. It
+    // only narrows which damaged files are in the way; without it, all are.
+    let known = {
+        let tier = tier.clone();
+        ctx.shared
+            .catalog
+            .call("read snapshot cache", move |c| {
+                crate::backup::cache::known(c, &tier)
+            })
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(cause = %err, "cannot read the snapshot cache");
+                Default::default()
+            })
+    };
     let result = blocking(move || {
         let run = || -> Result<_, BackupError> {
             // A landing tier reads a blob it lacks (or holds damaged) from its copies.
             let repo = crate::tiers::open_for_read(&config, &tier, &keys)?;
-            let selected = backup::select(&repo, &selector, job.as_deref(), allow_older)?;
+            let selected = backup::select(&repo, &selector, job.as_deref(), allow_older, &known)?;
             for warning in &selected.warnings {
                 tracing::warn!(tier, "{warning}");
             }
