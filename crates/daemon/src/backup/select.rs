@@ -1,10 +1,11 @@
 //! Which snapshot a restore reads: one by id, the newest (`latest`), or the newest at
 //! or before a time (`--at`), for `drctl restore` and the offline `drd restore` alike.
 //!
-//! A damaged snapshot file is never passed over without a word. Its job and time are
-//! unknown, so any damaged file might be the snapshot asked for: `latest` and `--at`
-//! refuse to fall back to an older snapshot, naming the damaged file and the command
-//! that restores the older one (its id, or `--allow-older`). Asked for by id, a
+//! A damaged snapshot file is never passed over without a word. The file no longer
+//! says its job or time, so unless the daemon's catalog read them while it was intact
+//! (and they put it out of the way), it might be the snapshot asked for: `latest` and
+//! `--at` then refuse to fall back to an older snapshot, naming the damaged file and
+//! the command that restores the older one (its id, or `--allow-older`). Asked for by id, a
 //! damaged snapshot is "damaged", not "no such snapshot". Where the repository has
 //! replicas (a landing tier's offsite copies), an intact copy of a damaged file counts
 //! as the snapshot, and the restore says that it used it.
