@@ -131,6 +131,7 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
             paths,
             target,
             overwrite,
+            allow_older,
         } => {
             let selector = SnapshotSelector::from_args(backup_id, at.as_deref(), SystemTime::now())
                 .map_err(Failure::Usage)?;
@@ -144,6 +145,7 @@ fn request_for(command: &Command) -> Result<Request, Failure> {
                 paths: paths.clone(),
                 target: target.display().to_string(),
                 overwrite: *overwrite,
+                allow_older: *allow_older,
             }
         }
         Command::Verify {

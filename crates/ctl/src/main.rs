@@ -112,6 +112,11 @@ enum Command {
         /// Allow a target that is not empty, replacing files in the way.
         #[arg(long)]
         overwrite: bool,
+        /// With `latest`: when a damaged snapshot file might be newer, restore the
+        /// newest readable snapshot anyway (without this, that is refused, and the
+        /// refusal names the damaged file and the older snapshot's id).
+        #[arg(long)]
+        allow_older: bool,
     },
     /// Check the repositories: structure, and with --read-data every blob's content.
     Verify {

@@ -9,15 +9,15 @@ pub mod cache;
 mod command;
 pub mod docker;
 pub mod report;
+mod select;
 mod sources;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
 
-use drd_proto::SnapshotSelector;
-use drd_repo::{
-    BackupOptions, BackupPlan, BackupProgress, BackupSummary, KeySet, Repository, Snapshot,
-};
+use drd_repo::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, KeySet};
+
+pub use select::{select, Selected};
 
 use crate::config::{JobConfig, LoadedConfig, TierConfig};
 
@@ -39,6 +39,12 @@ pub enum BackupError {
     /// The request names something the config does not have.
     #[error("{0}")]
     NotFound(String),
+    /// The snapshot a restore asked for (by id, or as the newest) has a damaged file,
+    /// and no intact copy was found; or `latest` / `--at` would pass over such a file
+    /// to an older snapshot without being told to. The message names the file and the
+    /// command that restores what can be restored.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 impl BackupError {
@@ -157,31 +163,6 @@ pub fn run_backup(
     let summary = repo.backup(plan, options, progress)?;
     drop(prepared.scratch);
     Ok(summary)
-}
-
-/// Picks the snapshot `selector` names from `repo`.
-pub fn select(
-    repo: &Repository,
-    selector: &SnapshotSelector,
-    job: Option<&str>,
-) -> Result<Snapshot, BackupError> {
-    let of_job = job.map(|j| format!(" of job {j}")).unwrap_or_default();
-    match selector {
-        SnapshotSelector::Id(id) => Ok(repo.find_snapshot(id)?),
-        SnapshotSelector::Latest => repo.latest(job)?.ok_or_else(|| {
-            BackupError::NotFound(format!(
-                "there is no snapshot{of_job} in {}",
-                repo.path().display()
-            ))
-        }),
-        SnapshotSelector::At(at) => repo.at_or_before(*at, job)?.ok_or_else(|| {
-            BackupError::NotFound(format!(
-                "there is no snapshot{of_job} at or before {} in {}",
-                crate::util::rfc3339(*at),
-                repo.path().display()
-            ))
-        }),
-    }
 }
 
 /// Where scratch copies (SQLite online backups) go while a backup runs.

@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
     crate::jobs::MIGRATION,
     // 6: emergency shutdown runs and their checkpointed steps.
     crate::shutdown::checkpoints::MIGRATION,
+    // 7: snapshot cache rows that say their snapshot file was found damaged.
+    crate::backup::cache::MIGRATION_DAMAGED,
 ];
 
 /// The schema version this build writes.

@@ -84,6 +84,10 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// With `latest`: when a damaged snapshot file might be newer, restore the
+        /// newest readable snapshot anyway (without this, that is refused).
+        #[arg(long)]
+        allow_older: bool,
     },
     /// Verify a repository (offline): structure, and with --read-data every blob.
     Verify {
@@ -181,6 +185,7 @@ fn main() -> ExitCode {
             target,
             overwrite,
             json,
+            allow_older,
         } => {
             let args = offline::RestoreArgs {
                 backup_id,
@@ -189,6 +194,7 @@ fn main() -> ExitCode {
                 paths,
                 target,
                 overwrite,
+                allow_older,
             };
             offline_exit(offline::restore(&repo.into(), args, json))
         }

@@ -86,16 +86,24 @@ fn warn_about_index(repo: &Repository) {
     }
 }
 
-/// `drd snapshots`.
+/// `drd snapshots`: the readable snapshots (of `job`, if given) and every damaged
+/// snapshot file (whose job is unknown), sorted by time.
 pub fn snapshots(args: &RepoArgs, job: Option<&str>, json: bool) -> Result<(), OfflineError> {
     let repo = args.open()?;
     warn_about_index(&repo);
-    let list: Vec<_> = repo
-        .snapshots()?
+    let all = repo.snapshot_list()?;
+    let mut list: Vec<_> = all
+        .snapshots
         .iter()
         .filter(|s| job.is_none_or(|j| s.job == j))
         .map(|s| report::snapshot_info(s, "offline"))
+        .chain(
+            all.damaged
+                .iter()
+                .map(|d| report::damaged_info(d, "offline")),
+        )
         .collect();
+    list.sort_by(|a, b| a.unix_ms.cmp(&b.unix_ms).then(a.id.cmp(&b.id)));
     print(json, &list, || text::snapshots(&list));
     Ok(())
 }
@@ -114,6 +122,8 @@ pub struct RestoreArgs {
     pub target: PathBuf,
     /// Allow a non-empty target.
     pub overwrite: bool,
+    /// With `latest`: pass over damaged snapshot files to the newest readable one.
+    pub allow_older: bool,
 }
 
 /// `drd restore`.
@@ -123,7 +133,15 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
             .map_err(OfflineError::Usage)?;
     let repo = args.open()?;
     warn_about_index(&repo);
-    let snapshot = backup::select(&repo, &selector, restore.job.as_deref())?;
+    let selected = backup::select(
+        &repo,
+        &selector,
+        restore.job.as_deref(),
+        restore.allow_older,
+        // No catalog here: nothing is known of a damaged file's job or time.
+        &std::collections::HashMap::new(),
+    )?;
+    let snapshot = selected.snapshot;
     let options = RestoreOptions {
         paths: restore.paths,
         target: restore.target,
@@ -142,7 +160,8 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
     });
     bar.finish_and_clear();
     let summary = summary?;
-    let report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    let mut report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    report.warnings.splice(0..0, selected.warnings);
     print(json, &report, || text::restore_report(&report));
     Ok(())
 }

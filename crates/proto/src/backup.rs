@@ -67,6 +67,14 @@ pub struct SnapshotInfo {
     pub files: u64,
     /// The tier (repository) it is in.
     pub tier: String,
+    /// Set when the snapshot file cannot be read: why (it does not decrypt, it does not
+    /// parse). It cannot be restored from this tier then. Job, host, time, parent, size
+    /// and files are what the daemon's catalog last read from the intact file, or
+    /// unknown (empty, 0) when it never read it; `unix_ms` is then when the file was
+    /// written, as far as the damaged file still says.
+    pub damaged: Option<String>,
+    /// The snapshot file (path or URL), set when it is damaged.
+    pub file: Option<String>,
 }
 
 /// The outcome of a backup run.

@@ -54,6 +54,9 @@ pub enum Request {
         target: String,
         /// Allow a non-empty target.
         overwrite: bool,
+        /// With `Latest` / `At`: restore the newest readable snapshot even when a
+        /// damaged snapshot file might be newer (without it, that is refused).
+        allow_older: bool,
     },
     /// Check repositories: structure, and with `read_data` every blob's content.
     Verify {

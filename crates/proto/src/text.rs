@@ -211,24 +211,39 @@ pub fn snapshots(list: &[SnapshotInfo]) -> String {
     if list.is_empty() {
         return "no snapshots\n".to_owned();
     }
+    let unknown = |text: &str| {
+        if text.is_empty() {
+            "?".to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
             vec![
-                short(&s.id).to_owned(),
-                s.job.clone(),
-                time(s.unix_ms),
+                match s.damaged {
+                    Some(_) => format!("{} DAMAGED", short(&s.id)),
+                    None => short(&s.id).to_owned(),
+                },
+                unknown(&s.job),
+                // A damaged file's time is when it was written, as far as it says.
+                match (s.unix_ms > 0, s.damaged.is_some()) {
+                    (false, _) => "?".to_owned(),
+                    (true, true) => format!("~{}", time(s.unix_ms)),
+                    (true, false) => time(s.unix_ms),
+                },
                 s.parent
                     .as_deref()
                     .map_or("-".to_owned(), |p| short(p).to_owned()),
                 bytes(s.size),
                 s.files.to_string(),
-                s.host.clone(),
+                unknown(&s.host),
                 s.tier.clone(),
             ]
         })
         .collect();
-    table(
+    let mut out = table(
         &[
             "ID",
             "JOB",
@@ -240,7 +255,27 @@ pub fn snapshots(list: &[SnapshotInfo]) -> String {
             "TIER",
         ],
         &rows,
-    )
+    );
+    let damaged: Vec<&SnapshotInfo> = list.iter().filter(|s| s.damaged.is_some()).collect();
+    if !damaged.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} snapshot file{} DAMAGED and cannot be restored from this tier (an intact \
+             copy on another tier can be; verify says more):",
+            damaged.len(),
+            if damaged.len() == 1 { " is" } else { "s are" },
+        );
+        for s in damaged {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                short(&s.id),
+                s.file.as_deref().unwrap_or("?"),
+                s.damaged.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    out
 }
 
 fn warnings(out: &mut String, list: &[String]) {
@@ -426,5 +461,32 @@ mod tests {
     fn table_pads_all_but_the_last_column() {
         let out = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(out, "  A    BB\n  xyz  1\n");
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_marked_with_its_file_and_why() {
+        let info = |id: &str, damaged: Option<&str>| SnapshotInfo {
+            id: id.into(),
+            job: if damaged.is_some() { "" } else { "db" }.into(),
+            host: "h".into(),
+            unix_ms: 0,
+            parent: None,
+            size: 0,
+            files: 0,
+            tier: "local".into(),
+            damaged: damaged.map(Into::into),
+            file: damaged.map(|_| format!("/repo/snapshots/{id}")),
+        };
+        let out = snapshots(&[
+            info("aaaaaaaa11", None),
+            info("bbbbbbbb22", Some("does not decrypt")),
+        ]);
+        assert!(out.contains("bbbbbbbb DAMAGED  ?"), "{out}");
+        assert!(
+            out.contains("1 snapshot file is DAMAGED")
+                && out.contains("  bbbbbbbb /repo/snapshots/bbbbbbbb22: does not decrypt"),
+            "{out}"
+        );
+        assert!(!snapshots(&[info("aaaaaaaa11", None)]).contains("DAMAGED"));
     }
 }

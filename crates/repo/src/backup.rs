@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::format::{BackupStats, BlobKind, Id, IndexPack, Snapshot};
 use crate::lock;
 use crate::pack::{self, PackWriter, SealedBlob};
-use crate::repo::{select_snapshot, Repository};
+use crate::repo::Repository;
+use crate::snapshots::select_snapshot;
 use walk::Walker;
 
 /// Something to back up.

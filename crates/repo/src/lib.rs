@@ -2,7 +2,7 @@
 //!
 //! A repository is a directory of encrypted, compressed, deduplicated snapshots that a
 //! key file alone opens: [`Repository::init`] / [`Repository::open`], then
-//! [`Repository::backup`], [`Repository::snapshots`] (and [`Repository::find_snapshot`],
+//! [`Repository::backup`], [`Repository::snapshot_list`] (and [`Repository::find_snapshot`],
 //! [`Repository::at_or_before`]), [`Repository::restore`], [`Repository::verify`],
 //! [`Repository::forget`] + [`Repository::prune`] for retention,
 //! [`Repository::repair_index`] when an index file is damaged, and
@@ -16,7 +16,8 @@
 //! | file access (local dir; the trait other tiers implement) | `storage.rs` |
 //! | S3-compatible object storage | `storage/s3.rs` |
 //! | blob sealing, packs | `pack.rs` |
-//! | open/init, index, snapshot selection | `repo.rs` |
+//! | open/init, index, blobs and trees | `repo.rs` |
+//! | reading, listing and picking snapshots (damaged ones kept in view) | `snapshots.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
 //! | restore | `restore.rs` |
@@ -40,6 +41,7 @@ mod repair;
 mod replicate;
 mod repo;
 mod restore;
+mod snapshots;
 mod storage;
 mod verify;
 
@@ -53,7 +55,10 @@ pub use prune::{
 };
 pub use repair::RepairSummary;
 pub use replicate::ReplicateSummary;
-pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
+pub use repo::{InitOptions, RepoOptions, Repository};
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};
+pub use snapshots::{
+    at_or_before_of, latest_of, read_snapshots, select_snapshot, DamagedSnapshot, SnapshotList,
+};
 pub use storage::{is_s3, open_storage, LocalDir, S3Options, S3Storage, Storage};
 pub use verify::{Affected, Problem, VerifyOptions, VerifyProgress, VerifyReport};

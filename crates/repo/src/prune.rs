@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::{Id, IndexPack, Snapshot};
 use crate::pack::{pack_name, PackWriter, SealedBlob};
 use crate::repo::{BlobLoc, Repository};
+use crate::snapshots::{read_one, DamagedSnapshot, ReadSnapshot};
 
 /// Which snapshots to keep. Each rule keeps snapshots on its own and the results are
 /// ORed; a snapshot no rule keeps is forgotten. A policy with no rule keeps everything.
@@ -179,6 +180,9 @@ pub struct PruneSummary {
     pub bytes_freed: u64,
     /// Stale locks broken and similar notes.
     pub warnings: Vec<String>,
+    /// Set when garbage collection did not run, and why (a damaged snapshot file
+    /// whose references are unknown).
+    pub skipped: Option<String>,
 }
 
 /// What forgetting did.
@@ -188,8 +192,21 @@ pub struct ForgetSummary {
     pub decisions: Vec<RetentionDecision>,
     /// Snapshot ids removed.
     pub removed: Vec<String>,
-    /// Stale locks broken and similar notes.
+    /// Stale locks broken, damaged snapshot files left alone, and similar notes.
     pub warnings: Vec<String>,
+    /// Ids of the damaged snapshot files that were neither counted nor removed.
+    pub damaged: Vec<String>,
+}
+
+/// The note about a damaged snapshot file that retention leaves alone.
+fn damaged_note(d: &DamagedSnapshot) -> String {
+    format!(
+        "snapshot file {} is damaged ({}): left in place and not counted by retention; \
+         restore an intact copy from an offsite tier, or remove it by hand once it is \
+         certainly lost",
+        d.path.display(),
+        d.reason
+    )
 }
 
 impl Repository {
@@ -203,8 +220,15 @@ impl Repository {
     ) -> Result<ForgetSummary> {
         let mut summary = ForgetSummary::default();
         let _lock = self.lock(true, &mut summary.warnings)?;
-        let all: Vec<Snapshot> = self
-            .snapshots()?
+        let list = self.snapshot_list()?;
+        // A damaged file is evidence, and what it held is unknown: it is neither
+        // counted by the rules nor removed, and the caller hears of it.
+        for d in &list.damaged {
+            summary.warnings.push(damaged_note(d));
+        }
+        summary.damaged = list.damaged.iter().map(|d| d.id.clone()).collect();
+        let all: Vec<Snapshot> = list
+            .snapshots
             .into_iter()
             .filter(|s| job.is_none_or(|j| s.job == j))
             .collect();
@@ -227,7 +251,7 @@ impl Repository {
         let all = self.snapshots()?;
         let mut removed = Vec::new();
         for sel in ids {
-            let s = crate::repo::select_snapshot(&all, sel)?;
+            let s = crate::snapshots::select_snapshot(&all, sel)?;
             removed.push(s.id.clone());
         }
         for id in &removed {
@@ -236,8 +260,11 @@ impl Repository {
         Ok(removed)
     }
 
-    /// Deletes the blobs no snapshot needs. Refuses to run (and changes nothing) if any
-    /// snapshot or tree cannot be read, since it could not tell what is still used.
+    /// Deletes the blobs no snapshot needs. Refuses to run (and changes nothing) if a
+    /// readable snapshot's tree cannot be read, since it could not tell what is still
+    /// used. A damaged snapshot file is read from an intact copy on a replica if there is
+    /// one; if not, what it refers to is unknown, so nothing is deleted at all: the run
+    /// returns with [`PruneSummary::skipped`] saying why, and the file stays.
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneSummary> {
         let mut summary = PruneSummary::default();
         let _lock = self.lock(true, &mut summary.warnings)?;
@@ -254,9 +281,41 @@ impl Repository {
 
         // Everything the snapshots use.
         let mut used: HashSet<Id> = HashSet::new();
+        let mut unknown = Vec::new();
         for name in self.storage.list("snapshots")? {
-            let snap = self.read_snapshot(&name)?;
+            let snap = match read_one(&*self.storage, &self.keys, &name)? {
+                ReadSnapshot::Sound(snap) => snap,
+                ReadSnapshot::Gone => continue,
+                ReadSnapshot::Damaged(d) => match self.intact_copy(&d.id) {
+                    Some((copy, _)) => copy,
+                    None => {
+                        unknown.push(d);
+                        continue;
+                    }
+                },
+            };
             self.mark_used(&snap.tree, &mut used, &snap.id)?;
+        }
+        if !unknown.is_empty() {
+            let files: Vec<String> = unknown
+                .iter()
+                .map(|d| d.path.display().to_string())
+                .collect();
+            let reason = format!(
+                "garbage collection skipped, nothing was deleted: {} damaged ({}), so the \
+                 data it refers to is unknown and is kept. Put an intact copy of the file \
+                 back (from an offsite tier), or, once it is certainly lost, remove it by \
+                 hand; the next prune then collects",
+                if files.len() == 1 {
+                    format!("snapshot file {} is", files[0])
+                } else {
+                    format!("snapshot files {} are", files.join(", "))
+                },
+                unknown[0].reason
+            );
+            summary.warnings.push(reason.clone());
+            summary.skipped = Some(reason);
+            return Ok(summary);
         }
 
         // Keep packs that are mostly used, whole; their blobs count as kept.

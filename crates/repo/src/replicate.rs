@@ -2,7 +2,8 @@
 //! [`Storage`]), in the same crash-safe order as a backup writes: config, packs, index
 //! files, snapshots. A copy interrupted at any point leaves a destination that verifies
 //! (at worst with reclaimable packs) and holds only complete snapshots; the next run
-//! copies what is still missing.
+//! copies what is still missing. A damaged snapshot file is not copied (see
+//! [`Repository::replicate_to`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,7 +31,9 @@ pub struct ReplicateSummary {
 impl Repository {
     /// Copies every file the destination lacks. The destination must be empty or hold
     /// a copy of this repository (same repository id). Files are immutable once
-    /// written, so a file present by name is not copied again.
+    /// written, so a file present by name is not copied again. A snapshot file that
+    /// does not decrypt or parse is left out, with a warning, so damage here does not
+    /// spread to the copy.
     pub fn replicate_to(
         &self,
         dest: &Arc<dyn Storage>,
@@ -73,6 +76,19 @@ impl Repository {
                 }
                 let rel = format!("{dir}/{name}");
                 let body = self.storage.read(&rel)?;
+                // A damaged snapshot file stays where it is: copied, it would take the
+                // place where an intact copy may still turn up (the next run copies it
+                // once it is repaired here).
+                if dir == "snapshots" {
+                    if let Some(reason) = crate::snapshots::damage(&self.keys, &body) {
+                        summary.warnings.push(format!(
+                            "snapshot file {} is damaged ({reason}): not copied to {}",
+                            self.storage.describe(&rel).display(),
+                            dest.location().display()
+                        ));
+                        continue;
+                    }
+                }
                 dest.write_atomic(&rel, &body)?;
                 summary.files_copied += 1;
                 summary.bytes_copied += body.len() as u64;

@@ -1,5 +1,5 @@
-//! Opening and creating repositories, the in-memory blob index, reading blobs and trees,
-//! and listing and picking snapshots.
+//! Opening and creating repositories, the in-memory blob index, and reading blobs and
+//! trees. Snapshots are read and picked in `snapshots.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -563,64 +563,6 @@ impl Repository {
         Err(Error::PathNotInSnapshot(path.to_string()))
     }
 
-    /// Every readable snapshot, oldest first. A damaged snapshot file is left out (so
-    /// the others stay usable); `verify` reports it.
-    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
-        let mut out = Vec::new();
-        for name in self.storage.list("snapshots")? {
-            match self.read_snapshot(&name) {
-                Ok(s) => out.push(s),
-                Err(Error::Corrupt { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.id.cmp(&b.id)));
-        Ok(out)
-    }
-
-    pub(crate) fn read_snapshot(&self, name: &str) -> Result<Snapshot> {
-        let rel = format!("snapshots/{name}");
-        let path = self.storage.describe(&rel);
-        let token = self.storage.read(&rel)?;
-        let plain = self
-            .keys
-            .decrypt(&token)
-            .ok_or_else(|| Error::corrupt("snapshot", &path, "does not decrypt"))?;
-        let mut snap: Snapshot = serde_json::from_slice(&plain)
-            .map_err(|e| Error::corrupt("snapshot", &path, e.to_string()))?;
-        snap.id = name.to_string();
-        Ok(snap)
-    }
-
-    pub(crate) fn write_snapshot(&self, snap: &Snapshot) -> Result<()> {
-        let on_disk = Snapshot {
-            id: String::new(),
-            ..snap.clone()
-        };
-        let plain = serde_json::to_vec(&on_disk)
-            .map_err(|e| Error::Internal(format!("encode snapshot: {e}")))?;
-        self.storage.write_atomic(
-            &format!("snapshots/{}", snap.id),
-            &self.keys.encrypt(&plain),
-        )
-    }
-
-    /// Finds a snapshot by "latest", a full id, or a unique id prefix.
-    pub fn find_snapshot(&self, selector: &str) -> Result<Snapshot> {
-        let all = self.snapshots()?;
-        select_snapshot(&all, selector).cloned()
-    }
-
-    /// The newest snapshot (of `job`, if given).
-    pub fn latest(&self, job: Option<&str>) -> Result<Option<Snapshot>> {
-        Ok(latest_of(&self.snapshots()?, job).cloned())
-    }
-
-    /// The newest snapshot (of `job`, if given) taken at or before `time_ms` (unix ms).
-    pub fn at_or_before(&self, time_ms: i64, job: Option<&str>) -> Result<Option<Snapshot>> {
-        Ok(at_or_before_of(&self.snapshots()?, time_ms, job).cloned())
-    }
-
     pub(crate) fn chunker(&self) -> ChunkerParams {
         self.config.chunker
     }
@@ -649,37 +591,6 @@ pub(crate) const REPAIR_HINT: &str = "run `drd repair index` (or `drctl repair i
 
 pub(crate) fn poisoned() -> Error {
     Error::Internal("a repository lock was poisoned by a panicking thread".into())
-}
-
-/// Picks a snapshot from a list by "latest", a full id or a unique id prefix.
-pub fn select_snapshot<'a>(all: &'a [Snapshot], selector: &str) -> Result<&'a Snapshot> {
-    if selector == "latest" {
-        return latest_of(all, None).ok_or_else(|| Error::NoSnapshot("latest".into()));
-    }
-    let matches: Vec<&Snapshot> = all.iter().filter(|s| s.id.starts_with(selector)).collect();
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => Err(Error::NoSnapshot(selector.into())),
-        _ => Err(Error::AmbiguousSnapshot(selector.into())),
-    }
-}
-
-/// The newest snapshot in a list (of `job`, if given).
-pub fn latest_of<'a>(all: &'a [Snapshot], job: Option<&str>) -> Option<&'a Snapshot> {
-    all.iter()
-        .filter(|s| job.is_none_or(|j| s.job == j))
-        .max_by_key(|s| s.time_ms)
-}
-
-/// The newest snapshot in a list (of `job`, if given) at or before `time_ms`.
-pub fn at_or_before_of<'a>(
-    all: &'a [Snapshot],
-    time_ms: i64,
-    job: Option<&str>,
-) -> Option<&'a Snapshot> {
-    all.iter()
-        .filter(|s| job.is_none_or(|j| s.job == j) && s.time_ms <= time_ms)
-        .max_by_key(|s| s.time_ms)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{describe, random_bytes, restored, Fixture};
-use drd_repo::{PruneOptions, Retention, VerifyOptions};
+use drd_repo::{PruneOptions, Repository, Retention, VerifyOptions};
 
 fn dir_size(p: &std::path::Path) -> u64 {
     let mut n = 0;
@@ -114,4 +114,109 @@ fn prune_waits_for_no_one_and_refuses_while_a_backup_holds_the_lock() {
     assert!(err.to_string().contains("is locked by"), "{err}");
     std::fs::remove_file(fx.repo_path().join("locks/other")).unwrap();
     assert!(fx.repo.prune(&PruneOptions::default()).is_ok());
+}
+
+/// Flips one byte in the middle of snapshot `id`'s file; returns the intact bytes.
+fn damage_snapshot(fx: &Fixture, id: &str) -> Vec<u8> {
+    let file = fx.repo_path().join("snapshots").join(id);
+    let intact = std::fs::read(&file).unwrap();
+    let mut bytes = intact.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&file, bytes).unwrap();
+    intact
+}
+
+#[test]
+fn a_damaged_snapshot_is_listed_left_alone_by_retention_and_keeps_its_data() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        std::fs::write(src.join("cur"), random_bytes(512 * 1024 + i)).unwrap();
+        ids.push(fx.backup(&src, None).snapshot.id);
+    }
+    let intact = damage_snapshot(&fx, &ids[1]);
+
+    let list = fx.repo.snapshot_list().unwrap();
+    assert_eq!(list.snapshots.len(), 2);
+    assert_eq!(list.damaged.len(), 1);
+    assert_eq!(list.damaged[0].id, ids[1]);
+    assert!(list.damaged[0].reason.contains("does not decrypt"));
+    assert!(list.damaged[0].written_ms.is_some());
+    let err = fx.repo.find_snapshot(&ids[1][..10]).unwrap_err();
+    assert!(
+        matches!(err, drd_repo::Error::Corrupt { .. }) && err.to_string().contains("damaged"),
+        "{err}"
+    );
+
+    let policy = Retention {
+        keep_last: 1,
+        ..Retention::default()
+    };
+    let forgot = fx.repo.forget(&policy, None, false).unwrap();
+    assert_eq!(forgot.removed, vec![ids[0].clone()], "the rest went on");
+    assert_eq!(forgot.damaged, vec![ids[1].clone()]);
+    assert!(forgot.warnings[0].contains(&ids[1]), "{forgot:?}");
+    let file = fx.repo_path().join("snapshots").join(&ids[1]);
+    assert!(file.exists(), "a damaged file is evidence: never removed");
+
+    let data = fx.repo_path().join("data");
+    let before = dir_size(&data);
+    let summary = fx.repo.prune(&PruneOptions::default()).unwrap();
+    assert!(
+        summary
+            .skipped
+            .as_deref()
+            .is_some_and(|s| s.contains(&ids[1])),
+        "{summary:?}"
+    );
+    assert_eq!(
+        dir_size(&data),
+        before,
+        "nothing deleted while B's tree is unknown"
+    );
+
+    // With the intact file back, B restores, and the next prune collects A's data.
+    std::fs::write(&file, &intact).unwrap();
+    let b = fx.repo.find_snapshot(&ids[1]).unwrap();
+    common::restore_all(&fx.repo, &b, &fx.dir.path().join("b")).unwrap();
+    let summary = fx.repo.prune(&PruneOptions::default()).unwrap();
+    assert!(
+        summary.skipped.is_none() && summary.bytes_freed > 0,
+        "{summary:?}"
+    );
+}
+
+#[test]
+fn prune_reads_a_damaged_snapshot_from_an_intact_replica_copy() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        std::fs::write(src.join("cur"), random_bytes(512 * 1024 + i)).unwrap();
+        ids.push(fx.backup(&src, None).snapshot.id);
+    }
+    let replica_dir = fx.dir.path().join("replica");
+    let replica: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(&replica_dir));
+    fx.repo.replicate_to(&replica, &mut |_| {}).unwrap();
+    damage_snapshot(&fx, &ids[1]);
+    let repo = Repository::open(&fx.repo_path(), &fx.keys)
+        .unwrap()
+        .with_fallback(replica);
+    let (copy, path) = repo.intact_copy(&ids[1]).unwrap();
+    assert_eq!(copy.id, ids[1]);
+    assert!(path.starts_with(&replica_dir));
+
+    let policy = Retention {
+        keep_last: 1,
+        ..Retention::default()
+    };
+    repo.forget(&policy, None, false).unwrap();
+    let summary = repo.prune(&PruneOptions::default()).unwrap();
+    assert!(summary.skipped.is_none(), "{summary:?}");
+    assert!(summary.bytes_freed > 0, "A's data went: {summary:?}");
+    // B's data stayed: it restores from the copy's snapshot file.
+    common::restore_all(&repo, &copy, &fx.dir.path().join("b")).unwrap();
 }

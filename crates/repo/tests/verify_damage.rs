@@ -398,3 +398,32 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
     let err = other.repo.replicate_to(&dest, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("another repository"), "{err}");
 }
+
+#[test]
+fn replication_does_not_spread_a_damaged_snapshot_file() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("a"), random_bytes(10_000)).unwrap();
+    let s1 = fx.backup(&src, None).snapshot;
+    let file = fx.repo_path().join("snapshots").join(&s1.id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&file, bytes).unwrap();
+
+    let offsite = fx.dir.path().join("offsite");
+    let dest: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    let copied = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    assert!(
+        !offsite.join("snapshots").join(&s1.id).exists(),
+        "a damaged snapshot file is not copied over a copy that may become the intact one"
+    );
+    assert!(
+        copied
+            .warnings
+            .iter()
+            .any(|w| w.contains(&s1.id) && w.contains("damaged")),
+        "{copied:?}"
+    );
+}

@@ -66,6 +66,7 @@ pub async fn dispatch(
             paths,
             target,
             overwrite,
+            allow_older,
         } => {
             let request = restore::RestoreRequest {
                 selector,
@@ -74,6 +75,7 @@ pub async fn dispatch(
                 paths,
                 target,
                 overwrite,
+                allow_older,
             };
             restore::restore(&ctx, request).await
         }

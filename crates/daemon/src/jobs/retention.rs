@@ -9,6 +9,11 @@
 //! part way. This module picks the tiers and policies, and turns the engine's answers
 //! into the report `drctl prune` prints.
 //!
+//! A damaged snapshot file is neither counted by the rules nor removed (it is evidence,
+//! and what it held is unknown); it is named in the report's warnings and the log. While
+//! one is damaged and no offsite copy of it is intact, garbage collection on its tier
+//! deletes nothing, since the data it refers to cannot be known.
+//!
 //! Everything here but [`apply_after_run`] is blocking.
 
 use std::collections::BTreeMap;
@@ -70,7 +75,11 @@ pub async fn apply_after_run(
             .filter_map(|t| t.gc.as_ref())
             .map(|g| g.bytes_freed)
             .sum();
-        let line = format!("retention forgot {removed} snapshots and freed {freed} bytes");
+        let mut line = format!("retention forgot {removed} snapshots and freed {freed} bytes");
+        let notes: Vec<&String> = report.tiers.iter().flat_map(|t| &t.warnings).collect();
+        if let Some(first) = notes.first() {
+            line.push_str(&format!("; {} note(s), first: {first}", notes.len()));
+        }
         tracing::info!(job, removed, freed, "retention applied");
         Ok(line)
     })
@@ -119,7 +128,14 @@ pub fn prune<'a>(
         let Some(tier) = config.config.tiers.get(tier_name) else {
             continue;
         };
-        let repo = match crate::tiers::open(tier, &keys) {
+        // A landing tier reads through its offsite copies, so garbage collection can
+        // learn what a damaged snapshot file refers to from an intact copy.
+        let opened = if offsite {
+            crate::tiers::open(tier, &keys)
+        } else {
+            crate::tiers::open_for_read(config, tier_name, &keys)
+        };
+        let repo = match opened {
             Ok(repo) => repo,
             // An offsite copy that cannot be reached (or holds nothing yet) is pruned
             // next time; it must not stop the landing tier's retention.
@@ -162,13 +178,20 @@ pub fn prune<'a>(
         if !dry_run && (forgot_any || policy.is_none()) {
             let summary = repo.prune(&PruneOptions::default())?;
             out.warnings.extend(summary.warnings.iter().cloned());
-            out.gc = Some(GcReport {
-                packs_deleted: summary.packs_deleted,
-                packs_repacked: summary.packs_repacked,
-                orphan_packs_deleted: summary.orphan_packs_deleted,
-                blobs_removed: summary.blobs_removed,
-                bytes_freed: summary.bytes_freed,
-            });
+            // Skipped (a damaged snapshot file whose references are unknown): the
+            // warning says why, and there is no collection to report.
+            if summary.skipped.is_none() {
+                out.gc = Some(GcReport {
+                    packs_deleted: summary.packs_deleted,
+                    packs_repacked: summary.packs_repacked,
+                    orphan_packs_deleted: summary.orphan_packs_deleted,
+                    blobs_removed: summary.blobs_removed,
+                    bytes_freed: summary.bytes_freed,
+                });
+            }
+        }
+        for warning in &out.warnings {
+            tracing::warn!(tier = tier_name, "prune: {warning}");
         }
         report.tiers.push(out);
     }
@@ -186,7 +209,12 @@ fn forget_job(
 ) -> Result<JobRetention, BackupError> {
     // An empty policy keeps everything: decide without taking the exclusive lock.
     let summary = repo.forget(policy, Some(job), dry_run || policy.is_empty())?;
-    warnings.extend(summary.warnings);
+    // Each job on a tier sees the same damaged files: say so once per tier.
+    for warning in summary.warnings {
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
     let mut snapshots: Vec<RetainedSnapshot> = summary
         .decisions
         .into_iter()

@@ -99,6 +99,9 @@ impl Replicator {
         let action = format!("replicate {source} to {dest}");
         match result {
             Ok(copied) => {
+                for warning in &copied.summary.warnings {
+                    tracing::warn!(source, dest, "replication: {warning}");
+                }
                 let was_failing = self.pairs.get(&key).is_some_and(|s| s.failing);
                 if let Some(state) = self.pairs.get_mut(&key) {
                     *state = PairState {
@@ -263,15 +266,23 @@ fn copy_blocking(
     let dst_storage = super::storage(dst_tier)?;
     let summary = repo.replicate_to(&dst_storage, &mut |_| {})?;
     let ids_on_dest: BTreeSet<String> = cache::ids_on_tier(dst_storage.as_ref())?;
-    let snapshots = repo.snapshots()?;
-    let on_dest = snapshots
+    let list = repo.snapshot_list()?;
+    let on_dest = list
+        .snapshots
         .iter()
         .filter(|s| ids_on_dest.contains(&s.id))
         .map(|s| crate::backup::report::snapshot_info(s, dest))
         .collect();
-    let on_source = snapshots
+    // Damaged files too, so the cache keeps what it read from them before.
+    let on_source = list
+        .snapshots
         .iter()
         .map(|s| crate::backup::report::snapshot_info(s, source))
+        .chain(
+            list.damaged
+                .iter()
+                .map(|d| crate::backup::report::damaged_info(d, source)),
+        )
         .collect();
     Ok(Copied {
         summary,

@@ -17,6 +17,7 @@ pub(super) struct RestoreRequest {
     pub paths: Vec<String>,
     pub target: String,
     pub overwrite: bool,
+    pub allow_older: bool,
 }
 
 pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult {
@@ -54,13 +55,33 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
     let what = describe(&request);
     let job = request.job.clone();
     let (paths, overwrite, selector) = (request.paths, request.overwrite, request.selector);
+    let allow_older = request.allow_older;
     let restore_target = target.clone();
     let config = config.clone();
+    // What the catalog read from the tier's snapshot files while they were intact. It
+    // only narrows which damaged files are in the way; without it, all are.
+    let known = {
+        let tier = tier.clone();
+        ctx.shared
+            .catalog
+            .call("read snapshot cache", move |c| {
+                crate::backup::cache::known(c, &tier)
+            })
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(cause = %err, "cannot read the snapshot cache");
+                Default::default()
+            })
+    };
     let result = blocking(move || {
         let run = || -> Result<_, BackupError> {
             // A landing tier reads a blob it lacks (or holds damaged) from its copies.
             let repo = crate::tiers::open_for_read(&config, &tier, &keys)?;
-            let snapshot = backup::select(&repo, &selector, job.as_deref())?;
+            let selected = backup::select(&repo, &selector, job.as_deref(), allow_older, &known)?;
+            for warning in &selected.warnings {
+                tracing::warn!(tier, "{warning}");
+            }
+            let snapshot = selected.snapshot;
             let options = RestoreOptions {
                 paths: paths.iter().map(PathBuf::from).collect(),
                 target: restore_target.clone(),
@@ -80,12 +101,10 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
                     format!("{}/{} files", p.files_done, p.files_total),
                 );
             })?;
-            Ok(report::restore_report(
-                &summary,
-                &snapshot,
-                &tier,
-                &restore_target,
-            ))
+            let mut report = report::restore_report(&summary, &snapshot, &tier, &restore_target);
+            // What the choice of snapshot passed over comes first.
+            report.warnings.splice(0..0, selected.warnings);
+            Ok(report)
         };
         run().map_err(|e| backup_error(&e))
     })
