@@ -114,6 +114,7 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
         target: restore.target,
         overwrite: restore.overwrite,
         threads: RestoreOptions::default_threads(),
+        beneath: None,
     };
     let bar = bar(
         json,

@@ -18,7 +18,7 @@
 //! | open/init, index, snapshot selection | `repo.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
-//! | restore | `restore.rs` |
+//! | restore (plan, writers, the target as an open handle) | `restore.rs`, `restore/` |
 //! | verify | `verify.rs` |
 //! | retention, forget, prune | `prune.rs` |
 //! | replication to another tier | `replicate.rs` |
@@ -50,6 +50,6 @@ pub use prune::{
 };
 pub use replicate::ReplicateSummary;
 pub use repo::{at_or_before_of, latest_of, select_snapshot, InitOptions, RepoOptions, Repository};
-pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};
+pub use restore::{DamagedFile, RestoreOptions, RestoreProgress, RestoreSummary, DAMAGED_SUFFIX};
 pub use storage::{is_s3, open_storage, LocalDir, S3Options, S3Storage, Storage};
 pub use verify::{Affected, Problem, VerifyOptions, VerifyProgress, VerifyReport};

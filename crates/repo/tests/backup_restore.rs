@@ -115,6 +115,7 @@ fn round_trip_of_every_kind_of_entry() {
         target: target.clone(),
         overwrite: false,
         threads: 1,
+        beneath: None,
     };
     assert!(matches!(
         fx.repo.restore(&summary.snapshot, &again, &mut |_| {}),
@@ -161,6 +162,7 @@ fn partial_restore_writes_only_the_chosen_paths() {
                 target: target.clone(),
                 overwrite: false,
                 threads: 2,
+                beneath: None,
             },
             &mut |_| {},
         )
@@ -182,6 +184,7 @@ fn partial_restore_writes_only_the_chosen_paths() {
             target: fx.dir.path().join("t2"),
             overwrite: false,
             threads: 1,
+            beneath: None,
         },
         &mut |_| {},
     );
