@@ -26,6 +26,13 @@ pub enum OfflineError {
     /// Verify found damage (already printed).
     #[error("the repository is damaged; see the problems above")]
     Damaged,
+    /// A restore finished but some files could not be restored whole (already
+    /// printed).
+    #[error(
+        "{0} file(s) could not be restored whole (see the list above); every other file \
+         was restored. Try another copy with --repo, or restore them from an older snapshot"
+    )]
+    Incomplete(usize),
 }
 
 impl From<drd_repo::Error> for OfflineError {
@@ -130,6 +137,9 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
     let summary = summary?;
     let report = report::restore_report(&summary, &snapshot, "offline", &options.target);
     print(json, &report, || text::restore_report(&report));
+    if !summary.damaged.is_empty() {
+        return Err(OfflineError::Incomplete(summary.damaged.len()));
+    }
     Ok(())
 }
 

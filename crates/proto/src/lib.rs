@@ -20,8 +20,8 @@ pub mod text;
 pub mod time;
 
 pub use backup::{
-    parse_percent, AffectedFile, BackupReport, RestoreReport, SnapshotInfo, SnapshotSelector,
-    VerifyProblem, VerifyReport,
+    parse_percent, AffectedFile, BackupReport, DamagedFile, RestoreReport, SnapshotInfo,
+    SnapshotSelector, VerifyProblem, VerifyReport,
 };
 pub use event::{Event, Progress, ProgressUnit};
 pub use jobs::{

@@ -2,7 +2,8 @@
 //! offline commands print).
 
 use drd_proto::{
-    AffectedFile, BackupReport, RestoreReport, SnapshotInfo, VerifyProblem, VerifyReport,
+    AffectedFile, BackupReport, DamagedFile, RestoreReport, SnapshotInfo, VerifyProblem,
+    VerifyReport,
 };
 use drd_repo::{BackupSummary, Problem, RestoreSummary, Snapshot};
 
@@ -55,6 +56,18 @@ pub fn restore_report(
         bytes: summary.bytes,
         warnings: summary.warnings.clone(),
         elapsed_ms: ms(summary.elapsed),
+        fifos: summary.fifos,
+        damaged: summary
+            .damaged
+            .iter()
+            .take(RestoreReport::DAMAGED_LISTED)
+            .map(|d| DamagedFile {
+                path: d.path.clone(),
+                kept_as: d.kept_as.as_ref().map(|p| p.display().to_string()),
+                reason: d.reason.clone(),
+            })
+            .collect(),
+        damaged_total: summary.damaged.len() as u64,
     }
 }
 

@@ -5,6 +5,7 @@
 //! back owners and modes, so restoring anywhere is root-equivalent. A refusal is
 //! audited.
 
+use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use drd_proto::{ErrorKind, ErrorReply, ProgressUnit, Reply, SnapshotSelector};
@@ -104,15 +105,15 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
                 );
             })?;
             let report = report::restore_report(&summary, &snapshot, &tier, &restore_target);
-            Ok(report)
+            Ok((report, summary.damaged))
         };
         run().map_err(|e| backup_error(&e))
     })
     .await;
     let actor = ctx.peer.actor();
     match result {
-        Ok(report) => {
-            let detail = format!(
+        Ok((report, damaged)) => {
+            let mut detail = format!(
                 "snapshot {} ({}) to {}: {} files, {} bytes",
                 report.snapshot.id,
                 what,
@@ -120,10 +121,29 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
                 report.files,
                 report.bytes
             );
-            ctx.shared
-                .audit(&actor, "restore", Outcome::Ok, detail)
-                .await;
-            Ok(Reply::Restored(report))
+            let outcome = if damaged.is_empty() {
+                Outcome::Ok
+            } else {
+                // The reply lists at most DAMAGED_LISTED; the log names every one.
+                for d in &damaged {
+                    tracing::warn!(
+                        snapshot = %report.snapshot.id,
+                        path = %d.path,
+                        kept_as = ?d.kept_as,
+                        cause = %d.reason,
+                        "restore: file not restored whole"
+                    );
+                }
+                let _ = write!(
+                    detail,
+                    "; INCOMPLETE: {} file(s) not restored whole, first {}",
+                    damaged.len(),
+                    damaged[0].path
+                );
+                Outcome::Failed
+            };
+            ctx.shared.audit(&actor, "restore", outcome, detail).await;
+            Ok(Reply::Restored(Box::new(report)))
         }
         Err(reply) => {
             let detail = format!("{what} to {}: {}", target.display(), reply.message);
