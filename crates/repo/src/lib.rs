@@ -18,7 +18,7 @@
 //! | open/init, index, snapshot selection | `repo.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
-//! | restore (plan, writers, the target as an open handle) | `restore.rs`, `restore/` |
+//! | restore (plan, writers, reads from copies, the target as an open handle) | `restore.rs`, `restore/` |
 //! | verify | `verify.rs` |
 //! | retention, forget, prune | `prune.rs` |
 //! | replication to another tier | `replicate.rs` |

@@ -14,6 +14,7 @@
 //! are kept as `NAME.damaged` with their readable parts and listed in
 //! [`RestoreSummary::damaged`]; every other file is restored.
 
+mod fallback;
 mod files;
 mod plan;
 mod target;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::format::Snapshot;
 use crate::repo::Repository;
+use fallback::Reader;
 use files::{MetaSink, Owner};
 use plan::Filters;
 use target::TargetDir;
@@ -149,7 +151,8 @@ impl Repository {
         }
 
         let mut filters = Filters::new(&options.paths);
-        let plan = self.plan(&snapshot.tree, &mut filters)?;
+        let reader = Reader::new(self);
+        let plan = reader.plan(&snapshot.tree, &mut filters)?;
         if let Some(i) = filters.unmatched() {
             return Err(Error::PathNotInSnapshot(
                 options.paths[i].display().to_string(),
@@ -167,7 +170,8 @@ impl Repository {
         // the content: on a tree of many small files that halves the syscalls and runs
         // them in parallel.
         let meta = MetaSink::new(Owner::current());
-        let written = self.write_files(&plan.files, &target, options, &meta, progress, started)?;
+        let written =
+            reader.write_files(&plan.files, &target, options, &meta, progress, started)?;
         summary.bytes = written.bytes;
         let broken: HashSet<String> = written.damaged.iter().map(|d| d.path.clone()).collect();
         let mut damaged_files = written.damaged.len();

@@ -372,3 +372,40 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
     let err = other.repo.replicate_to(&dest, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("another repository"), "{err}");
 }
+
+#[test]
+fn a_blob_the_landing_index_lacks_is_read_from_the_replica() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("a"), random_bytes(300_000)).unwrap();
+    std::fs::write(src.join("b"), b"small").unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    let offsite = fx.dir.path().join("offsite");
+    let dest: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    // The landing tier loses its index files: no blob can be located there.
+    for entry in std::fs::read_dir(fx.repo_path().join("index")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let keys = KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap();
+    let landing = Repository::open(&fx.repo_path(), &keys)
+        .unwrap()
+        .with_fallback(dest);
+    let target = fx.dir.path().join("t");
+    let summary = landing
+        .restore(
+            &snap,
+            &RestoreOptions {
+                paths: vec![],
+                target: target.clone(),
+                overwrite: false,
+                threads: 2,
+                beneath: None,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
+    assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
+}

@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::fallback::Reader;
 use super::target::TargetDir;
 use super::{is_damage, DamagedFile, RestoreOptions, RestoreProgress, DAMAGED_SUFFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::format::Node;
-use crate::repo::Repository;
 
 /// Who we run as: owners are restored only as root; otherwise a difference is reported.
 #[derive(Clone, Copy)]
@@ -113,7 +113,7 @@ pub(super) struct Written {
     pub damaged: Vec<DamagedFile>,
 }
 
-impl Repository {
+impl Reader<'_> {
     /// Writes file contents with `options.threads` threads.
     pub(super) fn write_files(
         &self,
@@ -213,7 +213,7 @@ impl Repository {
         let mut hole = false;
         let mut damage: Option<String> = None;
         for id in &node.content {
-            let (len, data) = match self.read_blob(id, &context) {
+            let (len, data) = match self.blob(id, &context) {
                 Ok(data) => (data.len() as u64, Some(data)),
                 Err(e) if is_damage(&e) => {
                     damage.get_or_insert_with(|| e.to_string());

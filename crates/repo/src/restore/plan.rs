@@ -8,10 +8,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::fallback::Reader;
 use super::{is_damage, DamagedFile};
 use crate::error::{Error, Result};
 use crate::format::{Id, Node, NodeKind};
-use crate::repo::Repository;
 
 /// What a restore makes, in the order it makes it.
 #[derive(Default)]
@@ -74,14 +74,14 @@ pub(super) fn to_path(parts: &[Vec<u8>]) -> PathBuf {
     p
 }
 
-impl Repository {
+impl Reader<'_> {
     /// Plans the restore of the tree `root`.
     pub(super) fn plan(&self, root: &Id, filters: &mut Filters) -> Result<Plan> {
         let mut plan = Plan::default();
         // The root listing is the one thing a restore cannot do without.
-        let tree = self.read_tree(root, "directory /")?;
+        let tree = self.tree(root, "directory /")?;
         let mut walk = Walk {
-            repo: self,
+            reader: self,
             filters,
             plan: &mut plan,
             hardlinks: HashMap::new(),
@@ -92,7 +92,7 @@ impl Repository {
 }
 
 struct Walk<'a> {
-    repo: &'a Repository,
+    reader: &'a Reader<'a>,
     filters: &'a mut Filters,
     plan: &'a mut Plan,
     hardlinks: HashMap<(u64, u64), PathBuf>,
@@ -143,7 +143,7 @@ impl Walk<'_> {
                 self.plan.dirs.push((path.clone(), node));
                 let Some(sub) = sub else { return Ok(()) };
                 let context = format!("directory /{}", path.display());
-                match self.repo.read_tree(&sub, &context) {
+                match self.reader.tree(&sub, &context) {
                     Ok(tree) => self.tree(tree.nodes, rel)?,
                     Err(e) if is_damage(&e) => {
                         // Filters below it were asked for and are reported here.
