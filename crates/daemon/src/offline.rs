@@ -135,7 +135,9 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
     });
     bar.finish_and_clear();
     let summary = summary?;
-    let report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    let mut report = report::restore_report(&summary, &snapshot, "offline", &options.target);
+    // Printed here, not sent in a frame: list every damaged file.
+    report.damaged = summary.damaged.iter().map(report::damaged_file).collect();
     print(json, &report, || text::restore_report(&report));
     if !summary.damaged.is_empty() {
         return Err(OfflineError::Incomplete(summary.damaged.len()));
