@@ -323,3 +323,221 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Flips one byte in the middle of the biggest pack under `repo` (the big file's data)
+/// and returns the pack's name.
+fn damage_biggest_pack(repo: &std::path::Path) -> std::ffi::OsString {
+    let pack = walk_files(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    pack.file_name().unwrap().to_owned()
+}
+
+/// A tree with one big file between small ones, and a FIFO.
+fn tree_with_a_big_file(data: &std::path::Path) -> Vec<u8> {
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("a_first.txt"), "first\n").unwrap();
+    let big = random_bytes(9, 4 << 20);
+    std::fs::write(data.join("victim.bin"), &big).unwrap();
+    std::fs::set_permissions(
+        data.join("victim.bin"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    for i in 0..50 {
+        std::fs::write(data.join(format!("sub/f{i}")), format!("small {i}\n")).unwrap();
+    }
+    std::fs::write(data.join("z_last.txt"), "last\n").unwrap();
+    nix::unistd::mkfifo(
+        &data.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o620),
+    )
+    .unwrap();
+    // mkfifo is subject to the umask.
+    std::fs::set_permissions(
+        data.join("pipe"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o620),
+    )
+    .unwrap();
+    big
+}
+
+/// Asserts what a restore of [`tree_with_a_big_file`] with `victim.bin` damaged left
+/// at `root`: every other entry whole, the victim only as `victim.bin.damaged`.
+fn assert_only_the_victim_is_damaged(root: &std::path::Path, big: &[u8]) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert_eq!(
+        std::fs::read_to_string(root.join("a_first.txt")).unwrap(),
+        "first\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("z_last.txt")).unwrap(),
+        "last\n"
+    );
+    for i in 0..50 {
+        assert_eq!(
+            std::fs::read_to_string(root.join(format!("sub/f{i}"))).unwrap(),
+            format!("small {i}\n")
+        );
+    }
+    let pipe = std::fs::symlink_metadata(root.join("pipe")).unwrap();
+    assert!(pipe.file_type().is_fifo(), "{pipe:?}");
+    assert_eq!(pipe.mode() & 0o7777, 0o620);
+    assert!(
+        !root.join("victim.bin").exists(),
+        "the damaged file is under its real name"
+    );
+    let kept = std::fs::read(root.join("victim.bin.damaged")).unwrap();
+    assert_eq!(
+        kept.len(),
+        big.len(),
+        "the readable parts are not at their offsets"
+    );
+    let differing = kept.iter().zip(big).filter(|(a, b)| a != b).count();
+    // One chunk (at most 2 MiB) is lost; the rest is there.
+    assert!(
+        differing > 0 && differing <= 2 << 20,
+        "{differing} bytes differ"
+    );
+    let meta = std::fs::metadata(root.join("victim.bin.damaged")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+}
+
+#[test]
+fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_the_list() {
+    let mut daemon = backup_daemon(JOB);
+    let data = daemon.dir.path().join("data");
+    let big = tree_with_a_big_file(&data);
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    damage_biggest_pack(&daemon.repo());
+    let rel = data.strip_prefix("/").unwrap();
+
+    let target = daemon.dir.path().join("t-json");
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["damaged_total"], 1, "{report}");
+    let damaged = &report["damaged"][0];
+    assert_eq!(
+        damaged["path"],
+        format!("/{}/victim.bin", rel.display()),
+        "{report}"
+    );
+    assert_eq!(
+        damaged["kept_as"],
+        target
+            .join(rel)
+            .join("victim.bin.damaged")
+            .display()
+            .to_string()
+    );
+    assert!(
+        damaged["reason"].as_str().unwrap().contains("blob"),
+        "{report}"
+    );
+    assert_eq!(report["fifos"], 1, "{report}");
+    assert_only_the_victim_is_damaged(&target.join(rel), &big);
+
+    let target = daemon.dir.path().join("t-text");
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("INCOMPLETE: 1 file could not be restored whole"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("victim.bin.damaged"), "{}", text(&out));
+    assert!(text(&out).contains("restore incomplete"), "{}", text(&out));
+    let rows = drd_integration_tests::audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == "restore" && r.2 == "failed" && r.3.contains("INCOMPLETE")),
+        "{rows:?}"
+    );
+
+    // The same offline, on a bare machine.
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(10));
+    let target = daemon.dir.path().join("t-offline");
+    let out = drd(&[
+        os("restore"),
+        os("--repo"),
+        daemon.repo().as_os_str(),
+        os("--key"),
+        daemon.key().as_os_str(),
+        os("--backup-id"),
+        os("latest"),
+        os("--target"),
+        target.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("victim.bin"), "{}", text(&out));
+    assert!(
+        text(&out).contains("could not be restored whole"),
+        "{}",
+        text(&out)
+    );
+    assert_only_the_victim_is_damaged(&target.join(rel), &big);
+}
+
+#[test]
+fn a_pack_damaged_on_the_landing_tier_is_read_from_the_offsite_copy() {
+    let job = "replication_retry_max = \"1s\"";
+    let jobs = "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite\"\n\
+        [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
+        sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+    let daemon = drd_integration_tests::backup_daemon_with(job, jobs);
+    let data = daemon.dir.path().join("data");
+    let big = tree_with_a_big_file(&data);
+    let id = daemon.drctl_json(&["backup", "--job", "files"])["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drd_integration_tests::eventually("the snapshot to reach the offsite tier", || {
+        let out = daemon.drctl(&["backups", "--tier", "offsite", "--json"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&id)
+    });
+    let pack = damage_biggest_pack(&daemon.repo());
+    daemon.restore_and_compare(&["--backup-id", "latest", "--job", "files"], &data, "whole");
+
+    // Damaged in the copy too: only that file is lost.
+    let offsite = daemon.dir.path().join("offsite");
+    let copy = walk_files(&offsite.join("data"))
+        .into_iter()
+        .find(|p| p.file_name() == Some(pack.as_os_str()))
+        .unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&copy, bytes).unwrap();
+    let target = daemon.dir.path().join("both-bad");
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--job",
+        "files",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_only_the_victim_is_damaged(&target.join(data.strip_prefix("/").unwrap()), &big);
+}

@@ -67,7 +67,16 @@ pub async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             print(json, &list, || render::snapshots(&list))
         }
         (Command::Restore { .. }, Reply::Restored(report)) => {
-            print(json, &report, || render::restore_report(&report))
+            print(json, &report, || render::restore_report(&report));
+            if report.damaged_total > 0 {
+                eprintln!(
+                    "drctl: restore incomplete: {} file(s) could not be restored whole (listed \
+                     above); every other file was restored",
+                    report.damaged_total
+                );
+                return Ok(ExitCode::from(exit::FAILED));
+            }
+            ExitCode::SUCCESS
         }
         (Command::Verify { .. }, Reply::Verified(reports)) => {
             print(json, &reports, || render::verify_reports(&reports));

@@ -32,7 +32,8 @@ pub const HELP: &str = "\
 Exit codes:
   0   success
   1   the request ran and failed, or found a problem (a failed backup, damage found
-      by verify, a wrong key, a broken audit chain)
+      by verify, a restore that could not restore every file whole, a wrong key, a
+      broken audit chain)
   64  bad command line
   66  what the request names does not exist (job, snapshot, repository)
   69  drd is not running at the socket

@@ -86,6 +86,15 @@ enum Command {
     ///   drctl restore --backup-id latest --job db --target /srv/restore
     ///   drctl restore --backup-id latest --job db --at "2 hours ago" --target /srv/r
     ///   drctl restore --backup-id 3fa2c1d0 --path /etc/nginx --target /tmp/nginx
+    ///
+    /// A blob missing or damaged on the landing tier is read from the job's offsite
+    /// tiers. A file that needs a blob no tier holds intact is not restored under its
+    /// name: its readable parts are kept as NAME.damaged (unreadable parts as zeros,
+    /// with the file's owner and mode), every other file is restored, the damaged ones
+    /// are listed (in --json too, under "damaged"), and drctl exits 1.
+    ///
+    /// Callers other than root restore only below [restore] allowed_targets (by
+    /// default STATE_DIR/restores).
     #[command(verbatim_doc_comment)]
     Restore {
         /// A snapshot id (or unique prefix), or `latest`.

@@ -6,6 +6,7 @@
 
 mod jobs;
 mod locate;
+mod restore;
 mod services;
 mod tiers;
 mod validate;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 pub use jobs::{DockerConsistency, DockerSource};
 pub use jobs::{JobConfig, JobHookConfig, KeysConfig, RetentionConfig, SourceConfig};
+pub use restore::RestoreConfig;
 pub use services::{find_cycle, DriverKind, HookConfig, ServiceConfig, ShutdownConfig};
 pub use tiers::{replication_pairs, TierConfig, TierKind};
 pub use validate::Problem;
@@ -48,6 +50,9 @@ pub struct Config {
     /// Emergency shutdown settings.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Where callers other than root may restore to.
+    #[serde(default)]
+    pub restore: RestoreConfig,
 }
 
 /// The `[daemon]` table.
@@ -269,8 +274,10 @@ impl Config {
         for service in config.services.values_mut() {
             service.resolve(&base);
         }
+        config.restore.resolve(&base);
         let (roles, socket_gid, mut problems) = validate::check(&config, text);
         problems.extend(services::problems(&config, text));
+        problems.extend(restore::problems(&config, text));
         if !problems.is_empty() {
             return Err(invalid(problems));
         }

@@ -59,6 +59,10 @@ enum Command {
     ///
     /// From S3, with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set:
     /// drd restore --repo s3://host-backups/web-1 --key main.key --backup-id latest --target /
+    ///
+    /// A file that needs a blob that is missing or damaged is not restored under its
+    /// name: its readable parts are kept as NAME.damaged (unreadable parts as zeros),
+    /// every other file is restored, the damaged ones are listed, and drd exits 1.
     Restore {
         #[command(flatten)]
         repo: RepoFlags,

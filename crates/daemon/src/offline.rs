@@ -32,6 +32,13 @@ pub enum OfflineError {
          the files they break"
     )]
     NotRepaired,
+    /// A restore finished but some files could not be restored whole (already
+    /// printed).
+    #[error(
+        "{0} file(s) could not be restored whole (see the list above); every other file \
+         was restored. Try another copy with --repo, or restore them from an older snapshot"
+    )]
+    Incomplete(usize),
 }
 
 impl From<drd_repo::Error> for OfflineError {
@@ -147,6 +154,7 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
         target: restore.target,
         overwrite: restore.overwrite,
         threads: RestoreOptions::default_threads(),
+        beneath: None,
     };
     let bar = bar(
         json,
@@ -162,7 +170,12 @@ pub fn restore(args: &RepoArgs, restore: RestoreArgs, json: bool) -> Result<(), 
     let summary = summary?;
     let mut report = report::restore_report(&summary, &snapshot, "offline", &options.target);
     report.warnings.splice(0..0, selected.warnings);
+    // Printed here, not sent in a frame: list every damaged file.
+    report.damaged = summary.damaged.iter().map(report::damaged_file).collect();
     print(json, &report, || text::restore_report(&report));
+    if !summary.damaged.is_empty() {
+        return Err(OfflineError::Incomplete(summary.damaged.len()));
+    }
     Ok(())
 }
 

@@ -117,6 +117,37 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
+    /// FIFOs (named pipes) made.
+    pub fifos: u64,
+    /// Files and folders not restored whole because a blob they need is missing or
+    /// damaged on every tier tried (at most [`RestoreReport::DAMAGED_LISTED`] of them,
+    /// and at most [`RestoreReport::DAMAGED_LISTED_BYTES`] of text; `damaged_total`
+    /// counts all). Not empty: the restore is incomplete, and drctl
+    /// exits 1.
+    pub damaged: Vec<DamagedFile>,
+    /// How many files and folders were not restored whole.
+    pub damaged_total: u64,
+}
+
+impl RestoreReport {
+    /// The most damaged files a report lists, so that a badly damaged repository's
+    /// report still fits in one frame; the daemon's log names every one.
+    pub const DAMAGED_LISTED: usize = 5000;
+    /// The most text (paths and reasons) the list of damaged files holds, well below
+    /// [`crate::MAX_FRAME_LEN`].
+    pub const DAMAGED_LISTED_BYTES: usize = 1024 * 1024;
+}
+
+/// A file or folder a restore could not bring back whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DamagedFile {
+    /// Its path inside the snapshot.
+    pub path: String,
+    /// Where its readable parts were kept (`NAME.damaged` under the target, the
+    /// unreadable parts left as zeros), if anywhere.
+    pub kept_as: Option<String>,
+    /// What could not be read, and why.
+    pub reason: String,
 }
 
 /// The outcome of verifying one repository.

@@ -20,7 +20,8 @@ pub mod text;
 pub mod time;
 
 pub use backup::{
-    parse_percent, AffectedFile, BackupReport, RepairReport, RestoreReport, SnapshotInfo,
+    parse_percent, AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport,
+    SnapshotInfo,
     SnapshotSelector, VerifyProblem, VerifyReport,
 };
 pub use event::{Event, Progress, ProgressUnit};

@@ -71,7 +71,7 @@ pub enum Reply {
     /// Answer to [`crate::Request::Backups`].
     Snapshots(Vec<SnapshotInfo>),
     /// Answer to [`crate::Request::Restore`].
-    Restored(RestoreReport),
+    Restored(Box<RestoreReport>),
     /// Answer to [`crate::Request::Verify`]: one report per repository checked.
     Verified(Vec<VerifyReport>),
     /// Answer to [`crate::Request::Jobs`].

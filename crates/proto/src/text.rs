@@ -338,9 +338,14 @@ pub fn restore_report(r: &RestoreReport) -> String {
         time(r.snapshot.unix_ms),
         r.target
     );
+    let fifos = if r.fifos > 0 {
+        format!(", {} fifos", r.fifos)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "  {} files, {} directories, {} symlinks, {} in {}",
+        "  {} files, {} directories, {} symlinks{fifos}, {} in {}",
         r.files,
         r.dirs,
         r.symlinks,
@@ -348,6 +353,28 @@ pub fn restore_report(r: &RestoreReport) -> String {
         span_ms(r.elapsed_ms)
     );
     warnings(&mut out, &r.warnings);
+    if r.damaged_total > 0 {
+        let _ = writeln!(
+            out,
+            "INCOMPLETE: {} file{} could not be restored whole (a blob is missing or damaged \
+             on every tier); everything else was restored:",
+            r.damaged_total,
+            if r.damaged_total == 1 { "" } else { "s" }
+        );
+        for d in &r.damaged {
+            let _ = writeln!(out, "  {}: {}", d.path, d.reason);
+            if let Some(kept) = &d.kept_as {
+                let _ = writeln!(out, "    readable parts kept in {kept}");
+            }
+        }
+        let unlisted = r.damaged_total.saturating_sub(r.damaged.len() as u64);
+        if unlisted > 0 {
+            let _ = writeln!(
+                out,
+                "  ... and {unlisted} more (the drd log names them all)"
+            );
+        }
+    }
     out
 }
 

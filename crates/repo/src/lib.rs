@@ -20,7 +20,7 @@
 //! | reading, listing and picking snapshots (damaged ones kept in view) | `snapshots.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
-//! | restore | `restore.rs` |
+//! | restore (plan, writers, reads from copies, the target as an open handle) | `restore.rs`, `restore/` |
 //! | verify | `verify.rs` |
 //! | retention, forget, prune | `prune.rs` |
 //! | rebuilding the index from pack headers | `repair.rs` |
@@ -56,7 +56,7 @@ pub use prune::{
 pub use repair::RepairSummary;
 pub use replicate::ReplicateSummary;
 pub use repo::{InitOptions, RepoOptions, Repository};
-pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary};
+pub use restore::{DamagedFile, RestoreOptions, RestoreProgress, RestoreSummary, DAMAGED_SUFFIX};
 pub use snapshots::{
     at_or_before_of, latest_of, read_snapshots, select_snapshot, DamagedSnapshot, SnapshotList,
 };

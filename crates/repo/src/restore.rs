@@ -1,27 +1,38 @@
-//! Restore: plan the whole restore from the snapshot's trees first (validating every
-//! name, so a crafted tree is refused before anything is written), then create
-//! directories, write files in parallel (grouped by pack location), link hardlinks,
-//! create symlinks last, and set directory metadata deepest first.
+//! Restore: plan the whole restore from the snapshot's trees first (`plan.rs`:
+//! validating every name, so a crafted tree is refused before anything is written),
+//! then create directories, write files in parallel grouped by pack location
+//! (`files.rs`), link hardlinks, make FIFOs, create symlinks last, and set directory
+//! metadata deepest first.
 //!
 //! Nothing is written outside the target: stored names may not be empty, ".", "..", or
-//! hold '/' or NUL; every directory on the way is created by us or checked with lstat to
-//! be a real directory; files are opened with O_NOFOLLOW; symlinks are created only
-//! after all content is written, so no write goes through one.
+//! hold '/' or NUL; and every entry is reached from the open target folder without
+//! following a symlink at any component, with its metadata set through the open handle
+//! (`target.rs`), so a user racing the restore cannot redirect it. Symlinks are created
+//! only after all content is written.
+//!
+//! A blob that cannot be read from any tier damages only the files that need it: they
+//! are kept as `NAME.damaged` with their readable parts and listed in
+//! [`RestoreSummary::damaged`]; every other file is restored.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+mod fallback;
+mod files;
+mod plan;
+mod target;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, IoContext, Result};
-use crate::format::{Id, Node, NodeKind, Snapshot};
+use crate::error::{Error, Result};
+use crate::format::Snapshot;
 use crate::repo::Repository;
+use fallback::Reader;
+use files::{MetaSink, Owner};
+use plan::Filters;
+use target::TargetDir;
+
+/// The suffix a partly restored file gets, so nothing takes it for the real one.
+pub const DAMAGED_SUFFIX: &str = ".damaged";
 
 /// What to restore and where.
 #[derive(Debug, Clone)]
@@ -35,6 +46,10 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Writer threads.
     pub threads: usize,
+    /// A folder that holds `target`, for callers confined to it: only this folder is
+    /// opened as named, and the way from it to `target` is walked without following
+    /// symlinks. `None`: `target` is opened as named.
+    pub beneath: Option<PathBuf>,
 }
 
 impl RestoreOptions {
@@ -61,10 +76,23 @@ pub struct RestoreProgress {
     pub elapsed: Duration,
 }
 
+/// A file or folder that a restore could not bring back whole, because a blob it
+/// needs is missing or damaged on every tier tried.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DamagedFile {
+    /// Its path inside the snapshot ("/var/lib/app/db").
+    pub path: String,
+    /// Where its readable parts were kept (`NAME.damaged` under the target, unreadable
+    /// parts left as zeros), if anywhere.
+    pub kept_as: Option<PathBuf>,
+    /// What could not be read, and why.
+    pub reason: String,
+}
+
 /// The result of a restore.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RestoreSummary {
-    /// Regular files restored (hardlinks included).
+    /// Regular files restored whole (hardlinks included).
     pub files: u64,
     /// Directories restored.
     pub dirs: u64,
@@ -77,60 +105,30 @@ pub struct RestoreSummary {
     pub warnings: Vec<String>,
     /// Wall time.
     pub elapsed: Duration,
+    /// FIFOs (named pipes) made.
+    pub fifos: u64,
+    /// Files and folders not restored whole, by path. Not empty: the restore is
+    /// incomplete, and callers should say so (drctl and `drd restore` exit 1).
+    pub damaged: Vec<DamagedFile>,
 }
 
-struct Plan {
-    dirs: Vec<(PathBuf, Node)>,
-    files: Vec<(PathBuf, Node)>,
-    links: Vec<(PathBuf, PathBuf)>,
-    symlinks: Vec<(PathBuf, Node)>,
-}
-
-fn check_name(name: &[u8], dir: &Path) -> Result<()> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
-    {
-        return Err(Error::UnsafeName {
-            name: String::from_utf8_lossy(name).into_owned(),
-            dir: format!("/{}", dir.display()),
-        });
-    }
-    Ok(())
-}
-
-/// Normalizes a filter path to its components.
-fn filter_parts(p: &Path) -> Vec<Vec<u8>> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.as_bytes().to_vec()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Who we run as: owners are restored only as root; otherwise a difference is reported.
-#[derive(Clone, Copy)]
-struct Owner {
-    uid: u32,
-    gid: u32,
-}
-
-impl Owner {
-    fn current() -> Owner {
-        std::fs::metadata("/proc/self")
-            .map(|m| Owner {
-                uid: m.uid(),
-                gid: m.gid(),
-            })
-            .unwrap_or(Owner { uid: 0, gid: 0 })
-    }
-
-    fn is_root(self) -> bool {
-        self.uid == 0
+/// Does `err`, met reading a blob, mean the repository lacks or holds a bad copy of it
+/// (so the one file that needs it is damaged), rather than that reading failed?
+pub(crate) fn is_damage(err: &Error) -> bool {
+    match err {
+        Error::MissingBlob { .. } | Error::BlobMismatch { .. } | Error::Corrupt { .. } => true,
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 
 impl Repository {
-    /// Restores a snapshot (or part of it) under `options.target`.
+    /// Restores a snapshot (or part of it) under `options.target`. Files that a
+    /// damaged or missing blob breaks are listed in [`RestoreSummary::damaged`], and
+    /// everything else is restored.
     pub fn restore(
         &self,
         snapshot: &Snapshot,
@@ -142,406 +140,90 @@ impl Repository {
         let _lock = self.lock_for_read(&mut summary.warnings)?;
         // Another process may have pruned (moved blobs) since this one read the index.
         self.refresh()?;
-        let target = &options.target;
-        match std::fs::read_dir(target) {
+        match std::fs::read_dir(&options.target) {
             Ok(mut entries) => {
                 if entries.next().is_some() && !options.overwrite {
-                    return Err(Error::TargetNotEmpty(target.clone()));
+                    return Err(Error::TargetNotEmpty(options.target.clone()));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("list restore target", target, e)),
+            Err(e) => return Err(Error::io("list restore target", &options.target, e)),
         }
 
-        let filters: Vec<Vec<Vec<u8>>> = options.paths.iter().map(|p| filter_parts(p)).collect();
-        let mut plan = Plan {
-            dirs: Vec::new(),
-            files: Vec::new(),
-            links: Vec::new(),
-            symlinks: Vec::new(),
-        };
-        let mut matched = vec![false; filters.len()];
-        let mut hardlinks: HashMap<(u64, u64), PathBuf> = HashMap::new();
-        self.plan_tree(
-            &snapshot.tree,
-            &mut Vec::new(),
-            &filters,
-            &mut matched,
-            &mut plan,
-            &mut hardlinks,
-        )?;
-        if let Some(i) = matched.iter().position(|m| !m) {
+        let mut filters = Filters::new(&options.paths);
+        let reader = Reader::new(self);
+        let plan = reader.plan(&snapshot.tree, &mut filters)?;
+        if let Some(i) = filters.unmatched() {
             return Err(Error::PathNotInSnapshot(
                 options.paths[i].display().to_string(),
             ));
         }
+        summary.damaged = plan.damaged;
 
-        std::fs::create_dir_all(target).ctx("create restore target", target)?;
+        let target = TargetDir::open(&options.target, options.beneath.as_deref())?;
         for (rel, _) in &plan.dirs {
-            make_dir(&target.join(rel), options.overwrite)?;
+            target.make_dir(rel, options.overwrite)?;
         }
         summary.dirs = plan.dirs.len() as u64;
 
-        let root = Owner::current();
-        let mut warned_owner = false;
         // File metadata is set by the writer threads through the open file, right after
         // the content: on a tree of many small files that halves the syscalls and runs
         // them in parallel.
-        let meta = MetaSink {
-            me: root,
-            warned_owner: AtomicBool::new(false),
-            warnings: Mutex::new(Vec::new()),
-        };
-        summary.bytes = self.write_files(&plan.files, target, options, &meta, progress, started)?;
-        warned_owner |= meta.warned_owner.into_inner();
-        summary
-            .warnings
-            .extend(meta.warnings.into_inner().unwrap_or_default());
+        let meta = MetaSink::new(Owner::current());
+        let written =
+            reader.write_files(&plan.files, &target, options, &meta, progress, started)?;
+        summary.bytes = written.bytes;
+        let broken: HashSet<String> = written.damaged.iter().map(|d| d.path.clone()).collect();
+        let mut damaged_files = written.damaged.len();
+        summary.damaged.extend(written.damaged);
         for (rel, first) in &plan.links {
-            let path = target.join(rel);
-            remove_existing(&path, options.overwrite)?;
-            std::fs::hard_link(target.join(first), &path).ctx("create hardlink", &path)?;
-        }
-        summary.files = (plan.files.len() + plan.links.len()) as u64;
-        for (rel, node) in &plan.symlinks {
-            let path = target.join(rel);
-            remove_existing(&path, options.overwrite)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &path)
-                .ctx("create symlink", &path)?;
-            if root.is_root() {
-                std::os::unix::fs::lchown(&path, Some(node.uid), Some(node.gid))
-                    .ctx("set owner of", &path)?;
+            let first_shown = format!("/{}", first.display());
+            if broken.contains(&first_shown) {
+                damaged_files += 1;
+                summary.damaged.push(DamagedFile {
+                    path: format!("/{}", rel.display()),
+                    kept_as: None,
+                    reason: format!("a hardlink of {first_shown}, which is damaged"),
+                });
+                continue;
             }
-            let t = mtime(node);
-            filetime::set_symlink_file_times(&path, t, t).ctx("set mtime of", &path)?;
+            target.hard_link(rel, first, options.overwrite)?;
+        }
+        summary.files = (plan.files.len() + plan.links.len() - damaged_files) as u64;
+        for (rel, node) in &plan.fifos {
+            let fifo = target.fifo(rel, options.overwrite)?;
+            meta.set(&fifo, &target.full(rel), node)?;
+        }
+        summary.fifos = plan.fifos.len() as u64;
+        let as_root = meta.me.is_root();
+        for (rel, node) in &plan.symlinks {
+            let t = files::mtime(node);
+            let t = nix::sys::time::TimeSpec::new(t.unix_seconds(), i64::from(t.nanoseconds()));
+            let owner = as_root.then_some((node.uid, node.gid));
+            target.symlink(rel, &node.target, owner, t, options.overwrite)?;
         }
         summary.symlinks = plan.symlinks.len() as u64;
         for (rel, node) in plan.dirs.iter().rev() {
-            let path = target.join(rel);
-            set_meta(&path, node, root, &mut warned_owner, &mut summary.warnings)?;
+            let dir = target.dir(rel)?;
+            meta.set(&dir, &target.full(rel), node)?;
         }
+        summary
+            .warnings
+            .extend(meta.warnings.into_inner().unwrap_or_default());
         // Services are restarted on restored data: make it durable. One syncfs is much
         // cheaper than an fsync per file.
-        let dir = std::fs::File::open(target).ctx("open restore target", target)?;
-        nix::unistd::syncfs(&dir)
-            .map_err(|e| Error::io("sync the filesystem of", target, e.into()))?;
+        target.sync()?;
+        summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
         summary.elapsed = started.elapsed();
         Ok(summary)
     }
-
-    /// Walks a tree, validating names and collecting what to restore.
-    fn plan_tree(
-        &self,
-        tree_id: &Id,
-        rel: &mut Vec<Vec<u8>>,
-        filters: &[Vec<Vec<u8>>],
-        matched: &mut [bool],
-        plan: &mut Plan,
-        hardlinks: &mut HashMap<(u64, u64), PathBuf>,
-    ) -> Result<()> {
-        let dir_path = to_path(rel);
-        let tree = self.read_tree(tree_id, &format!("directory /{}", dir_path.display()))?;
-        let mut seen = HashSet::new();
-        for node in tree.nodes {
-            check_name(&node.name, &dir_path)?;
-            if !seen.insert(node.name.clone()) {
-                return Err(Error::UnsafeName {
-                    name: format!("{} (twice)", String::from_utf8_lossy(&node.name)),
-                    dir: format!("/{}", dir_path.display()),
-                });
-            }
-            rel.push(node.name.clone());
-            // Included if no filters, or the path is under a filter (all of it), or on
-            // the way to one (just the directory).
-            let mut under = filters.is_empty();
-            let mut on_way = false;
-            for (i, f) in filters.iter().enumerate() {
-                if rel.starts_with(f) {
-                    under = true;
-                    if rel.len() == f.len() {
-                        matched[i] = true;
-                    }
-                } else if f.starts_with(rel) {
-                    on_way = true;
-                }
-            }
-            if under || on_way {
-                let path = to_path(rel);
-                match node.kind {
-                    NodeKind::Dir => {
-                        let sub = node.subtree;
-                        plan.dirs.push((path, node));
-                        if let Some(sub) = sub {
-                            self.plan_tree(&sub, rel, filters, matched, plan, hardlinks)?;
-                        }
-                    }
-                    _ if !under => {}
-                    NodeKind::File => {
-                        if node.nlink > 1 && node.inode != 0 {
-                            if let Some(first) = hardlinks.get(&(node.dev, node.inode)) {
-                                plan.links.push((path, first.clone()));
-                                rel.pop();
-                                continue;
-                            }
-                            hardlinks.insert((node.dev, node.inode), path.clone());
-                        }
-                        plan.files.push((path, node));
-                    }
-                    NodeKind::Symlink => plan.symlinks.push((path, node)),
-                    NodeKind::Fifo => {}
-                }
-            }
-            rel.pop();
-        }
-        Ok(())
-    }
-
-    /// Writes file contents with `options.threads` threads; returns bytes written.
-    fn write_files(
-        &self,
-        files: &[(PathBuf, Node)],
-        target: &Path,
-        options: &RestoreOptions,
-        meta: &MetaSink,
-        progress: &mut dyn FnMut(&RestoreProgress),
-        started: Instant,
-    ) -> Result<u64> {
-        // Order by where the first blob lives, so packs are read roughly in sequence.
-        let mut order: Vec<usize> = (0..files.len()).collect();
-        let key = |i: &usize| {
-            files[*i]
-                .1
-                .content
-                .first()
-                .and_then(|id| self.locate(id))
-                .map(|l| (l.pack, l.entry.offset))
-        };
-        order.sort_by_cached_key(key);
-        let total_bytes: u64 = files.iter().map(|(_, n)| n.size).sum();
-        let next = AtomicU64::new(0);
-        let bytes = AtomicU64::new(0);
-        let done = AtomicU64::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        let threads = options.threads.max(1);
-        std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            for _ in 0..threads {
-                handles.push(s.spawn(|| loop {
-                    if failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(&idx) = order.get(i) else { return };
-                    let (rel, node) = &files[idx];
-                    let path = target.join(rel);
-                    match self.write_one(&path, rel, node, options.overwrite, meta, &bytes) {
-                        Ok(()) => {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
-                            }
-                            return;
-                        }
-                    }
-                }));
-            }
-            let report = |progress: &mut dyn FnMut(&RestoreProgress)| {
-                progress(&RestoreProgress {
-                    files_done: done.load(Ordering::Relaxed),
-                    files_total: files.len() as u64,
-                    bytes_done: bytes.load(Ordering::Relaxed),
-                    bytes_total: total_bytes,
-                    elapsed: started.elapsed(),
-                });
-            };
-            while handles.iter().any(|h| !h.is_finished()) {
-                std::thread::sleep(Duration::from_millis(100));
-                report(progress);
-            }
-            report(progress);
-        });
-        if let Some(e) = first_error.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        Ok(bytes.load(Ordering::Relaxed))
-    }
-
-    fn write_one(
-        &self,
-        path: &Path,
-        rel: &Path,
-        node: &Node,
-        overwrite: bool,
-        meta: &MetaSink,
-        bytes: &AtomicU64,
-    ) -> Result<()> {
-        remove_existing(path, overwrite)?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .ctx("create file", path)?;
-        let context = format!("file /{}", rel.display());
-        let mut pos = 0u64;
-        let mut hole = false;
-        for id in &node.content {
-            let data = self.read_blob(id, &context)?;
-            if is_zero(&data) {
-                // Leave a hole; set_len below materializes a trailing one.
-                f.seek(SeekFrom::Current(data.len() as i64))
-                    .ctx("seek in", path)?;
-                hole = true;
-            } else {
-                f.write_all(&data).ctx("write", path)?;
-                hole = false;
-            }
-            pos += data.len() as u64;
-            bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        if hole {
-            f.set_len(pos).ctx("set length of", path)?;
-        }
-        meta.set(&f, path, node)
-    }
-}
-
-/// All zero bytes? (memcmp against a zero block: fast even in debug builds)
-fn is_zero(data: &[u8]) -> bool {
-    static ZERO: [u8; 4096] = [0; 4096];
-    data.chunks(ZERO.len()).all(|c| c == &ZERO[..c.len()])
-}
-
-fn to_path(parts: &[Vec<u8>]) -> PathBuf {
-    let mut p = PathBuf::new();
-    for part in parts {
-        p.push(OsStr::from_bytes(part));
-    }
-    p
-}
-
-fn mtime(node: &Node) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        node.mtime_ns.div_euclid(1_000_000_000),
-        node.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
-/// Creates a directory, or accepts an existing real directory (never a symlink to one).
-fn make_dir(path: &Path, overwrite: bool) -> Result<()> {
-    match std::fs::create_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let m = std::fs::symlink_metadata(path).ctx("inspect", path)?;
-            if m.file_type().is_dir() {
-                Ok(())
-            } else if overwrite {
-                std::fs::remove_file(path).ctx("remove to replace", path)?;
-                std::fs::create_dir(path).ctx("create directory", path)
-            } else {
-                Err(Error::NotADirectory(path.to_path_buf()))
-            }
-        }
-        Err(e) => Err(Error::io("create directory", path, e)),
-    }
-}
-
-/// Removes a non-directory in the way when overwriting. Without overwrite the target
-/// started empty, so anything in the way makes the later create_new fail, as it should.
-fn remove_existing(path: &Path, overwrite: bool) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_dir() => Err(Error::io(
-            "replace directory with a file",
-            path,
-            std::io::Error::from(std::io::ErrorKind::IsADirectory),
-        )),
-        Ok(_) if overwrite => std::fs::remove_file(path).ctx("remove to replace", path),
-        _ => Ok(()),
-    }
-}
-
-/// Where writer threads set file metadata, and collect what they could not set.
-struct MetaSink {
-    me: Owner,
-    warned_owner: AtomicBool,
-    warnings: Mutex<Vec<String>>,
-}
-
-impl MetaSink {
-    /// [`set_meta`] through an open file: xattrs, owner, mode, then mtime.
-    fn set(&self, f: &std::fs::File, path: &Path, node: &Node) -> Result<()> {
-        use xattr::FileExt;
-        for (name, value) in &node.xattrs {
-            if let Err(e) = f.set_xattr(OsStr::from_bytes(name), value) {
-                if let Ok(mut w) = self.warnings.lock() {
-                    w.push(format!(
-                        "could not set xattr {} on {}: {e}",
-                        String::from_utf8_lossy(name),
-                        path.display()
-                    ));
-                }
-            }
-        }
-        if self.me.is_root() {
-            std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid))
-                .ctx("set owner of", path)?;
-        } else if (node.uid != self.me.uid || node.gid != self.me.gid)
-            && !self.warned_owner.swap(true, Ordering::Relaxed)
-        {
-            if let Ok(mut w) = self.warnings.lock() {
-                w.push("not running as root: file owners and groups were not restored".into());
-            }
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(node.mode))
-            .ctx("set mode of", path)?;
-        let t = mtime(node);
-        filetime::set_file_handle_times(f, Some(t), Some(t)).ctx("set mtime of", path)?;
-        Ok(())
-    }
-}
-
-/// Sets xattrs, owner, mode and mtime of a file or directory (in that order: chown
-/// clears setuid bits, and mtime must come after the content and xattrs).
-fn set_meta(
-    path: &Path,
-    node: &Node,
-    me: Owner,
-    warned_owner: &mut bool,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    for (name, value) in &node.xattrs {
-        if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
-            warnings.push(format!(
-                "could not set xattr {} on {}: {e}",
-                String::from_utf8_lossy(name),
-                path.display()
-            ));
-        }
-    }
-    if me.is_root() {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-            .ctx("set owner of", path)?;
-    } else if (node.uid != me.uid || node.gid != me.gid) && !*warned_owner {
-        *warned_owner = true;
-        warnings.push("not running as root: file owners and groups were not restored".into());
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
-        .ctx("set mode of", path)?;
-    let t = mtime(node);
-    filetime::set_file_times(path, t, t).ctx("set mtime of", path)?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::KeySet;
-    use crate::format::{BackupStats, BlobKind, Tree};
+    use crate::format::{BackupStats, BlobKind, Id, Node, NodeKind, Tree};
     use crate::pack::{blob_id, seal, PackWriter};
 
     fn node(name: &[u8], kind: NodeKind) -> Node {
@@ -622,6 +304,7 @@ mod tests {
                         target: target.clone(),
                         overwrite: false,
                         threads: 1,
+                        beneath: None,
                     },
                     &mut |_| {},
                 )
@@ -670,6 +353,7 @@ mod tests {
             target: target.clone(),
             overwrite: false,
             threads: 1,
+            beneath: None,
         };
         assert!(repo.restore(&snap, &opts, &mut |_| {}).is_err());
         let opts = RestoreOptions {

@@ -60,21 +60,36 @@ fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
     let text = report.problems[0].to_string();
     assert!(text.contains("victim.db"), "{text}");
 
-    // Restore refuses to write the bad content and names the file.
-    let err = fx
+    // Restore does not put the bad content under the file's name: it names the file,
+    // keeps the readable parts as victim.db.damaged, and restores everything else.
+    let target = fx.dir.path().join("t");
+    let summary = fx
         .repo
         .restore(
             &snap,
             &RestoreOptions {
                 paths: vec![],
-                target: fx.dir.path().join("t"),
+                target: target.clone(),
                 overwrite: false,
                 threads: 1,
+                beneath: None,
             },
             &mut |_| {},
         )
-        .unwrap_err();
-    assert!(err.to_string().contains("victim.db"), "{err}");
+        .unwrap();
+    assert_eq!(summary.damaged.len(), 1, "{:?}", summary.damaged);
+    let damaged = &summary.damaged[0];
+    assert_eq!(damaged.path, path_in_snapshot);
+    assert!(damaged.reason.contains("victim.db"), "{damaged:?}");
+    let kept = target.join(path_in_snapshot.trim_start_matches('/'));
+    assert!(!kept.exists());
+    let kept = kept.with_file_name("victim.db.damaged");
+    assert_eq!(damaged.kept_as.as_deref(), Some(kept.as_path()));
+    assert!(kept.exists());
+    assert_eq!(
+        std::fs::read(kept.with_file_name("bystander")).unwrap(),
+        b"fine"
+    );
 }
 
 #[test]
@@ -359,6 +374,7 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
                 target: target.clone(),
                 overwrite: false,
                 threads: 2,
+                beneath: None,
             },
             &mut |_| {},
         )
@@ -379,11 +395,13 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
                 target: fx.dir.path().join(dir),
                 overwrite: false,
                 threads: 1,
+                beneath: None,
             },
             &mut |_| {},
         )
     };
-    assert!(restore_to(&fx.repo, "t2").is_err());
+    let alone = restore_to(&fx.repo, "t2").unwrap();
+    assert_eq!(alone.damaged.len(), 1, "{:?}", alone.damaged);
     let with_replica = Repository::open(&fx.repo_path(), &keys)
         .unwrap()
         .with_fallback(dest.clone());
@@ -426,4 +444,41 @@ fn replication_does_not_spread_a_damaged_snapshot_file() {
             .any(|w| w.contains(&s1.id) && w.contains("damaged")),
         "{copied:?}"
     );
+}
+
+#[test]
+fn a_blob_the_landing_index_lacks_is_read_from_the_replica() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("a"), random_bytes(300_000)).unwrap();
+    std::fs::write(src.join("b"), b"small").unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    let offsite = fx.dir.path().join("offsite");
+    let dest: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
+    // The landing tier loses its index files: no blob can be located there.
+    for entry in std::fs::read_dir(fx.repo_path().join("index")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let keys = KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap();
+    let landing = Repository::open(&fx.repo_path(), &keys)
+        .unwrap()
+        .with_fallback(dest);
+    let target = fx.dir.path().join("t");
+    let summary = landing
+        .restore(
+            &snap,
+            &RestoreOptions {
+                paths: vec![],
+                target: target.clone(),
+                overwrite: false,
+                threads: 2,
+                beneath: None,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
+    assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
 }

@@ -2,8 +2,8 @@
 //! offline commands print).
 
 use drd_proto::{
-    AffectedFile, BackupReport, RepairReport, RestoreReport, SnapshotInfo, VerifyProblem,
-    VerifyReport,
+    AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport, SnapshotInfo,
+    VerifyProblem, VerifyReport,
 };
 use drd_repo::{
     BackupSummary, DamagedSnapshot, Problem, RepairSummary, RestoreSummary, Snapshot,
@@ -77,6 +77,28 @@ pub fn restore_report(
         bytes: summary.bytes,
         warnings: summary.warnings.clone(),
         elapsed_ms: ms(summary.elapsed),
+        fifos: summary.fifos,
+        damaged: summary
+            .damaged
+            .iter()
+            .take(RestoreReport::DAMAGED_LISTED)
+            .scan(0usize, |listed, d| {
+                let kept = d.kept_as.as_ref().map_or(0, |p| p.as_os_str().len());
+                *listed += d.path.len() + d.reason.len() + kept + 16;
+                (*listed <= RestoreReport::DAMAGED_LISTED_BYTES).then_some(d)
+            })
+            .map(damaged_file)
+            .collect(),
+        damaged_total: summary.damaged.len() as u64,
+    }
+}
+
+/// A file a restore could not bring back whole.
+pub fn damaged_file(d: &drd_repo::DamagedFile) -> DamagedFile {
+    DamagedFile {
+        path: d.path.clone(),
+        kept_as: d.kept_as.as_ref().map(|p| p.display().to_string()),
+        reason: d.reason.clone(),
     }
 }
 
@@ -130,5 +152,44 @@ pub fn repair_report(summary: &RepairSummary, tier: &str, location: &str) -> Rep
         unreadable_packs: with_reason(&summary.unreadable_packs),
         warnings: summary.warnings.clone(),
         elapsed_ms: ms(summary.elapsed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_with_very_many_damaged_files_still_fits_in_one_frame() {
+        let summary = RestoreSummary {
+            damaged: (0..20_000)
+                .map(|i| drd_repo::DamagedFile {
+                    path: format!("/{}/{i}", "long-folder-name".repeat(20)),
+                    kept_as: Some(format!("/t/{}/{i}.damaged", "x".repeat(300)).into()),
+                    reason: "blob 0123 in pack data/01/0123 is damaged: does not decrypt".into(),
+                })
+                .collect(),
+            ..RestoreSummary::default()
+        };
+        let snapshot = Snapshot {
+            id: "00".repeat(32),
+            job: "j".into(),
+            host: "h".into(),
+            time_ms: 0,
+            parent: None,
+            sources: vec![],
+            tree: drd_repo::Id::from_hex(&"00".repeat(32)).unwrap(),
+            stats: drd_repo::BackupStats::default(),
+        };
+        let report = restore_report(&summary, &snapshot, "local", std::path::Path::new("/t"));
+        assert_eq!(report.damaged_total, 20_000);
+        assert!(!report.damaged.is_empty() && report.damaged.len() < 20_000);
+        let reply = drd_proto::Response::Ok(drd_proto::Reply::Restored(Box::new(report)));
+        let frame = drd_proto::codec::encode(&drd_proto::ServerFrame::Response(reply)).unwrap();
+        assert!(
+            frame.len() < drd_proto::MAX_FRAME_LEN / 2,
+            "{}",
+            frame.len()
+        );
     }
 }

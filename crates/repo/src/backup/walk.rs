@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -330,9 +330,16 @@ impl Walker<'_> {
             self.report.files_done += 1;
             self.emit(false);
             result
+        } else if ft.is_fifo() {
+            // A named pipe has no content; restore makes it again with mkfifo.
+            let node = node_from_meta(name, NodeKind::Fifo, meta);
+            self.stats.file_count += 1;
+            self.stats.files_new += u64::from(parent.is_none());
+            self.stats.files_unchanged += u64::from(parent.is_some());
+            Ok(Some(node))
         } else {
             self.warn(format!(
-                "skipped {}: special files (devices, sockets, FIFOs) are not backed up",
+                "skipped {}: special files (devices, sockets) are not backed up",
                 path.display()
             ));
             Ok(None)

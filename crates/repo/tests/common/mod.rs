@@ -79,6 +79,7 @@ pub fn restore_all(
         target: target.to_path_buf(),
         overwrite: false,
         threads: 2,
+        beneath: None,
     };
     repo.restore(snapshot, &options, &mut |_| {})
 }
@@ -150,6 +151,8 @@ fn walk(
             "dir"
         } else if ft.is_symlink() {
             "symlink"
+        } else if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+            "fifo"
         } else {
             "file"
         };
