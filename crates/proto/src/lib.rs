@@ -43,7 +43,7 @@ pub use shutdown::{
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts, length prefix excluded. A peer that announces
 /// more is answered with an error and disconnected before anything is allocated.
