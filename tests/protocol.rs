@@ -28,7 +28,8 @@ fn a_client_of_another_protocol_version_is_told_so() {
     let (kind, message) = error_of(conn.hello(999).unwrap());
     assert_eq!(kind, ErrorKind::VersionMismatch);
     assert!(message.contains("protocol 999"), "{message}");
-    assert!(message.contains("protocol 1"), "{message}");
+    let ours = format!("protocol {}", drd_proto::PROTOCOL_VERSION);
+    assert!(message.contains(&ours), "{message}");
     assert!(conn.closed_by_server());
     still_serves(&daemon);
 }
