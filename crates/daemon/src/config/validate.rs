@@ -36,7 +36,7 @@ impl Problem {
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
         let message = err.message().trim().to_owned();
-        let field = locate::field_at(text, err.span().map(|s| s.start));
+        let field = locate::field_at(text, err.span().map(|s| s.start), &message);
         Problem {
             field,
             line,
