@@ -89,6 +89,25 @@ pub(super) fn check(config: &Config, text: &str) -> (ResolvedRoles, Option<u32>,
             "must be at least 1 (64 is the default)".to_owned(),
         );
     }
+    for (field, value, default) in [
+        (
+            "daemon.max_connections_per_uid",
+            daemon.max_connections_per_uid,
+            16,
+        ),
+        (
+            "daemon.reserved_connections",
+            daemon.reserved_connections,
+            8,
+        ),
+    ] {
+        if value == 0 {
+            problem(
+                field,
+                format!("must be at least 1 ({default} is the default)"),
+            );
+        }
+    }
     for (field, value) in [
         ("daemon.idle_timeout", daemon.idle_timeout),
         ("daemon.handshake_timeout", daemon.handshake_timeout),
