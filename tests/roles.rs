@@ -108,13 +108,15 @@ const RESPONDER: u32 = 47_921;
 const VIEWER: u32 = 47_922;
 const VIEWER_2: u32 = 47_923;
 
-/// Opens `n` connections to `socket` as `uid`, sends a hello on each and reads each
-/// one's first reply, then holds them all open until dropped: what a hostile (or
-/// leaky) member of the socket group does. Done by a python3 child, since only a
-/// whole process can take another uid.
+/// `n` connections to drd from `uid`, each with a hello sent (or none, if silent),
+/// held open until dropped: what a hostile (or leaky) member of the socket group does.
+/// Done by a python3 child, since only a whole process can take another uid.
 struct Holder {
     child: std::process::Child,
-    /// The first reply on each connection: a welcome, or an error kind and message.
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    n: usize,
+    /// The first reply on each connection, once read: a welcome, or an error kind and
+    /// message.
     replies: Vec<Result<(), (ErrorKind, String)>>,
 }
 
@@ -125,11 +127,13 @@ conns = []
 for _ in range(n):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
-    try:
-        s.sendall(struct.pack(">I", len(hello)) + hello)
-    except OSError:
-        pass  # turned away before the hello landed; the reason is still there to read
+    if hello:
+        try:
+            s.sendall(struct.pack(">I", len(hello)) + hello)
+        except OSError:
+            pass  # turned away before the hello landed; the reason is still there to read
     conns.append(s)
+print("opened", flush=True)
 def first_reply(s):
     s.settimeout(20)
     data = b""
@@ -149,14 +153,20 @@ sys.stdin.read()
 "#;
 
 impl Holder {
-    fn open(daemon: &Daemon, uid: u32, n: usize) -> Holder {
+    /// Opens the connections (sending a hello on each unless `silent`) and returns
+    /// once all are open, before any reply is read.
+    fn open(daemon: &Daemon, uid: u32, n: usize, silent: bool) -> Holder {
         use std::io::BufRead;
         let hello = codec::encode(&ClientFrame::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             client: "holder".to_owned(),
         }))
         .unwrap();
-        let hex: String = hello.iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = if silent {
+            String::new()
+        } else {
+            hello.iter().map(|b| format!("{b:02x}")).collect()
+        };
         let mut child = Command::new("python3")
             .args(["-c", HOLD])
             .arg(daemon.socket())
@@ -169,8 +179,22 @@ impl Holder {
             .spawn()
             .expect("run python3");
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut replies = Vec::new();
-        for line in lines.by_ref() {
+        assert_eq!(
+            lines.next().map(Result::unwrap).as_deref(),
+            Some("opened"),
+            "the holder could not open its connections"
+        );
+        Holder {
+            child,
+            lines,
+            n,
+            replies: Vec::new(),
+        }
+    }
+
+    /// Waits for the first reply on every connection.
+    fn read_replies(&mut self) -> &mut Self {
+        for line in self.lines.by_ref() {
             let line = line.unwrap();
             if line == "holding" {
                 break;
@@ -179,18 +203,31 @@ impl Holder {
                 .step_by(2)
                 .filter_map(|i| u8::from_str_radix(line.get(i..i + 2)?, 16).ok())
                 .collect();
-            replies.push(match codec::decode::<ServerFrame>(&bytes) {
-                Ok(ServerFrame::Welcome(_)) => Ok(()),
-                Ok(ServerFrame::Response(Response::Error(e))) => Err((e.kind, e.message)),
-                other => panic!("unexpected first reply {line:?}: {other:?}"),
-            });
+            self.replies
+                .push(match codec::decode::<ServerFrame>(&bytes) {
+                    Ok(ServerFrame::Welcome(_)) => Ok(()),
+                    Ok(ServerFrame::Response(Response::Error(e))) => Err((e.kind, e.message)),
+                    other => panic!("unexpected first reply {line:?}: {other:?}"),
+                });
         }
         assert_eq!(
-            replies.len(),
-            n,
+            self.replies.len(),
+            self.n,
             "the holder did not report every connection"
         );
-        Holder { child, replies }
+        self
+    }
+
+    /// The message of a busy reply. Which connections are turned away is up to the
+    /// order the daemon's tasks run in, not the order they were opened.
+    fn busy_message(&self) -> String {
+        self.replies
+            .iter()
+            .find_map(|r| match r {
+                Err((ErrorKind::Busy, message)) => Some(message.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no busy reply: {:?}", self.replies))
     }
 
     fn count(&self, what: Result<(), ErrorKind>) -> usize {
@@ -243,8 +280,9 @@ fn a_role_less_member_of_the_socket_group_cannot_lock_out_root() {
     let Some(daemon) = lockout_daemon("") else {
         return;
     };
-    let holder = Holder::open(&daemon, ROLELESS, 70);
+    let mut holder = Holder::open(&daemon, ROLELESS, 70, false);
     on_call_gets_in(&daemon);
+    holder.read_replies();
 
     // Every one of them was refused right after its hello, with the reason.
     assert_eq!(
@@ -277,11 +315,12 @@ fn one_viewer_holds_at_most_its_share_of_connections() {
     let Some(daemon) = lockout_daemon("") else {
         return;
     };
-    let holder = Holder::open(&daemon, VIEWER, 70);
+    let mut holder = Holder::open(&daemon, VIEWER, 70, false);
     on_call_gets_in(&daemon);
+    holder.read_replies();
     assert_eq!(holder.count(Ok(())), 16, "{:?}", holder.replies);
     assert_eq!(holder.count(Err(ErrorKind::Busy)), 54);
-    let (_, message) = holder.replies[69].clone().unwrap_err();
+    let message = holder.busy_message();
     assert!(message.contains("max_connections_per_uid"), "{message}");
     // Another viewer still gets one of the shared slots.
     let out = drctl_as(&daemon, VIEWER_2, &["status"]);
@@ -297,12 +336,13 @@ fn slots_are_kept_for_root_and_responders_when_the_shared_ones_are_taken() {
     // closed, so try until the viewer gets all four.
     let mut holder = None;
     drd_integration_tests::eventually("the viewer to hold every shared slot", || {
-        let h = Holder::open(&daemon, VIEWER, 10);
+        let mut h = Holder::open(&daemon, VIEWER, 10, false);
+        h.read_replies();
         let full = h.count(Ok(())) == 4 && h.count(Err(ErrorKind::Busy)) == 6;
         holder = full.then_some(h);
         full
     });
-    let (_, message) = holder.as_ref().unwrap().replies[9].clone().unwrap_err();
+    let message = holder.as_ref().unwrap().busy_message();
     assert!(message.contains("too many connections"), "{message}");
     on_call_gets_in(&daemon);
     let out = drctl_as(&daemon, VIEWER_2, &["status"]);
@@ -311,5 +351,29 @@ fn slots_are_kept_for_root_and_responders_when_the_shared_ones_are_taken() {
         String::from_utf8_lossy(&out.stderr).contains("too many connections"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn silent_role_less_connections_do_not_keep_root_waiting() {
+    let Some(daemon) = lockout_daemon("handshake_timeout = \"5s\"") else {
+        return;
+    };
+    // 70 connections that never send their hello: 16 are waited on for it, the rest
+    // are refused at once, and none takes a slot.
+    let mut holder = Holder::open(&daemon, ROLELESS, 70, true);
+    let started = std::time::Instant::now();
+    on_call_gets_in(&daemon);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "root and a responder waited {took:?}"
+    );
+    holder.read_replies();
+    assert_eq!(
+        holder.count(Err(ErrorKind::PermissionDenied)),
+        70,
+        "{:?}",
+        holder.replies
     );
 }
