@@ -167,7 +167,8 @@ impl Holder {
         } else {
             hello.iter().map(|b| format!("{b:02x}")).collect()
         };
-        let mut child = Command::new("python3")
+        // The system python: a per-user one (pyenv) may not be readable by the test user.
+        let mut child = Command::new("/usr/bin/python3")
             .args(["-c", HOLD])
             .arg(daemon.socket())
             .arg(hex)
