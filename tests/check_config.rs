@@ -185,3 +185,37 @@ fn a_missing_file_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/drd.toml")
     );
 }
+
+#[test]
+fn a_key_file_made_readable_is_refused_by_reload_and_at_start() {
+    let mut daemon = drd_integration_tests::backup_daemon(
+        "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}\" }]\n",
+    );
+    let key = daemon.key();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let chmod = format!("chmod 600 {}", key.display());
+
+    let out = daemon.drctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&chmod),
+        "{}",
+        text(&out)
+    );
+    // The config in force stays, and so does the daemon.
+    assert!(daemon.drctl(&["status"]).status.success());
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.wait_exit(std::time::Duration::from_secs(10));
+    let out = Command::new(&bins().drd)
+        .args(["run", "--config"])
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&chmod),
+        "{}",
+        text(&out)
+    );
+}
