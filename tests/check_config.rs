@@ -1,6 +1,8 @@
 //! `drd check-config`: every problem with its field and line, exit 64; 0 when valid.
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use drd_integration_tests::{bins, open_tempdir, text};
@@ -28,19 +30,104 @@ fn a_valid_config_passes() {
     assert!(stdout.contains(": ok"), "{stdout}");
 }
 
+/// The repository's root.
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// A copy of `examples/` (config and key, as a fresh clone has them: mode 0644) and
+/// a `docs` folder beside it, as in the repository.
+fn examples_copy() -> tempfile::TempDir {
+    let dir = open_tempdir();
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    for name in ["quickstart.toml", "quickstart.key", "six-jobs.toml"] {
+        let to = dir.path().join("examples").join(name);
+        std::fs::copy(root().join("examples").join(name), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    dir
+}
+
+fn check_file(path: &Path) -> std::process::Output {
+    Command::new(&bins().drd)
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
-fn the_quickstart_config_passes() {
+fn the_example_configs_pass_once_the_key_is_private() {
     // packaging/drd.toml names the drd group, which only exists where the sysusers
     // snippet ran: .ci/run creates it and checks that config there.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
+    let dir = examples_copy();
+    let examples = dir.path().join("examples");
+    let key = examples.join("quickstart.key");
+    // git checks the key out 0644; the quickstart's command runs chmod 600 first.
+    let out = check_file(&examples.join("quickstart.toml"));
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "keys.files[0]: key file {} has mode 0644",
+            key.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", key.display())),
+        "{stderr}"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for config in ["quickstart.toml", "six-jobs.toml"] {
+        let out = check_file(&examples.join(config));
+        assert!(out.status.success(), "{config}: {}", text(&out));
+    }
+}
+
+#[test]
+fn an_offline_command_refuses_a_key_file_others_can_read() {
+    let dir = open_tempdir();
+    let key = dir.path().join("main.key");
     let out = Command::new(&bins().drd)
-        .args(["check-config", "--config"])
-        .arg(root.join("examples/quickstart.toml"))
+        .args(["key", "generate", "--out"])
+        .arg(&key)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    for command in ["snapshots", "verify"] {
+        let out = Command::new(&bins().drd)
+            .args([command, "--repo"])
+            .arg(dir.path().join("repo"))
+            .arg("--key")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("has mode 0640"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("chmod 600 {}", key.display())),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_top_level_table_is_named_as_such() {
+    let (code, _, stderr) = check(
+        "[daemon]\nstate_dir = \"state\"\n\n[tiers.local]\nkind = \"dir\"\npath = \"repo\"\n\n\
+         [jobs.files]\ntiers = [\"local\"]\nsources = []\n\n[bogus]\nx = 1\n",
+    );
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("drd.toml:12: top level: unknown field `bogus`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("jobs.files"), "{stderr}");
 }
 
 #[test]
@@ -96,5 +183,39 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(64));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/drd.toml")
+    );
+}
+
+#[test]
+fn a_key_file_made_readable_is_refused_by_reload_and_at_start() {
+    let mut daemon = drd_integration_tests::backup_daemon(
+        "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}\" }]\n",
+    );
+    let key = daemon.key();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let chmod = format!("chmod 600 {}", key.display());
+
+    let out = daemon.drctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&chmod),
+        "{}",
+        text(&out)
+    );
+    // The config in force stays, and so does the daemon.
+    assert!(daemon.drctl(&["status"]).status.success());
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.wait_exit(std::time::Duration::from_secs(10));
+    let out = Command::new(&bins().drd)
+        .args(["run", "--config"])
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&chmod),
+        "{}",
+        text(&out)
     );
 }

@@ -183,9 +183,22 @@ fn the_six_jobs_example_passes_check_config() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
+    // A copy, with the demo key made private as the quickstart's command does (git
+    // checks it out 0644, and drd refuses a key file others can read).
+    let dir = drd_integration_tests::open_tempdir();
+    let examples = dir.path().join("examples");
+    std::fs::create_dir(&examples).unwrap();
+    for name in ["six-jobs.toml", "quickstart.key"] {
+        std::fs::copy(root.join("examples").join(name), examples.join(name)).unwrap();
+    }
+    std::fs::set_permissions(
+        examples.join("quickstart.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let out = Command::new(&bins().drd)
         .args(["check-config", "--config"])
-        .arg(root.join("examples/six-jobs.toml"))
+        .arg(examples.join("six-jobs.toml"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -109,19 +109,20 @@ fn a_silent_client_is_timed_out() {
 
 #[test]
 fn connections_beyond_the_cap_are_told_the_daemon_is_busy() {
-    let daemon = Daemon::start("max_connections = 2");
+    // root may use the reserved slot too: two shared and one reserved.
+    let daemon = Daemon::start("max_connections = 2\nreserved_connections = 1");
     // The readiness probe's connection may still hold a slot for a moment after it
-    // closed, so take the two slots as soon as they are free.
+    // closed, so take the three slots as soon as they are free.
     let mut held: Vec<RawConn> = Vec::new();
-    drd_integration_tests::eventually("two connection slots", || {
+    drd_integration_tests::eventually("three connection slots", || {
         let mut c = RawConn::connect(&daemon.socket()).unwrap();
         if c.handshake().is_ok() {
             held.push(c);
         }
-        held.len() == 2
+        held.len() == 3
     });
-    let mut third = RawConn::connect(&daemon.socket()).unwrap();
-    let (kind, message) = error_of(third.read_frame().unwrap());
+    let mut fourth = RawConn::connect(&daemon.socket()).unwrap();
+    let (kind, message) = error_of(fourth.read_frame().unwrap());
     assert_eq!(kind, ErrorKind::Busy);
     assert!(message.contains("too many connections"), "{message}");
 

@@ -70,7 +70,8 @@ pub struct DaemonConfig {
     /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as
     /// `info,drd::control=debug`. `RUST_LOG` overrides it.
     pub log_level: String,
-    /// Connections served at once; more are told the daemon is busy.
+    /// Connections of peers with a role served at once; more are told the daemon is
+    /// busy (responders may still use `reserved_connections`).
     pub max_connections: usize,
     /// A client that sends nothing for this long is disconnected.
     #[serde(with = "humantime_serde_compat")]
@@ -95,6 +96,12 @@ pub struct DaemonConfig {
     /// time, up to this long between tries.
     #[serde(with = "humantime_serde_compat")]
     pub replication_retry_max: Duration,
+    /// Connections one uid may hold at once; root and the daemon's own uid are not
+    /// limited per uid.
+    pub max_connections_per_uid: usize,
+    /// Slots beyond `max_connections` that only responders (root among them) may use,
+    /// so the on-call engineer gets in while others hold every shared slot.
+    pub reserved_connections: usize,
 }
 
 /// The zstd level when the config names none. Measured with bench/run on the 1 GiB
@@ -118,6 +125,8 @@ impl Default for DaemonConfig {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             replication_retry_max: Duration::from_secs(15 * 60),
             restore_threads: 0,
+            max_connections_per_uid: 16,
+            reserved_connections: 8,
         }
     }
 }
@@ -337,6 +346,24 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("drd.toml:3"), "{text}");
         assert!(text.contains("sockett"), "{text}");
+    }
+
+    #[test]
+    fn connection_limits_must_leave_room() {
+        let err =
+            load("[daemon]\nmax_connections_per_uid = 0\nreserved_connections = 0\n").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected problems")
+        };
+        assert!(problems
+            .iter()
+            .any(|p| p.field == "daemon.max_connections_per_uid" && p.line == Some(2)));
+        assert!(problems
+            .iter()
+            .any(|p| p.field == "daemon.reserved_connections" && p.line == Some(3)));
+        let loaded = load("").unwrap();
+        assert_eq!(loaded.config.daemon.max_connections_per_uid, 16);
+        assert_eq!(loaded.config.daemon.reserved_connections, 8);
     }
 
     #[test]

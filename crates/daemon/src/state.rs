@@ -148,8 +148,5 @@ fn restart_only_changes(old: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static 
     if a.state_dir != b.state_dir {
         fields.push("daemon.state_dir");
     }
-    if a.max_connections != b.max_connections {
-        fields.push("daemon.max_connections");
-    }
     fields
 }

@@ -6,8 +6,8 @@
 //! behind. A unit test checks both directions against the `fernet` crate.
 
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
@@ -124,7 +124,7 @@ impl KeySet {
         }
         let mut keys = Vec::with_capacity(paths.len());
         for path in paths {
-            let text = std::fs::read_to_string(path).ctx("read key file", path)?;
+            let text = read_private(path)?;
             let key = KeySet::parse(&text).ok_or_else(|| Error::BadKey { path: path.clone() })?;
             keys.push(key);
         }
@@ -157,6 +157,27 @@ impl KeySet {
     pub(crate) fn decrypt(&self, token: &[u8]) -> Option<Vec<u8>> {
         self.keys.iter().find_map(|k| k.decrypt(token))
     }
+}
+
+/// Reads a key file, refusing one that anyone but its owner may read or change. The
+/// mode is taken from the open file, so it is the mode of what is read.
+fn read_private(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).ctx("read key file", path)?;
+    let mode = file
+        .metadata()
+        .ctx("read key file", path)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::KeyFileMode {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ctx("read key file", path)?;
+    Ok(text)
 }
 
 /// Creates a new random Fernet key file at `out` with mode 0600, in the format of
@@ -228,7 +249,6 @@ mod tests {
 
     #[test]
     fn key_file_is_0600_and_not_overwritten() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         generate_key_file(&p).unwrap();
@@ -242,5 +262,25 @@ mod tests {
             Err(Error::KeyFileExists { .. })
         ));
         assert!(!format!("{:?}", KeySet::load(&[p]).unwrap()).contains(text.trim_end()));
+    }
+
+    #[test]
+    fn a_key_file_others_may_read_is_refused_with_the_chmod_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        generate_key_file(&p).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = KeySet::load(std::slice::from_ref(&p)).unwrap_err();
+            assert!(matches!(err, Error::KeyFileMode { mode: m, .. } if m == mode));
+            let text = err.to_string();
+            assert!(text.contains(&format!("{mode:04o}")), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", p.display())),
+                "{text}"
+            );
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(KeySet::load(std::slice::from_ref(&p)).is_ok());
     }
 }

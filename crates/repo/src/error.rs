@@ -154,6 +154,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A key file others than its owner may read or change (as ssh refuses a private
+    /// key that is not 0600).
+    #[error(
+        "key file {path} has mode {mode:04o}, so users other than its owner can read or \
+         change it; run `chmod 600 {path}` (and keep the key owned by the user drd runs as)"
+    )]
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// Result with the crate's [`Error`].

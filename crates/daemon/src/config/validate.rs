@@ -36,7 +36,7 @@ impl Problem {
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
         let message = err.message().trim().to_owned();
-        let field = locate::field_at(text, err.span().map(|s| s.start));
+        let field = locate::field_at(text, err.span().map(|s| s.start), &message);
         Problem {
             field,
             line,
@@ -88,6 +88,25 @@ pub(super) fn check(config: &Config, text: &str) -> (ResolvedRoles, Option<u32>,
             "daemon.max_connections",
             "must be at least 1 (64 is the default)".to_owned(),
         );
+    }
+    for (field, value, default) in [
+        (
+            "daemon.max_connections_per_uid",
+            daemon.max_connections_per_uid,
+            16,
+        ),
+        (
+            "daemon.reserved_connections",
+            daemon.reserved_connections,
+            8,
+        ),
+    ] {
+        if value == 0 {
+            problem(
+                field,
+                format!("must be at least 1 ({default} is the default)"),
+            );
+        }
     }
     for (field, value) in [
         ("daemon.idle_timeout", daemon.idle_timeout),

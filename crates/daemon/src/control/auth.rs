@@ -4,7 +4,7 @@ use std::io;
 
 use drd_proto::Role;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use nix::unistd::{getgrouplist, Gid, Uid, User};
+use nix::unistd::{geteuid, getgrouplist, Gid, Uid, User};
 use tokio::net::UnixStream;
 
 use crate::audit::Actor;
@@ -53,10 +53,16 @@ impl Peer {
         }
     }
 
-    /// The highest role the peer holds, if any. root holds every role; a role also
-    /// grants the roles below it.
+    /// Whether the peer holds every role whatever the config says: root, and the uid
+    /// the daemon runs as (it can do anything the daemon can, socket or not).
+    pub fn holds_every_role(&self) -> bool {
+        self.uid == 0 || self.uid == geteuid().as_raw()
+    }
+
+    /// The highest role the peer holds, if any. root and the daemon's own uid hold
+    /// every role; a role also grants the roles below it.
     pub fn role(&self, roles: &ResolvedRoles) -> Option<Role> {
-        if self.uid == 0 {
+        if self.holds_every_role() {
             return Some(Role::Responder);
         }
         let holds = |(uids, gids): &(Vec<u32>, Vec<u32>)| {
@@ -94,13 +100,21 @@ mod tests {
     fn roles_come_from_uids_and_groups_and_include_lower_ones() {
         let roles = ResolvedRoles {
             viewer: (vec![], vec![100]),
-            operator: (vec![1001], vec![]),
+            operator: (vec![470_010], vec![]),
             responder: (vec![], vec![300]),
         };
         assert_eq!(peer(0, &[0]).role(&roles), Some(Role::Responder));
-        assert_eq!(peer(1000, &[100]).role(&roles), Some(Role::Viewer));
-        assert_eq!(peer(1001, &[5]).role(&roles), Some(Role::Operator));
-        assert_eq!(peer(1002, &[5, 300]).role(&roles), Some(Role::Responder));
-        assert_eq!(peer(1003, &[5]).role(&roles), None);
+        assert_eq!(peer(470_000, &[100]).role(&roles), Some(Role::Viewer));
+        assert_eq!(peer(470_010, &[5]).role(&roles), Some(Role::Operator));
+        assert_eq!(peer(470_020, &[5, 300]).role(&roles), Some(Role::Responder));
+        assert_eq!(peer(470_030, &[5]).role(&roles), None);
+    }
+
+    #[test]
+    fn the_daemons_own_uid_holds_every_role() {
+        let me = geteuid().as_raw();
+        let peer = peer(me, &[me]);
+        assert!(peer.holds_every_role());
+        assert_eq!(peer.role(&ResolvedRoles::default()), Some(Role::Responder));
     }
 }

@@ -1,5 +1,7 @@
-//! One connection: handshake, then requests one at a time, each answered by events and
-//! a response. Anything malformed gets an error reply where the peer can still read
+//! One connection: who is calling first (a peer with no role is refused right after its
+//! hello, and one with a role takes a slot from `limits` or is told it is busy), then
+//! the handshake, then requests one at a time, each answered by events and a
+//! response. Anything malformed gets an error reply where the peer can still read
 //! one, and the connection is closed; the daemon goes on serving everyone else.
 
 use std::sync::Arc;
@@ -8,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use drd_proto::codec::{self, frame_codec};
 use drd_proto::{
-    ClientFrame, ErrorKind, ErrorReply, Event, Hello, Request, Response, ServerFrame, Welcome,
-    PROTOCOL_VERSION,
+    ClientFrame, ErrorKind, ErrorReply, Event, Hello, Request, Response, Role, ServerFrame,
+    Welcome, PROTOCOL_VERSION,
 };
 use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
@@ -18,7 +20,10 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::auth::Peer;
 use super::handlers;
+use super::limits::{Limits, Slot};
+use super::server::Gate;
 use crate::audit::Outcome;
+use crate::config::DaemonConfig;
 use crate::state::Shared;
 
 type Conn = Framed<UnixStream, LengthDelimitedCodec>;
@@ -31,7 +36,7 @@ enum Close {
     Reply(ErrorKind, String),
 }
 
-pub(super) async fn handle(stream: UnixStream, shared: Arc<Shared>) {
+pub(super) async fn handle(stream: UnixStream, shared: Arc<Shared>, gate: Arc<Gate>) {
     let peer = match Peer::of(&stream) {
         Ok(peer) => peer,
         Err(err) => {
@@ -42,12 +47,23 @@ pub(super) async fn handle(stream: UnixStream, shared: Arc<Shared>) {
     let mut conn = Framed::new(stream, frame_codec());
     let config = shared.config();
     let daemon = &config.config.daemon;
-    let outcome = match handshake(&mut conn, daemon.handshake_timeout).await {
-        Ok(hello) => {
-            tracing::debug!(uid = peer.uid, pid = peer.pid, client = %hello.client, "client connected");
-            serve_requests(&mut conn, &shared, &peer, daemon.idle_timeout).await
+    let outcome = match peer.role(&config.roles) {
+        None => {
+            Err(
+                refuse_without_role(&mut conn, &shared, &gate, &peer, daemon.handshake_timeout)
+                    .await,
+            )
         }
-        Err(close) => Err(close),
+        Some(role) => match admit(&gate, daemon, &peer, role) {
+            Err(close) => Err(close),
+            Ok(_slot) => match handshake(&mut conn, daemon.handshake_timeout).await {
+                Ok(hello) => {
+                    tracing::debug!(uid = peer.uid, pid = peer.pid, client = %hello.client, "client connected");
+                    serve_requests(&mut conn, &shared, &peer, daemon.idle_timeout).await
+                }
+                Err(close) => Err(close),
+            },
+        },
     };
     if let Err(Close::Reply(kind, message)) = outcome {
         tracing::info!(
@@ -64,6 +80,51 @@ pub(super) async fn handle(stream: UnixStream, shared: Arc<Shared>) {
         )
         .await;
     }
+}
+
+/// A slot for a peer with `role`, or the busy reply that says which limit it hit.
+fn admit(gate: &Gate, daemon: &DaemonConfig, peer: &Peer, role: Role) -> Result<Slot, Close> {
+    let limits = Limits {
+        shared: daemon.max_connections,
+        reserved: daemon.reserved_connections,
+        per_uid: daemon.max_connections_per_uid,
+    };
+    gate.admission
+        .admit(limits, peer.uid, role, peer.holds_every_role())
+        .map_err(|full| {
+            let message = full.message();
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "connection refused: {message}"
+            );
+            Close::Reply(ErrorKind::Busy, message)
+        })
+}
+
+/// A peer with no role may ask nothing, so it takes no slot: its hello is read (if few
+/// others are waiting for theirs) so the client sees the reason instead of a broken
+/// pipe, the refusal is audited, and the connection is closed.
+async fn refuse_without_role(
+    conn: &mut Conn,
+    shared: &Shared,
+    gate: &Gate,
+    peer: &Peer,
+    timeout: Duration,
+) -> Close {
+    let message = format!(
+        "permission denied: uid {} holds no role in drd, and every request needs at least \
+         viewer; ask an admin to add you to roles.viewer (or a higher role) in the drd config",
+        peer.uid
+    );
+    if let Ok(_waiting) = gate.refusals.try_acquire() {
+        // The hello, a timeout or a hang-up: the answer is the same.
+        let _ = read_frame(conn, timeout).await;
+    }
+    shared
+        .audit(&peer.actor(), "connect", Outcome::Refused, message.clone())
+        .await;
+    Close::Reply(ErrorKind::PermissionDenied, message)
 }
 
 async fn handshake(conn: &mut Conn, timeout: Duration) -> Result<Hello, Close> {

@@ -1,24 +1,35 @@
-//! Accepting connections: each gets a task, at most `max_connections` at once; one more
-//! is told the daemon is busy and closed.
+//! Accepting connections: each gets a task, which learns who is calling and then takes
+//! a slot (see `limits`) or is told why not.
 
 use std::sync::Arc;
 
-use drd_proto::{ErrorKind, ErrorReply, Response, ServerFrame};
-use futures::SinkExt;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
-use tokio_util::codec::Framed;
 use tokio_util::task::TaskTracker;
 
 use super::conn;
+use super::limits::Admission;
 use crate::state::Shared;
+
+/// Peers with no role whose handshake is awaited at once before their refusal; more
+/// are refused without waiting for it, so a flood of them holds few file descriptors.
+const REFUSALS_AT_ONCE: usize = 16;
+
+/// What every connection task shares: the slots in use and the refusals in progress.
+pub(super) struct Gate {
+    /// Connection slots of peers with a role.
+    pub admission: Arc<Admission>,
+    /// Refusals of role-less peers that wait for their handshake.
+    pub refusals: Semaphore,
+}
 
 /// Serves `listener` until the daemon starts stopping. Connection tasks are spawned on
 /// `tracker`, so the caller can wait for in-flight requests.
 pub async fn serve(listener: &UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
-    let limit = Arc::new(Semaphore::new(
-        shared.config().config.daemon.max_connections,
-    ));
+    let gate = Arc::new(Gate {
+        admission: Arc::new(Admission::default()),
+        refusals: Semaphore::new(REFUSALS_AT_ONCE),
+    });
     loop {
         let accepted = tokio::select! {
             () = shared.stopping.cancelled() => return,
@@ -33,32 +44,6 @@ pub async fn serve(listener: &UnixListener, shared: Arc<Shared>, tracker: TaskTr
                 continue;
             }
         };
-        match limit.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let shared = shared.clone();
-                tracker.spawn(async move {
-                    conn::handle(stream, shared).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tracing::warn!("connection refused: too many open connections");
-                tracker.spawn(async move {
-                    let mut framed = Framed::new(stream, drd_proto::codec::frame_codec());
-                    let reply = ServerFrame::Response(Response::Error(ErrorReply {
-                        kind: ErrorKind::Busy,
-                        message: "drd is serving too many connections; try again in a moment"
-                            .to_owned(),
-                    }));
-                    if let Ok(bytes) = drd_proto::codec::encode(&reply) {
-                        let _ = tokio::time::timeout(
-                            std::time::Duration::from_secs(1),
-                            framed.send(bytes::Bytes::from(bytes)),
-                        )
-                        .await;
-                    }
-                });
-            }
-        }
+        tracker.spawn(conn::handle(stream, shared.clone(), gate.clone()));
     }
 }
