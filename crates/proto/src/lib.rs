@@ -21,8 +21,7 @@ pub mod time;
 
 pub use backup::{
     parse_percent, AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport,
-    SnapshotInfo,
-    SnapshotSelector, VerifyProblem, VerifyReport,
+    SnapshotInfo, SnapshotSelector, VerifyProblem, VerifyReport,
 };
 pub use event::{Event, Progress, ProgressUnit};
 pub use jobs::{

@@ -5,9 +5,7 @@ use drd_proto::{
     AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport, SnapshotInfo,
     VerifyProblem, VerifyReport,
 };
-use drd_repo::{
-    BackupSummary, DamagedSnapshot, Problem, RepairSummary, RestoreSummary, Snapshot,
-};
+use drd_repo::{BackupSummary, DamagedSnapshot, Problem, RepairSummary, RestoreSummary, Snapshot};
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
