@@ -114,7 +114,10 @@ pub enum Error {
         dir: String,
     },
     /// A restore target is not empty and overwrite was not asked for.
-    #[error("restore target {0} is not empty: choose an empty directory or pass --overwrite to replace what is in the way")]
+    #[error(
+        "restore target {0} is not empty: choose an empty directory or pass --overwrite to \
+         replace what is in the way"
+    )]
     TargetNotEmpty(PathBuf),
     /// A restore would create a path through a symlink or over a non-directory.
     #[error("refusing to restore through {0}: it exists and is not a plain directory")]
