@@ -240,10 +240,13 @@ fn prune_applies_the_job_retention_to_offsite_copies_too() {
     // holds both until the next prune. The snapshot file is the last thing a copy
     // writes, but its shared lock goes a moment later, and prune (exclusive) started
     // inside that moment is answered "locked": wait for the lock to go too.
-    let copy_locks = daemon.dir.path().join("offsite/repo/locks");
+    // The copy locks both tiers (shared); the landing tier's lock goes last.
+    let unlocked = |repo: &str| {
+        std::fs::read_dir(daemon.dir.path().join(repo).join("locks"))
+            .is_ok_and(|mut d| d.next().is_none())
+    };
     eventually("both snapshots on the copy, and the copy done", || {
-        snapshot_ids(&daemon, "offsite").len() == 2
-            && std::fs::read_dir(&copy_locks).is_ok_and(|mut d| d.next().is_none())
+        snapshot_ids(&daemon, "offsite").len() == 2 && unlocked("offsite/repo") && unlocked("repo")
     });
     let pruned = daemon.drctl_json(&["prune", "--job", "files"]);
     let tiers: Vec<&str> = pruned["tiers"]
