@@ -28,7 +28,7 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
                 ) {
                     reply.kind = ErrorKind::Busy;
                     let by = if holders.is_empty() {
-                        "a backup or another prune".to_owned()
+                        "a backup, a copy to an offsite tier or another prune".to_owned()
                     } else {
                         format!("the run of job {}", holders.join(", job "))
                     };
