@@ -452,3 +452,22 @@ pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
     out.truncate(n);
     out
 }
+
+#[path = "support/gate.rs"]
+pub mod gate;
+
+impl Daemon {
+    /// Starts `drctl ARGS` against this daemon without waiting, output piped (collect
+    /// it with [`gate::finish`]).
+    pub fn spawn_drctl(&self, args: &[&str]) -> Child {
+        Command::new(&bins().drctl)
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env_remove("DRD_SOCKET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}

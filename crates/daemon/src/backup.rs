@@ -14,6 +14,7 @@ mod sources;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use drd_repo::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, KeySet};
 
@@ -45,6 +46,15 @@ pub enum BackupError {
     /// command that restores what can be restored.
     #[error("{0}")]
     Damaged(String),
+    /// The backup waited for another operation's exclusive lock on its tier and gave
+    /// up (after [`LOCK_WAIT`], or because drd is stopping).
+    #[error("the backup waited {waited_min} min for the repository lock and gave up: {source}")]
+    LockWait {
+        /// Whole minutes waited.
+        waited_min: u64,
+        /// The conflict it met last.
+        source: drd_repo::Error,
+    },
 }
 
 impl BackupError {
@@ -149,9 +159,17 @@ pub fn run_backup(
     keys: &KeySet,
     scratch: &Path,
     options: &BackupOptions,
+    waiting: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&BackupProgress),
 ) -> Result<BackupSummary, BackupError> {
-    let repo = crate::tiers::open_or_init(target.tier, keys)?;
+    let mut repo = crate::tiers::open_or_init(target.tier, keys)?;
+    let mut warnings = Vec::new();
+    // Wait for a prune or repair before the sources are prepared: containers stay
+    // paused and dumps stay unstarted while the backup waits.
+    let _held = wait_for_lock(&repo, options, &mut warnings, waiting)?;
+    // The backup takes its own shared lock beside ours. It can meet an exclusive lock
+    // only for the moment a prune takes to see ours and back off; retry past that.
+    repo.set_lock_wait(LOCK_RETRY);
     let parent = repo.latest(Some(target.name))?.map(|s| s.id);
     let prepared = sources::prepare(&target.job.sources, scratch)?;
     let plan = BackupPlan {
@@ -160,10 +178,65 @@ pub fn run_backup(
         parent,
         sources: prepared.sources,
     };
-    let summary = repo.backup(plan, options, progress)?;
+    let mut summary = repo.backup(plan, options, progress)?;
     drop(prepared.scratch);
+    summary.warnings.extend(warnings);
     Ok(summary)
 }
+
+/// How long a backup waits for another operation's exclusive lock on its tier (a
+/// prune, a repair, in this daemon or another process). A prune of a large tier runs
+/// for minutes, and a scheduled backup that runs late is better than one that fails;
+/// a lock held longer than this is more likely stuck than busy, and the run fails
+/// with the holder and the lock file named.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// How long the backup's own lock retries while [`wait_for_lock`]'s is held.
+const LOCK_RETRY: Duration = Duration::from_secs(30);
+
+/// Takes a shared lock on `repo`, waiting up to [`LOCK_WAIT`] while another operation
+/// holds the exclusive one; `waiting` hears who holds it, at the first try that fails
+/// and then every [`WAIT_REPORT`]. Gives up early when the backup is cancelled.
+fn wait_for_lock(
+    repo: &drd_repo::Repository,
+    options: &BackupOptions,
+    warnings: &mut Vec<String>,
+    waiting: &mut dyn FnMut(&str),
+) -> Result<drd_repo::RepoLock, BackupError> {
+    let started = Instant::now();
+    let mut reported: Option<Instant> = None;
+    loop {
+        match repo.try_lock_shared(warnings) {
+            Ok(lock) => return Ok(lock),
+            Err(err) => {
+                let drd_repo::Error::Locked { holder, .. } = &err else {
+                    return Err(err.into());
+                };
+                let cancelled = options
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+                if cancelled || started.elapsed() >= LOCK_WAIT {
+                    return Err(BackupError::LockWait {
+                        waited_min: started.elapsed().as_secs() / 60,
+                        source: err,
+                    });
+                }
+                if reported.is_none_or(|at| at.elapsed() >= WAIT_REPORT) {
+                    waiting(holder);
+                    reported = Some(Instant::now());
+                }
+                std::thread::sleep(LOCK_POLL);
+            }
+        }
+    }
+}
+
+/// How often a waiting backup tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(500);
+
+/// How often a waiting backup says again that it waits.
+const WAIT_REPORT: Duration = Duration::from_secs(10);
 
 /// Where scratch copies (SQLite online backups) go while a backup runs.
 pub fn scratch_dir(state_dir: &Path) -> PathBuf {

@@ -55,7 +55,7 @@ pub use prune::{
 };
 pub use repair::RepairSummary;
 pub use replicate::ReplicateSummary;
-pub use repo::{InitOptions, RepoOptions, Repository};
+pub use repo::{InitOptions, RepoLock, RepoOptions, Repository};
 pub use restore::{DamagedFile, RestoreOptions, RestoreProgress, RestoreSummary, DAMAGED_SUFFIX};
 pub use snapshots::{
     at_or_before_of, latest_of, read_snapshots, select_snapshot, DamagedSnapshot, SnapshotList,

@@ -118,6 +118,18 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// A lock held on a repository (see [`Repository::try_lock_shared`]); dropping it
+/// releases the lock.
+pub struct RepoLock {
+    _guard: LockGuard,
+}
+
+impl std::fmt::Debug for RepoLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoLock").finish_non_exhaustive()
+    }
+}
+
 /// Choices fixed when a repository is created.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -422,6 +434,23 @@ impl Repository {
                 other => return other,
             }
         }
+    }
+
+    /// Tries once to take a shared lock and hold it until the returned guard drops;
+    /// fails with [`Error::Locked`] at once while another process holds the exclusive
+    /// lock (a prune, a repair). Lets a caller wait for the lock, as it sees fit,
+    /// before it starts work that must not wait (pausing containers, starting a dump):
+    /// shared locks coexist, so the operation it then runs takes its own beside it.
+    pub fn try_lock_shared(&self, warnings: &mut Vec<String>) -> Result<RepoLock> {
+        self.storage.forget_reads();
+        lock::acquire(&self.storage, false, self.options.lock_lease, warnings)
+            .map(|guard| RepoLock { _guard: guard })
+    }
+
+    /// Sets how long operations keep retrying when another process holds a conflicting
+    /// lock (see [`RepoOptions::lock_wait`]).
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.options.lock_wait = wait;
     }
 
     /// A shared lock for reading (restore, verify). A repository on read-only storage

@@ -59,6 +59,7 @@ impl RunError {
             RunError::Busy { .. } => ErrorKind::Busy,
             RunError::Skipped { .. } | RunError::Cancelled { .. } => ErrorKind::Failed,
             RunError::Backup(err) if err.is_not_found() => ErrorKind::NotFound,
+            RunError::Backup(BackupError::LockWait { .. }) => ErrorKind::Busy,
             RunError::Backup(_) => ErrorKind::Failed,
         }
     }
@@ -300,7 +301,28 @@ async fn back_up(
     let task = format!("backup {job}");
     let result = tokio::task::spawn_blocking(move || {
         let target = backup::job_target(&config, &job)?;
-        backup::run_backup(&target, &keys, &scratch, &options, &mut |p| {
+        let tier = target.tier_name;
+        let mut waited = false;
+        let mut waiting = |holder: &str| {
+            if !waited {
+                tracing::info!(
+                    job = %job, tier, holder,
+                    "backup waits for the repository lock: a prune or repair holds the tier"
+                );
+                waited = true;
+            }
+            progress(Progress {
+                task: format!("{job}: waiting for the repository lock"),
+                done: 0,
+                total: None,
+                unit: ProgressUnit::Items,
+                detail: format!(
+                    "tier {tier} is held by {holder} (a prune or repair); waiting up to {} min",
+                    backup::LOCK_WAIT.as_secs() / 60
+                ),
+            });
+        };
+        backup::run_backup(&target, &keys, &scratch, &options, &mut waiting, &mut |p| {
             progress(Progress {
                 task: task.clone(),
                 done: p.bytes_done,

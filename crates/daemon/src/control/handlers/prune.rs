@@ -15,6 +15,8 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
         Some(job) => format!("prune {job}"),
         None => "prune".to_owned(),
     };
+    // Runs that hold this prune's tiers, named if the prune meets their lock.
+    let holders = running_on_tiers(ctx, &config, job.as_deref());
     let report = {
         let job = job.clone();
         blocking(move || {
@@ -25,9 +27,14 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
                     crate::backup::BackupError::Repo(drd_repo::Error::Locked { .. })
                 ) {
                     reply.kind = ErrorKind::Busy;
-                    reply.message.push_str(
-                        "; a backup or another prune holds the repository; try again when it ends",
-                    );
+                    let by = if holders.is_empty() {
+                        "a backup, a copy to an offsite tier or another prune".to_owned()
+                    } else {
+                        format!("the run of job {}", holders.join(", job "))
+                    };
+                    reply.message.push_str(&format!(
+                        "; {by} holds the repository; try again when it ends"
+                    ));
                 }
                 reply
             })
@@ -68,4 +75,36 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
     };
     ctx.shared.audit(&actor, &action, Outcome::Ok, detail).await;
     Ok(Reply::Pruned(report))
+}
+
+/// The jobs running now that write to a tier the prune of `job` (or of every job)
+/// covers, as `NAME (tier TIER)`.
+fn running_on_tiers(
+    ctx: &Ctx,
+    config: &crate::config::LoadedConfig,
+    job: Option<&str>,
+) -> Vec<String> {
+    let jobs = &config.config.jobs;
+    let pruned: Vec<&String> = match job {
+        Some(name) => jobs.get(name).map(|j| j.tiers.iter().collect()),
+        None => Some(jobs.values().flat_map(|j| &j.tiers).collect()),
+    }
+    .unwrap_or_default();
+    let running = ctx
+        .shared
+        .running_jobs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut holders: Vec<String> = running
+        .iter()
+        .filter_map(|name| {
+            let tier = jobs.get(name)?.tiers.first()?;
+            pruned
+                .contains(&tier)
+                .then(|| format!("{name} (tier {tier})"))
+        })
+        .collect();
+    holders.sort();
+    holders
 }
