@@ -261,6 +261,26 @@ fn unknown_jobs_and_snapshots_are_named() {
         "/tmp/x-drd-none",
     ]);
     assert_eq!(out.status.code(), Some(66), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a drd repository"),
+        "before the first backup there is no repository: {}",
+        text(&out)
+    );
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    let out = daemon.drctl(&[
+        "restore",
+        "--backup-id",
+        "deadbeef",
+        "--target",
+        "/tmp/x-drd-none",
+    ]);
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("deadbeef"),
+        "the unknown snapshot is named: {}",
+        text(&out)
+    );
+    assert!(!std::path::Path::new("/tmp/x-drd-none").exists());
 }
 
 #[test]
@@ -288,7 +308,14 @@ fn sigterm_during_a_backup_cancels_it_and_the_daemon_stops_cleanly() {
         daemon.log()
     );
     let out = backup.join().unwrap();
-    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "the backup of job files was cancelled because drd is stopping; no snapshot was written"
+        ),
+        "{}",
+        text(&out)
+    );
     assert!(!daemon.socket().exists());
     let rows = audit_rows(&daemon.catalog());
     assert!(

@@ -3,7 +3,9 @@
 //! failure, and the audit log holding the emergency and each run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use drd_integration_tests::{audit_rows, backup_daemon, text};
+use drd_integration_tests::{audit_rows, backup_daemon, text, RawConn};
+use drd_proto::codec;
+use drd_proto::{ClientFrame, Event, Reply, Request, Response, ServerFrame};
 
 const JOBS: &str = "
 [jobs.a-config]
@@ -134,12 +136,22 @@ fn emergency_backup_without_critical_jobs_says_so() {
     );
 }
 
+/// Lets one blocked `cat GATE` finish: opening a fifo for writing waits for a reader.
+fn open_gate(gate: &std::path::Path) {
+    use std::io::Write;
+    let mut w = std::fs::OpenOptions::new().write(true).open(gate).unwrap();
+    w.write_all(b"go\n").unwrap();
+}
+
 #[test]
 fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
+    // Each run of the job blocks in its dump until the test opens the gate.
     let daemon = backup_daemon(
         "[jobs.slow]\ntiers = [\"local\"]\ncritical = true\n\
-         sources = [{ kind = \"command\", name = \"dump\", run = [\"sh\", \"-c\", \"sleep 3; echo dump\"] }]\n",
+         sources = [{ kind = \"command\", name = \"dump\", run = [\"sh\", \"-c\", \"cat {dir}/gate; echo dump\"] }]\n",
     );
+    let gate = daemon.dir.path().join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let socket = daemon.socket();
     let manual = std::thread::spawn(move || {
         drd_integration_tests::drctl(&socket, &["backup", "--job", "slow"])
@@ -150,19 +162,65 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
             .unwrap_or(0)
             == 1
     });
-    let report = daemon.drctl_json(&["backup", "emergency"]);
+
+    // The emergency, on a raw connection to see its events: it says it waits.
+    let mut conn = RawConn::connect(&daemon.socket()).unwrap();
+    conn.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    conn.handshake().unwrap();
+    conn.send_frame(&codec::encode(&ClientFrame::Request(Request::EmergencyBackup)).unwrap())
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match conn.read_frame().unwrap() {
+            Some(ServerFrame::Event(Event::Progress(p))) if p.task.ends_with("slow: waiting") => {
+                break
+            }
+            Some(other) => seen.push(format!("{other:?}")),
+            None => panic!("drd closed the connection; before that: {seen:#?}"),
+        }
+        assert!(
+            !seen.iter().any(|f| f.starts_with("Response")),
+            "the emergency answered without waiting: {seen:#?}"
+        );
+    }
+
+    // The manual run finishes; then the emergency runs the job again.
+    open_gate(&gate);
     let out = manual.join().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let run = &report["runs"][0];
-    assert_eq!(run["outcome"], "ok", "{report:#}");
-    assert!(
-        run["elapsed_ms"].as_u64().unwrap() >= 3000,
-        "waited, then ran: {report:#}"
-    );
+    open_gate(&gate);
+    let report = loop {
+        match conn.read_frame().unwrap() {
+            Some(ServerFrame::Response(Response::Ok(Reply::EmergencyBackedUp(report)))) => {
+                break report
+            }
+            Some(ServerFrame::Event(_)) => {}
+            other => panic!("not the emergency's report: {other:?}"),
+        }
+    };
+    let run = &report.runs[0];
+    assert_eq!(run.outcome, "ok", "{report:#?}");
+
+    // The emergency's run began after the manual run had ended.
+    let db = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let runs: Vec<(String, i64, i64)> = db
+        .prepare("SELECT trigger, started_ms, ended_ms FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1].0, "emergency", "{runs:?}");
+    assert!(runs[1].1 >= runs[0].2, "waited, then ran: {runs:?}");
+
     let snapshots = daemon.drctl_json(&["backups", "--job", "slow"]);
     assert_eq!(snapshots.as_array().unwrap().len(), 2, "{snapshots:#}");
     assert_eq!(
-        snapshots[1]["id"], run["snapshot"],
+        snapshots[1]["id"].as_str(),
+        run.snapshot.as_deref(),
         "the emergency's snapshot is the newer"
     );
 }

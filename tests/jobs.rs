@@ -29,6 +29,25 @@ fn job<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no job {name} in {list:#}"))
 }
 
+/// The scheduler worker's status once its first pass is done (it then names the next
+/// run; before, it says "starting").
+fn scheduler_detail_after_first_pass(daemon: &Daemon) -> String {
+    let mut detail = String::new();
+    eventually("the scheduler's first pass", || {
+        let status = daemon.drctl_json(&["status"]);
+        detail = status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "scheduler")
+            .and_then(|w| w["detail"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        detail.contains("next: ")
+    });
+    detail
+}
+
 fn restart(daemon: &mut Daemon, env: &[(&str, &str)]) {
     daemon.signal(Signal::SIGTERM);
     assert_eq!(
@@ -90,7 +109,10 @@ fn a_run_missed_while_drd_was_down_is_caught_up_once_at_start() {
             .iter()
             .any(|r| r.1 == "catch-up" && r.2 == "ok")
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The scheduler's first pass, which plans and runs catch-ups, is over once it
+    // names its next run; no pass after the first catches up.
+    let detail = scheduler_detail_after_first_pass(&daemon);
+    assert!(detail.contains("; next: db at "), "{detail}");
     let catch_ups = runs(&daemon).iter().filter(|r| r.1 == "catch-up").count();
     assert_eq!(catch_ups, 1, "{:?}", runs(&daemon));
     let list = daemon.drctl_json(&["jobs"]);
@@ -98,7 +120,8 @@ fn a_run_missed_while_drd_was_down_is_caught_up_once_at_start() {
 
     // Started again with no more time passed: nothing was missed, nothing runs.
     restart(&mut daemon, &[("DRD_TEST_CLOCK_OFFSET", "3h")]);
-    std::thread::sleep(Duration::from_secs(2));
+    let detail = scheduler_detail_after_first_pass(&daemon);
+    assert!(detail.starts_with("next: db at "), "ran nothing: {detail}");
     let catch_ups = runs(&daemon).iter().filter(|r| r.1 == "catch-up").count();
     assert_eq!(catch_ups, 1, "{:?}", runs(&daemon));
 }

@@ -128,6 +128,11 @@ fn connections_beyond_the_cap_are_told_the_daemon_is_busy() {
 
     let out = daemon.drctl(&["status"]);
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too many connections"),
+        "drctl says why it was turned away: {}",
+        text(&out)
+    );
 
     held.pop();
     drd_integration_tests::eventually("a free connection slot", || {

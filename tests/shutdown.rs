@@ -341,7 +341,14 @@ fn kill_drd_mid_shutdown() -> (Services, Daemon) {
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10));
     let out = running.wait_with_output().unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    // 69: drd went away mid-request; the message says so and where to look.
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("closed the connection without answering") || said.contains("failed while"),
+        "drctl says drd went away: {}",
+        text(&out)
+    );
     daemon.spawn(&[]);
     daemon.wait_ready();
     let status = daemon.drctl(&["status"]);
@@ -518,7 +525,10 @@ fn a_rollback_waits_for_health_and_does_not_start_dependants_of_a_failure() {
         spec("back", &[], 0.0),
     ]);
     let daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    let running = drctl_in_background(
+        &daemon,
+        &["shutdown", "--trigger", "manual", "--yes", "--json"],
+    );
     wait_until("mid to be told to stop", Duration::from_secs(20), || {
         services.count("mid", "term") == 1
     });
@@ -535,7 +545,7 @@ fn a_rollback_waits_for_health_and_does_not_start_dependants_of_a_failure() {
     assert!(services.running("mid"));
     assert!(!services.running("front"));
     assert!(services.running("back"));
-    let _ = running.wait_with_output();
+    assert_interrupted_shutdown_rolled_back(running, "not healthy within 1s");
 }
 
 /// A start command that fails is reported at once, not after the 30 s a rollback
@@ -550,7 +560,10 @@ fn a_rollback_reports_a_failing_start_command_at_once() {
         spec("back", &[], 0.0),
     ]);
     let daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    let running = drctl_in_background(
+        &daemon,
+        &["shutdown", "--trigger", "manual", "--yes", "--json"],
+    );
     wait_until("mid to be told to stop", Duration::from_secs(20), || {
         services.count("mid", "term") == 1
     });
@@ -571,5 +584,29 @@ fn a_rollback_reports_a_failing_start_command_at_once() {
     );
     assert!(!services.running("mid") && !services.running("front"));
     assert!(services.running("back"));
-    let _ = running.wait_with_output();
+    assert_interrupted_shutdown_rolled_back(running, "/bin/false exited with");
+}
+
+/// The `drctl shutdown --json` that an abort interrupted exits 1 and reports the
+/// rollback, with `mid` not started and why, so its caller learns what state the host
+/// is in: front stopped, mid not back, back never stopped.
+fn assert_interrupted_shutdown_rolled_back(running: std::process::Child, why: &str) {
+    let out = running.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", text(&out)));
+    assert_eq!(report["outcome"], "RolledBack", "{report:#}");
+    assert_eq!(
+        report_service(&report, "front")["state"],
+        "stopped",
+        "{report:#}"
+    );
+    let mid = report_service(&report, "mid");
+    assert_eq!(mid["state"], "NOT STARTED", "{report:#}");
+    assert!(mid["detail"].as_str().unwrap().contains(why), "{report:#}");
+    assert_eq!(
+        report_service(&report, "back")["state"],
+        "running",
+        "{report:#}"
+    );
 }

@@ -162,6 +162,21 @@ fn a_tier_cannot_be_both_a_landing_tier_and_a_copy() {
     );
 }
 
+/// The names of the local tier's cached index files, sorted.
+fn cached_index_names(daemon: &Daemon) -> Vec<String> {
+    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let location = daemon.repo().display().to_string();
+    let mut names: Vec<String> = conn
+        .prepare("SELECT name FROM index_files WHERE location = ?1")
+        .unwrap()
+        .query_map([&location], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names.sort();
+    names
+}
+
 fn cached_index_files(daemon: &Daemon) -> usize {
     let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
     // Rows of the local tier only (the offsite copy has its own).
@@ -198,8 +213,12 @@ fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
         "restored",
     );
     let verify = daemon.drctl(&["verify", "--tier", "local"]);
-    assert_ne!(verify.status.code(), Some(0), "{}", text(&verify));
-    assert!(text(&verify).contains("index"), "{}", text(&verify));
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    assert!(
+        text(&verify).contains(&format!("index file {} is damaged", index[0].display())),
+        "verify names the damaged index file: {}",
+        text(&verify)
+    );
 
     // A cached name the tier no longer lists (as after a prune rewrote the index)
     // leaves the cache at the next listing: the next backup's open.
@@ -211,13 +230,18 @@ fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
             [&location],
         )
         .unwrap();
-    assert_eq!(cached_index_files(&daemon), 3);
     std::fs::write(&index[0], &good).unwrap();
     std::fs::write(data.join("third"), random_bytes(8, 50_000)).unwrap();
     daemon.drctl_json(&["backup", "--job", "files"]);
+    let mut on_tier: Vec<String> = std::fs::read_dir(daemon.repo().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_tier.sort();
+    assert_eq!(on_tier.len(), 3, "{on_tier:?}");
     assert_eq!(
-        cached_index_files(&daemon),
-        3,
+        cached_index_names(&daemon),
+        on_tier,
         "the cache should hold the tier's three index files and not the stale name"
     );
 }

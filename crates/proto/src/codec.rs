@@ -116,13 +116,38 @@ mod tests {
             let _ = decode::<ServerFrame>(&bytes);
         }
 
+        /// A frame carries its payload unchanged, and a payload whose first byte is no
+        /// `ClientFrame` variant (there are two) is refused as malformed.
         #[test]
-        fn framed_garbage_decodes_to_errors(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        fn framed_garbage_decodes_to_errors(
+            tag in 2u8..251,
+            rest in proptest::collection::vec(any::<u8>(), 0..4096),
+        ) {
+            let mut payload = vec![tag];
+            payload.extend(rest);
             let mut codec = frame_codec();
             let mut out = BytesMut::new();
-            codec.encode(bytes::Bytes::from(bytes), &mut out).unwrap();
+            codec.encode(bytes::Bytes::from(payload.clone()), &mut out).unwrap();
             let frame = codec.decode(&mut out).unwrap().unwrap();
-            let _ = decode::<ClientFrame>(&frame);
+            prop_assert_eq!(&frame[..], &payload[..]);
+            prop_assert!(out.is_empty(), "one frame in, one frame out");
+            let decoded = decode::<ClientFrame>(&frame);
+            prop_assert!(matches!(decoded, Err(CodecError::Malformed(_))), "{:?}", decoded);
+        }
+
+        /// A valid message followed by anything is refused, not read as the message.
+        #[test]
+        fn a_message_with_bytes_after_it_is_malformed(
+            extra in proptest::collection::vec(any::<u8>(), 1..64),
+        ) {
+            let mut payload = encode(&ClientFrame::Hello(Hello {
+                protocol: 7,
+                client: "drctl".to_owned(),
+            }))
+            .unwrap();
+            payload.extend(extra);
+            let decoded = decode::<ClientFrame>(&payload);
+            prop_assert!(matches!(decoded, Err(CodecError::Malformed(_))), "{:?}", decoded);
         }
     }
 }

@@ -237,12 +237,13 @@ fn python_fernet_decrypts_a_stored_blob() {
 
 const CRASH_ENV: &str = "DRD_REPO_CRASH_CHILD";
 
-/// Runs only as the child of `a_backup_killed_mid_way_leaves_a_repository_that_verifies`.
+/// Runs only as the child of `a_backup_killed_mid_way_leaves_a_repository_that_verifies`,
+/// which starts it with `--ignored`; on its own it is skipped, not a pass.
 #[test]
+#[ignore = "the child of a_backup_killed_mid_way_leaves_a_repository_that_verifies"]
 fn crash_child() {
-    let Some(spec) = std::env::var_os(CRASH_ENV) else {
-        return;
-    };
+    let spec = std::env::var_os(CRASH_ENV)
+        .expect("crash_child runs only as the child of a_backup_killed_mid_way_...");
     let spec = spec.into_string().unwrap();
     let mut parts = spec.split('\n');
     let (repo, key, src) = (
@@ -289,7 +290,7 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
     };
     let packs_before = count_packs();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture"])
+        .args(["--exact", "crash_child", "--ignored", "--nocapture"])
         .env(
             CRASH_ENV,
             format!(

@@ -163,18 +163,39 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_hook_is_killed_at_its_timeout_with_its_children() {
+        // The hook starts a child that would live a minute, says its pid, and hangs.
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("late");
+        let pidfile = dir.path().join("child.pid");
         let hook = sh(
-            &format!("(sleep 1; touch {}) & sleep 30", marker.display()),
-            Duration::from_millis(200),
+            &format!(
+                "sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 60' & \
+                 while [ ! -e {p} ]; do sleep 0.01; done; sleep 60",
+                p = pidfile.display()
+            ),
+            Duration::from_secs(2),
         );
         let started = std::time::Instant::now();
         let err = run_all("before", &[hook], &[]).await.unwrap_err();
-        assert!(err.contains("timed out after 200ms"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(1500));
-        assert!(!marker.exists(), "the hook's child was killed with it");
+        assert!(err.contains("timed out after 2s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("the hook's child wrote its pid within the 2 s")
+            .trim()
+            .parse()
+            .unwrap();
+        // Gone (or a zombie waiting for init) long before its minute is up.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !gone() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook's child {pid} outlived the hook"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[tokio::test]

@@ -219,9 +219,13 @@ async fn wait_gone(alive: impl Fn() -> bool, timeout: Duration) -> bool {
 
 /// The start time (field 22 of `/proc/PID/stat`) of a live, non-zombie process.
 fn proc_state(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time in one `/proc/PID/stat` line, or `None` for a zombie or a dead one.
+fn start_time(stat: &str) -> Option<u64> {
     // The command name is in parentheses and may hold spaces; fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     if state == "Z" || state == "X" {
@@ -238,8 +242,34 @@ mod tests {
     #[test]
     fn own_process_is_alive_and_has_a_start_time() {
         let pid = i32::try_from(std::process::id()).unwrap();
-        assert!(proc_state(pid).is_some());
-        assert_eq!(proc_state(pid), proc_state(pid));
+        let own = proc_state(pid).expect("this test's own process is alive");
+        // A child started after this process started no earlier, and keeps its time.
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let child_pid = i32::try_from(child.id()).unwrap();
+        let started = proc_state(child_pid).expect("the child is alive");
+        assert!(started >= own, "child {started} before parent {own}");
+        assert_eq!(proc_state(child_pid), Some(started));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_even_when_the_name_holds_parentheses() {
+        // Fields 4 to 21 hold their own numbers; field 22, the start time, is 777.
+        let middle: Vec<String> = (4..=21).map(|f| f.to_string()).collect();
+        let stat = |name: &str, state: &str| {
+            format!("4242 ({name}) {state} {} 777 123456\n", middle.join(" "))
+        };
+        assert_eq!(start_time(&stat("sh", "S")), Some(777));
+        assert_eq!(start_time(&stat("a) S 1 (b", "R")), Some(777));
+        assert_eq!(start_time(&stat("we ird) Z", "D")), Some(777));
+        assert_eq!(start_time(&stat("sh", "Z")), None, "a zombie is gone");
+        assert_eq!(start_time(&stat("sh", "X")), None, "a dead one is gone");
+        assert_eq!(start_time("4242 (sh"), None, "a torn line is no answer");
+        assert_eq!(start_time("4242 (sh)"), None, "a torn line is no answer");
     }
 
     #[tokio::test]
