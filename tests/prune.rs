@@ -323,3 +323,126 @@ fn copy_tree(from: &Path, to: &Path) {
         .unwrap();
     assert!(status.success());
 }
+
+const TWO_JOBS: &str = "[jobs.a]\ntiers = [\"local\"]\n\
+                        sources = [{ kind = \"path\", path = \"{dir}/a\" }]\n\
+                        [jobs.b]\ntiers = [\"local\"]\n\
+                        sources = [{ kind = \"path\", path = \"{dir}/b\" }]\n";
+
+/// A file of a backup: name, `random_bytes` seed (even: the lowest bit is ignored)
+/// and size.
+type FileSpec = (&'static str, u64, usize);
+
+/// Makes `DIR/job` hold exactly `files` (others removed) and backs up `job`; returns
+/// the snapshot id.
+fn backup_job(daemon: &Daemon, job: &str, files: &[FileSpec]) -> String {
+    let dir = daemon.dir.path().join(job);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, seed, size) in files {
+        std::fs::write(dir.join(name), random_bytes(*seed, *size)).unwrap();
+    }
+    let report = daemon.drctl_json(&["backup", "--job", job]);
+    report["snapshot"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Offline, as on a bare machine: snapshot `id` of `job` restores to exactly `files`.
+fn assert_restores_exactly(daemon: &Daemon, job: &str, id: &str, files: &[FileSpec]) {
+    let into = daemon.dir.path().join("restored").join(&id[..12]);
+    let out = drd(&[
+        os("restore"),
+        os("--repo"),
+        daemon.repo().as_os_str(),
+        os("--key"),
+        daemon.key().as_os_str(),
+        os("--backup-id"),
+        os(id),
+        os("--target"),
+        into.as_os_str(),
+    ]);
+    assert!(out.status.success(), "restore {job} {id}: {}", text(&out));
+    let dir = into.join(daemon.dir.path().join(job).strip_prefix("/").unwrap());
+    let expected: BTreeMap<String, u64> = files
+        .iter()
+        .map(|(name, _, size)| ((*name).to_owned(), *size as u64))
+        .collect();
+    assert_eq!(listing(&dir), expected, "files of {job} snapshot {id}");
+    for (name, seed, size) in files {
+        assert!(
+            std::fs::read(dir.join(name)).unwrap() == random_bytes(*seed, *size),
+            "{name} of {job} snapshot {id} restored wrong content"
+        );
+    }
+}
+
+#[test]
+fn pruning_one_job_keeps_every_snapshot_of_another_job_on_the_same_tier() {
+    let daemon = backup_daemon(TWO_JOBS);
+    // Job a stores `shared1` first, in a pack that stays mostly used after a's prune
+    // (kept whole), and `shared2` in a pack that becomes mostly garbage (rewritten);
+    // job b's snapshots dedup against both, and a's newest snapshot holds neither. So
+    // after a's prune only b's snapshots keep those blobs alive.
+    const SHARED1: FileSpec = ("shared1.bin", 10, 1 << 20);
+    const SHARED2: FileSpec = ("shared2.bin", 40, 128 << 10);
+    let a0 = backup_job(&daemon, "a", &[SHARED1, ("cur.bin", 20, 128 << 10)]);
+    let b0_files = [SHARED1, ("own.bin", 30, 256 << 10)];
+    let b0 = backup_job(&daemon, "b", &b0_files);
+    let a1 = backup_job(&daemon, "a", &[SHARED2, ("cur.bin", 22, 2 << 20)]);
+    let b1_files = [SHARED1, SHARED2, ("own.bin", 32, 256 << 10)];
+    let b1 = backup_job(&daemon, "b", &b1_files);
+    let a2_files = [("cur.bin", 24, 128 << 10)];
+    let a2 = backup_job(&daemon, "a", &a2_files);
+
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    let config = config.replace("[jobs.a]\n", "[jobs.a]\nretention = { keep_last = 1 }\n");
+    std::fs::write(&daemon.config, config).unwrap();
+    let out = daemon.drctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let report = daemon.drctl_json(&["prune", "--job", "a"]);
+    let tier = &report["tiers"][0];
+    let jobs: Vec<&str> = tier["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["a"], "{report:#}");
+    let gone: Vec<&str> = tier["jobs"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kept_by"].as_array().unwrap().is_empty())
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(gone, [a1.as_str(), a0.as_str()], "{report:#}");
+    // a1's pack (shared2 and 2 MiB that only a1 used) was rewritten around b's blob.
+    assert!(
+        tier["gc"]["packs_repacked"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    let mut left: Vec<String> = daemon
+        .drctl_json(&["backups"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    left.sort();
+    let mut expected = vec![a2.clone(), b0.clone(), b1.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+
+    let out = drd(&[
+        os("verify"),
+        os("--repo"),
+        daemon.repo().as_os_str(),
+        os("--key"),
+        daemon.key().as_os_str(),
+        os("--read-data"),
+    ]);
+    assert!(out.status.success(), "verify: {}", text(&out));
+    assert_restores_exactly(&daemon, "b", &b0, &b0_files);
+    assert_restores_exactly(&daemon, "b", &b1, &b1_files);
+    assert_restores_exactly(&daemon, "a", &a2, &a2_files);
+}

@@ -288,3 +288,111 @@ fn prune_applies_the_job_retention_to_offsite_copies_too() {
     let verified = daemon.drctl(&["verify", "--tier", "offsite", "--read-data"]);
     assert!(verified.status.success(), "{}", text(&verified));
 }
+
+/// Flips one bit of the byte at `offset` in `file`.
+fn flip_byte(file: &Path, offset: usize) {
+    let mut body = std::fs::read(file).unwrap();
+    body[offset] ^= 0x01;
+    std::fs::write(file, body).unwrap();
+}
+
+/// Waits (generously: a loaded machine copies slowly) until the offsite tier holds
+/// `count` snapshots and no copy holds its lock, so a prune is not answered "locked".
+fn wait_for_copy(daemon: &Daemon, count: usize) {
+    let copy_locks = daemon.dir.path().join("offsite/repo/locks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if snapshot_ids(daemon, "offsite").len() == count
+            && std::fs::read_dir(&copy_locks).is_ok_and(|mut d| d.next().is_none())
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "the offsite tier did not get {count} snapshots; log:\n{}",
+        daemon.log()
+    );
+}
+
+/// `drctl verify --tier local --read-data` finds the damage (so the restore below
+/// must have read those blobs from the copy).
+fn assert_local_damaged(daemon: &Daemon) {
+    let local = daemon.drctl(&["verify", "--tier", "local", "--read-data"]);
+    assert_eq!(local.status.code(), Some(1), "{}", text(&local));
+}
+
+#[test]
+fn a_damaged_blob_on_the_landing_tier_is_read_from_the_copy() {
+    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let data = write_data(&daemon);
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    wait_for_copy(&daemon, 1);
+
+    // One flipped bit in the first blob of every landing pack: no blob there is whole
+    // enough to decrypt, and the copy's packs are untouched.
+    for pack in packs(&daemon.repo()) {
+        flip_byte(&pack, 40);
+    }
+    assert_local_damaged(&daemon);
+    daemon.restore_and_compare(
+        &["--backup-id", "latest", "--job", "files"],
+        &data,
+        "restored",
+    );
+}
+
+#[test]
+fn a_damaged_blob_is_read_from_the_copy_after_a_prune_repacked_both_tiers() {
+    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    // Backup 0 stores `keep.bin` with 2 MiB that only backup 0 uses, in one pack; once
+    // backup 0 is forgotten that pack is mostly garbage, and each tier's prune rewrites
+    // `keep.bin`'s blobs into a new pack of its own, under a name the other tier lacks.
+    let data = daemon.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("keep.bin"), random_bytes(10, 256 << 10)).unwrap();
+    std::fs::write(data.join("cur.bin"), random_bytes(20, 2 << 20)).unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    std::fs::write(data.join("cur.bin"), random_bytes(22, 2 << 20)).unwrap();
+    daemon.drctl_json(&["backup", "--job", "files"]);
+    wait_for_copy(&daemon, 2);
+
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    let config = config.replace(
+        "[jobs.files]\n",
+        "[jobs.files]\nretention = { keep_last = 1 }\n",
+    );
+    std::fs::write(&daemon.config, config).unwrap();
+    let out = daemon.drctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let before = packs(&daemon.repo());
+    let pruned = daemon.drctl_json(&["prune", "--job", "files"]);
+    for tier in pruned["tiers"].as_array().unwrap() {
+        assert!(
+            tier["gc"]["packs_repacked"].as_u64().unwrap() >= 1,
+            "{pruned:#}"
+        );
+    }
+    let offsite: Vec<PathBuf> = packs(&daemon.dir.path().join("offsite/repo"));
+    let offsite_names: Vec<_> = offsite.iter().map(|p| p.file_name().unwrap()).collect();
+    let repacked: Vec<PathBuf> = packs(&daemon.repo())
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(!repacked.is_empty());
+    for pack in &repacked {
+        assert!(
+            !offsite_names.contains(&pack.file_name().unwrap()),
+            "the copy holds {} too",
+            pack.display()
+        );
+        flip_byte(pack, 40);
+    }
+    assert_local_damaged(&daemon);
+    daemon.restore_and_compare(
+        &["--backup-id", "latest", "--job", "files"],
+        &data,
+        "restored",
+    );
+}

@@ -220,3 +220,54 @@ fn prune_reads_a_damaged_snapshot_from_an_intact_replica_copy() {
     // B's data stayed: it restores from the copy's snapshot file.
     common::restore_all(&repo, &copy, &fx.dir.path().join("b")).unwrap();
 }
+
+#[test]
+fn a_damaged_blob_is_read_from_a_replica_whose_own_prune_rewrote_its_pack() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    let keep = random_bytes(256 * 1024);
+    std::fs::write(src.join("keep"), &keep).unwrap();
+    std::fs::write(src.join("old"), random_bytes(2 * 1024 * 1024)).unwrap();
+    fx.backup(&src, None);
+    std::fs::remove_file(src.join("old")).unwrap();
+    std::fs::write(src.join("new"), random_bytes(128 * 1024)).unwrap();
+    let latest = fx.backup(&src, None).snapshot;
+    let replica_dir = fx.dir.path().join("replica");
+    let replica: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(&replica_dir));
+    fx.repo.replicate_to(&replica, &mut |_| {}).unwrap();
+
+    // Only the copy is pruned: the pack holding `keep` and `old` is mostly garbage
+    // there and is rewritten under a new name, while the primary keeps it whole.
+    let copy = Repository::open(&replica_dir, &fx.keys).unwrap();
+    let policy = Retention {
+        keep_last: 1,
+        ..Retention::default()
+    };
+    copy.forget(&policy, None, false).unwrap();
+    let summary = copy.prune(&PruneOptions::default()).unwrap();
+    assert!(summary.packs_repacked >= 1, "{summary:?}");
+
+    let repo = Repository::open(&fx.repo_path(), &fx.keys)
+        .unwrap()
+        .with_fallback(replica);
+    let blobs = repo
+        .file_blobs(&latest, src.join("keep").to_str().unwrap())
+        .unwrap();
+    assert!(!blobs.is_empty());
+    for id in &blobs {
+        let (pack, _, _) = repo.blob_location(id).unwrap();
+        assert!(
+            !replica_dir
+                .join(pack.strip_prefix(fx.repo_path()).unwrap())
+                .exists(),
+            "the copy still holds {}",
+            pack.display()
+        );
+        common::flip_byte_in_blob(&repo, id, 0x01);
+    }
+    let target = fx.dir.path().join("out");
+    let summary = common::restore_all(&repo, &latest, &target).unwrap();
+    assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
+    assert!(std::fs::read(restored(&target, &src).join("keep")).unwrap() == keep);
+}

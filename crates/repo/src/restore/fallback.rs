@@ -1,10 +1,13 @@
 //! Reading blobs for a restore. [`Repository::read_blob`] already reads a blob that is
 //! damaged on the landing tier from its copies, at the place the landing index names;
-//! this also finds a blob the landing tier's index lacks (a lost or damaged index
-//! file), in the copies' own indexes, loaded the first time one is needed.
+//! this also finds, in the copies' own indexes (loaded the first time one is needed),
+//! a blob the landing tier's index lacks (a lost or damaged index file) and a damaged
+//! or missing blob whose pack a prune on either tier has rewritten: a repack writes the
+//! blob into a new pack whose name (a hash of its bytes) the other tier does not have.
 
 use std::sync::OnceLock;
 
+use super::is_damage;
 use crate::error::{Error, Result};
 use crate::format::{Id, IndexFile, Tree};
 use crate::pack::pack_name;
@@ -28,8 +31,9 @@ impl<'a> Reader<'a> {
     /// Reads, decrypts and checks one blob, from the landing tier or any copy.
     pub fn blob(&self, id: &Id, context: &str) -> Result<Vec<u8>> {
         let first = self.repo.read_blob(id, context);
-        if !matches!(first, Err(Error::MissingBlob { .. })) {
-            return first;
+        match &first {
+            Err(e) if is_damage(e) => {}
+            _ => return first,
         }
         for (storage, loc) in self.in_copies(id) {
             let read = storage
