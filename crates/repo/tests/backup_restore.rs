@@ -249,9 +249,13 @@ fn unchanged_second_backup_reads_no_file_data() {
     assert_eq!(s.bytes_read, 0, "{s:?}");
     assert_eq!(s.files_new + s.files_changed, 0, "{s:?}");
     assert_eq!(s.files_unchanged, s.file_count);
-    // Nothing new at all: the trees are the same, so the root tree is shared.
-    assert_eq!(s.bytes_added, 0, "{s:?}");
-    assert_eq!(second.tree, first.tree);
+    // Nothing of the source is new. The snapshot also records the metadata of the
+    // source's real ancestor folders (/tmp among them), whose times change whenever
+    // another process creates a file there, as parallel tests do: their trees, one
+    // small blob per level above the source, may be new, nothing else.
+    let levels_above = src.components().count() - 1;
+    assert!(s.blobs_added as usize <= levels_above, "{s:?}");
+    assert!(s.bytes_added < 1024 * levels_above as u64, "{s:?}");
     assert_eq!(s.total_size, first.stats.total_size);
 }
 
