@@ -225,31 +225,36 @@ mod tests {
         }
     }
 
-    static NONE_KNOWN: std::sync::LazyLock<HashMap<String, SnapshotInfo>> =
-        std::sync::LazyLock::new(HashMap::new);
-    static PLACE: std::sync::LazyLock<Place<'static>> = std::sync::LazyLock::new(|| Place {
-        repo: String::new(),
-        job: None,
-        known: &NONE_KNOWN,
-    });
+    /// A place where nothing is known of any damaged file.
+    fn nowhere(known: &HashMap<String, SnapshotInfo>) -> Place<'_> {
+        Place {
+            repo: String::new(),
+            job: None,
+            known,
+        }
+    }
 
     #[test]
     fn without_damage_the_newest_is_picked() {
+        let known = HashMap::new();
+        let place = nowhere(&known);
         let sound = [snap("aa", "db", 1_000), snap("bb", "db", 2_000)];
-        let (s, w) = pick(&sound, &[], &SnapshotSelector::Latest, &PLACE, false).unwrap();
+        let (s, w) = pick(&sound, &[], &SnapshotSelector::Latest, &place, false).unwrap();
         assert_eq!((s.id.as_str(), w.len()), ("bb", 0));
-        let (s, _) = pick(&sound, &[], &SnapshotSelector::At(1_500), &PLACE, false).unwrap();
+        let (s, _) = pick(&sound, &[], &SnapshotSelector::At(1_500), &place, false).unwrap();
         assert_eq!(s.id, "aa");
-        let err = pick(&sound, &[], &SnapshotSelector::At(500), &PLACE, false).unwrap_err();
+        let err = pick(&sound, &[], &SnapshotSelector::At(500), &place, false).unwrap_err();
         assert!(err.is_not_found(), "{err}");
     }
 
     #[test]
     fn latest_and_at_refuse_to_pass_over_a_damaged_file_unless_allowed() {
+        let known = HashMap::new();
+        let place = nowhere(&known);
         let sound = [snap("aa", "db", 1_000)];
         let damaged = [bad("cc")];
         for selector in [SnapshotSelector::Latest, SnapshotSelector::At(5_000)] {
-            let err = pick(&sound, &damaged, &selector, &PLACE, false).unwrap_err();
+            let err = pick(&sound, &damaged, &selector, &place, false).unwrap_err();
             let text = err.to_string();
             assert!(!err.is_not_found());
             assert!(
@@ -258,12 +263,12 @@ mod tests {
                     && text.contains("--allow-older"),
                 "{text}"
             );
-            let (s, w) = pick(&sound, &damaged, &selector, &PLACE, true).unwrap();
+            let (s, w) = pick(&sound, &damaged, &selector, &place, true).unwrap();
             assert_eq!(s.id, "aa");
             assert!(w[0].contains("/repo/snapshots/cc"), "{w:?}");
         }
         // Nothing readable at all: damaged, even when older ones are allowed.
-        let err = pick(&[], &damaged, &SnapshotSelector::Latest, &PLACE, true).unwrap_err();
+        let err = pick(&[], &damaged, &SnapshotSelector::Latest, &place, true).unwrap_err();
         assert!(matches!(err, BackupError::Damaged(_)), "{err}");
     }
 
@@ -325,18 +330,20 @@ mod tests {
 
     #[test]
     fn a_damaged_snapshot_by_id_is_damaged_not_missing() {
+        let known = HashMap::new();
+        let place = nowhere(&known);
         let sound = [snap("aa11", "db", 1_000)];
         let damaged = [bad("cc22")];
         let id = |sel: &str| SnapshotSelector::Id(sel.into());
-        let err = pick(&sound, &damaged, &id("cc"), &PLACE, false).unwrap_err();
+        let err = pick(&sound, &damaged, &id("cc"), &place, false).unwrap_err();
         assert!(
             matches!(&err, BackupError::Damaged(m) if m.contains("cc22") && m.contains("does not decrypt")),
             "{err}"
         );
-        assert!(pick(&sound, &damaged, &id("dd"), &PLACE, false)
+        assert!(pick(&sound, &damaged, &id("dd"), &place, false)
             .unwrap_err()
             .is_not_found());
-        let (s, _) = pick(&sound, &damaged, &id("aa"), &PLACE, false).unwrap();
+        let (s, _) = pick(&sound, &damaged, &id("aa"), &place, false).unwrap();
         assert_eq!(s.id, "aa11");
     }
 }
