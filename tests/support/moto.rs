@@ -134,23 +134,40 @@ impl Moto {
         assert_eq!(status, 200, "create bucket {name}: {}", lossy(&body));
     }
 
-    /// The keys in a bucket under `prefix`, sorted (the first 1000).
+    /// Every key in a bucket under `prefix`, sorted. A ListObjectsV2 answer holds at
+    /// most 1000 keys; the next pages are asked for with the answer's continuation
+    /// token for as long as it says `IsTruncated`, so a prefix with more objects is
+    /// counted whole.
     pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let (status, body) = http(
-            self.moto_port,
-            "GET",
-            &format!("/{bucket}?list-type=2&prefix={prefix}"),
-            &[],
-        )
-        .unwrap_or_else(|e| panic!("list bucket {bucket}: {e}"));
-        let body = lossy(&body);
-        assert_eq!(status, 200, "list bucket {bucket}: {body}");
-        let mut keys: Vec<String> = body
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(str::to_string)
-            .collect();
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/{bucket}?list-type=2&prefix={}", query_escape(prefix));
+            if let Some(t) = &token {
+                path.push_str(&format!("&continuation-token={}", query_escape(t)));
+            }
+            let (status, body) = http(self.moto_port, "GET", &path, &[])
+                .unwrap_or_else(|e| panic!("list bucket {bucket}: {e}"));
+            let body = lossy(&body);
+            assert_eq!(status, 200, "list bucket {bucket}: {body}");
+            keys.extend(
+                body.split("<Key>")
+                    .skip(1)
+                    .filter_map(|s| s.split("</Key>").next())
+                    .map(xml_unescape),
+            );
+            if xml_tag(&body, "IsTruncated") != Some("true") {
+                break;
+            }
+            let next = xml_tag(&body, "NextContinuationToken")
+                .map(xml_unescape)
+                .unwrap_or_else(|| panic!("list bucket {bucket}: truncated, no token: {body}"));
+            assert!(
+                token.as_ref() != Some(&next),
+                "list bucket {bucket}: the continuation token did not move"
+            );
+            token = Some(next);
+        }
         keys.sort();
         keys
     }
@@ -237,6 +254,36 @@ impl Drop for Moto {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The text of the first `<name>...</name>` in `xml`.
+fn xml_tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..start + len])
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Percent-encodes a query parameter value (everything but RFC 3986's unreserved
+/// characters and `/`).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn free_port() -> u16 {
