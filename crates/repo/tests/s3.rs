@@ -569,3 +569,52 @@ fn a_damaged_index_object_is_skipped_and_repaired_on_s3() {
     assert!(!storage.list("index").unwrap().contains(&index[0]));
     verify_clean(&reopened);
 }
+
+#[test]
+fn a_listing_past_one_page_names_every_object() {
+    let Some(moto) = Moto::try_start() else {
+        return;
+    };
+    moto.create_bucket("many");
+    // One ListObjectsV2 answer holds at most 1000 keys: 1234 packs under data/ (spread
+    // over the fan-out folders) and 1001 snapshots each take a second page.
+    let packs: Vec<String> = (0..1234u32)
+        .map(|i| {
+            let id = format!("{:04x}{i:060}", i.wrapping_mul(2_654_435_761) >> 16);
+            format!("{}/{id}", &id[..2])
+        })
+        .collect();
+    let snapshots: Vec<String> = (0..1001u32).map(|i| format!("{i:064}")).collect();
+    let storage = s3(&moto, "many", "web-1");
+    let names: Vec<String> = packs
+        .iter()
+        .map(|p| format!("data/{p}"))
+        .chain(snapshots.iter().map(|s| format!("snapshots/{s}")))
+        .collect();
+    // One writer waits out each answer in turn (about 14 ms on moto); four overlap.
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for part in names.chunks(names.len().div_ceil(4)) {
+            let storage = &storage;
+            scope.spawn(move || {
+                for name in part {
+                    storage.write_atomic(name, b"x").unwrap();
+                }
+            });
+        }
+    });
+    eprintln!("{} PUTs to moto took {:?}", names.len(), started.elapsed());
+
+    let mut want = packs.clone();
+    want.sort();
+    let listed = storage.list("data").unwrap();
+    assert_eq!(listed.len(), want.len());
+    assert!(listed == want, "the listing of data/ differs");
+    assert_eq!(storage.list("snapshots").unwrap(), snapshots);
+    // The test's own listing follows the continuation tokens too.
+    assert_eq!(moto.keys("many", "web-1/data/").len(), packs.len());
+    assert_eq!(
+        moto.keys("many", "web-1/").len(),
+        packs.len() + snapshots.len()
+    );
+}
