@@ -1,10 +1,11 @@
 //! An S3 tier with more than 1000 objects under one prefix, the most one ListObjectsV2
 //! answer holds: drd must follow the continuation tokens wherever it lists, or it sees
 //! only the first page. A job lands on an S3 tier (moto on loopback) whose packs are
-//! forced small, so one backup of 1100 small files writes 1100+ packs under `data/`;
-//! then the copy to the `local` tier (which lists the S3 `data/`), verify and prune
-//! must each reach every one of them, and the test's own listing (which follows the
-//! tokens too) must agree with drd's counts.
+//! forced small, so one backup of 1100 small files writes over 1100 packs under `data/`.
+//! The copy to the `local` tier finds what to copy by listing that `data/`: every pack
+//! must arrive, verify (reading all data) must count them all there, and a prune on the
+//! S3 tier must delete every one; the test's own listing, which follows the tokens too,
+//! must agree with drd's counts.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;

@@ -524,6 +524,8 @@ impl Storage for S3Storage {
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         let (store, key) = (Arc::clone(&self.store), self.key(dir));
         let base = format!("{key}/");
+        // object_store's list follows ListObjectsV2 continuation tokens: every object
+        // comes, not only the first page of 1000 (tests/s3_listing.rs breaks without).
         let objects = self.run("list", dir, async move {
             store.list(Some(&key)).try_collect::<Vec<_>>().await
         })?;
