@@ -9,12 +9,9 @@ use std::time::{Duration, Instant};
 
 use drd_integration_tests::moto::Moto;
 use drd_integration_tests::{
-    assert_same_tree, backup_daemon, bins, open_tempdir, random_bytes, text,
+    assert_same_tree, backup_daemon, bins, files_under, open_tempdir, random_bytes, text, FILES_JOB,
 };
 use nix::sys::signal::Signal;
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
 
 const SECRET: &str = "s3cr3t-that-must-never-be-printed";
 
@@ -31,25 +28,14 @@ fn drd_s3(moto: &Moto, args: &[&str]) -> Output {
 
 /// Copies a repository directory into the bucket under `prefix`, as a replication would.
 fn upload(moto: &Moto, bucket: &str, prefix: &str, repo: &Path) {
-    let mut stack = vec![repo.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(repo)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !rel.starts_with("locks/") && !rel.contains("/.") {
-                moto.put(
-                    bucket,
-                    &format!("{prefix}/{rel}"),
-                    &std::fs::read(&path).unwrap(),
-                );
-            }
+    for path in files_under(repo) {
+        let rel = path.strip_prefix(repo).unwrap().to_str().unwrap();
+        if !rel.starts_with("locks/") && !rel.contains("/.") {
+            moto.put(
+                bucket,
+                &format!("{prefix}/{rel}"),
+                &std::fs::read(&path).unwrap(),
+            );
         }
     }
 }
@@ -61,7 +47,7 @@ fn a_bare_machine_restores_from_s3_with_only_the_bucket_and_the_key() {
     };
     moto.create_bucket("offsite");
 
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(data.join("etc")).unwrap();
     std::fs::write(data.join("precious"), random_bytes(7, 3 << 20)).unwrap();

@@ -5,25 +5,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drd_integration_tests::{
-    audit_rows, backup_daemon, backup_daemon_with, bins, random_bytes, text, Daemon,
+    audit_rows, backup_daemon, backup_daemon_with, random_bytes, running_as_root, text, Daemon,
+    FILES_JOB,
 };
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
 
 /// A uid and gid that no one on the test machine uses (the unprivileged user).
 const OTHER: u32 = 47_913;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// The tree of the issue: home/alice/{big.bin (20 MB), docs/ (1500 files), zz_empty/
 /// (mode 0777)}.
@@ -56,11 +48,10 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_user_racing_a_root_restore_cannot_redirect_it_outside_the_target() {
-    if !is_root() {
-        eprintln!("skipped: the race needs a root restore (run as root, as CI does)");
+    if !running_as_root("the race needs a root restore") {
         return;
     }
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let alice = alice_tree(&daemon);
     daemon.drctl_json(&["backup", "--job", "files"]);
     let outside = daemon.dir.path().join("outside");
@@ -144,25 +135,17 @@ fn a_user_racing_a_root_restore_cannot_redirect_it_outside_the_target() {
 
 /// Runs drctl as the unprivileged user.
 fn drctl_as_other(daemon: &Daemon, args: &[&str]) -> std::process::Output {
-    Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .uid(OTHER)
-        .gid(OTHER)
-        .output()
-        .unwrap()
+    daemon.drctl_as(OTHER, OTHER, args)
 }
 
 #[test]
 fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run drctl as another user");
+    if !running_as_root("running drctl as another user needs root") {
         return;
     }
     let daemon = backup_daemon_with(
         &format!("socket_group = {OTHER}"),
-        &format!("{JOB}[roles]\nresponder = {{ users = [{OTHER}] }}\n"),
+        &format!("{FILES_JOB}[roles]\nresponder = {{ users = [{OTHER}] }}\n"),
     );
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
