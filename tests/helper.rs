@@ -503,6 +503,13 @@ pub fn drd(args: &[&OsStr]) -> Output {
     Command::new(&bins().drd).args(args).output().unwrap()
 }
 
+/// The arguments of `drctl restore --backup-id SELECTOR --target TARGET` (push more
+/// after them).
+pub fn restore_args<'a>(selector: &'a str, target: &'a Path) -> Vec<&'a str> {
+    let target = target.to_str().unwrap();
+    vec!["restore", "--backup-id", selector, "--target", target]
+}
+
 /// `s` as an argument for [`drd`].
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)

@@ -150,39 +150,22 @@ fn a_bare_machine_restores_from_s3_with_only_the_bucket_and_the_key() {
         text(&out)
     );
 
+    // `drd snapshots --repo REPO` exits `code` and says `says`.
+    let refused = |repo: &str, code: i32, says: &str| {
+        let out = drd_s3(&moto, &["snapshots", "--repo", repo, "--key", key]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    };
     // A bucket that does not exist is named as the problem.
-    let out = drd_s3(
-        &moto,
-        &[
-            "snapshots",
-            "--repo",
-            "s3://no-such-bucket/web-1",
-            "--key",
-            key,
-        ],
+    refused(
+        "s3://no-such-bucket/web-1",
+        1,
+        "bucket no-such-bucket does not exist at http://127.0.0.1:",
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("bucket no-such-bucket does not exist at http://127.0.0.1:"),
-        "{}",
-        text(&out)
-    );
-
     // A prefix with no repository is "not found" (66), as a missing directory is.
-    let out = drd_s3(
-        &moto,
-        &[
-            "snapshots",
-            "--repo",
-            "s3://offsite/nothing-here",
-            "--key",
-            key,
-        ],
-    );
-    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
-    assert!(
-        text(&out).contains("s3://offsite/nothing-here is not a drd repository"),
-        "{}",
-        text(&out)
+    refused(
+        "s3://offsite/nothing-here",
+        66,
+        "s3://offsite/nothing-here is not a drd repository",
     );
 }

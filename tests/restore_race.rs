@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drd_integration_tests::{
-    audit_rows, backup_daemon, backup_daemon_with, random_bytes, running_as_root, text, Daemon,
-    FILES_JOB,
+    audit_rows, backup_daemon, backup_daemon_with, random_bytes, restore_args, running_as_root,
+    text, Daemon, FILES_JOB,
 };
 
 /// A uid and gid that no one on the test machine uses (the unprivileged user).
@@ -95,14 +95,9 @@ fn a_user_racing_a_root_restore_cannot_redirect_it_outside_the_target() {
                 }
                 n
             });
-            let out = daemon.drctl(&[
-                "restore",
-                "--backup-id",
-                "latest",
-                "--target",
-                target.to_str().unwrap(),
-                "--overwrite",
-            ]);
+            let mut args = restore_args("latest", &target);
+            args.push("--overwrite");
+            let out = daemon.drctl(&args);
             done.store(true, Ordering::Relaxed);
             swaps += attacker.join().unwrap();
             out
@@ -155,16 +150,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
 
     // Outside the allowed folder: refused, explained, audited, nothing written.
     let etc = daemon.dir.path().join("etc");
-    let out = drctl_as_other(
-        &daemon,
-        &[
-            "restore",
-            "--backup-id",
-            "latest",
-            "--target",
-            etc.to_str().unwrap(),
-        ],
-    );
+    let out = drctl_as_other(&daemon, &restore_args("latest", &etc));
     assert_eq!(out.status.code(), Some(77), "{}", text(&out));
     let restores = daemon.dir.path().join("state/restores");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -196,16 +182,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
 
     // Inside it: restored, with the snapshot's owner and mode (the user cannot read it).
     let mine = restores.join("mine");
-    let out = drctl_as_other(
-        &daemon,
-        &[
-            "restore",
-            "--backup-id",
-            "latest",
-            "--target",
-            mine.to_str().unwrap(),
-        ],
-    );
+    let out = drctl_as_other(&daemon, &restore_args("latest", &mine));
     assert!(out.status.success(), "{}", text(&out));
     let back = mine.join(data.strip_prefix("/").unwrap()).join("shadow");
     let meta = std::fs::metadata(&back).unwrap();
@@ -217,16 +194,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
     std::fs::create_dir(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, restores.join("evil")).unwrap();
     let via = restores.join("evil/x");
-    let out = drctl_as_other(
-        &daemon,
-        &[
-            "restore",
-            "--backup-id",
-            "latest",
-            "--target",
-            via.to_str().unwrap(),
-        ],
-    );
+    let out = drctl_as_other(&daemon, &restore_args("latest", &via));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("refusing to restore through"),
@@ -237,13 +205,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
 
     // root restores anywhere.
     let anywhere = daemon.dir.path().join("anywhere");
-    daemon.drctl_json(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--target",
-        anywhere.to_str().unwrap(),
-    ]);
+    daemon.drctl_json(&restore_args("latest", &anywhere));
     assert!(anywhere
         .join(data.strip_prefix("/").unwrap())
         .join("shadow")

@@ -153,11 +153,7 @@ fn a_pack_with_a_damaged_header_and_no_readable_index_is_damage_not_reclaimable(
     let src = fx.mkdir("src");
     std::fs::write(src.join("f"), random_bytes(100_000)).unwrap();
     let snap = fx.backup(&src, None).snapshot;
-    let blobs = fx
-        .repo
-        .file_blobs(&snap, &format!("{}/f", src.display()))
-        .unwrap();
-    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let pack = fx.pack_of_first_blob(&snap, &src.join("f"));
     let len = std::fs::metadata(&pack).unwrap().len() as usize;
     flip_byte(&pack, len - 20, 0x01);
     for f in index_files(&fx.repo_path()) {

@@ -90,11 +90,7 @@ fn a_missing_pack_is_reported_and_an_unindexed_one_is_reclaimable() {
     let src = fx.mkdir("src");
     std::fs::write(src.join("f"), b"content").unwrap();
     let snap = fx.backup(&src, None).snapshot;
-    let blobs = fx
-        .repo
-        .file_blobs(&snap, &format!("{}/f", src.display()))
-        .unwrap();
-    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let pack = fx.pack_of_first_blob(&snap, &src.join("f"));
     // An orphan pack (as left by a killed backup) is not damage.
     let orphan = pack.with_file_name("00".repeat(32));
     std::fs::write(&orphan, b"partial").unwrap();
@@ -125,11 +121,7 @@ fn a_pack_renamed_into_place_is_read_as_it_is_now_by_the_next_verify() {
 
     // What a sync tool does: a copy with a byte flipped in the header and one in the
     // body, renamed over the pack. The same open repository verifies again.
-    let blobs = fx
-        .repo
-        .file_blobs(&snap, &format!("{}/f", src.display()))
-        .unwrap();
-    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let pack = fx.pack_of_first_blob(&snap, &src.join("f"));
     rename_damaged_copy_over(&pack);
 
     let report = fx.repo.verify(&structure, &mut |_| {}).unwrap();

@@ -81,6 +81,15 @@ impl Fixture {
         Arc::new(LocalDir::new(&self.dir.path().join(name)))
     }
 
+    /// The pack that holds the first blob of the file at `path` in `snapshot`.
+    pub fn pack_of_first_blob(&self, snapshot: &Snapshot, path: &Path) -> PathBuf {
+        let blobs = self
+            .repo
+            .file_blobs(snapshot, path.to_str().unwrap())
+            .unwrap();
+        self.repo.blob_location(&blobs[0]).unwrap().0
+    }
+
     /// Backs up the folder `root` as job `test`, on `parent` if given.
     pub fn backup(&self, root: &Path, parent: Option<&str>) -> BackupSummary {
         let mut plan = path_plan("test", root);
