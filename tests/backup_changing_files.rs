@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use drd_integration_tests::{backup_daemon, random_bytes, text, Daemon};
+use drd_integration_tests::{backup_daemon, proc_state, random_bytes, text, Daemon, FILES_JOB};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -48,11 +48,11 @@ fn all_stopped(pid: i32) -> bool {
         return false;
     };
     tasks.filter_map(Result::ok).all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
-            // A thread on its way out (Z, X) will not run again either.
-            matches!(state, Some('T' | 't' | 'Z' | 'X'))
-        })
+        // A thread on its way out (Z, X) will not run again either.
+        matches!(
+            proc_state(&task.path().join("stat")),
+            Some('T' | 't' | 'Z' | 'X')
+        )
     })
 }
 
@@ -160,9 +160,7 @@ fn append(path: &Path, bytes: &[u8]) {
 
 #[test]
 fn a_file_deleted_or_grown_mid_read_is_reported_and_the_snapshot_restores() {
-    let daemon = backup_daemon(
-        "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n",
-    );
+    let daemon = backup_daemon(FILES_JOB);
     let data: PathBuf = daemon.dir.path().join("data");
     let (vanishing, growing) = (data.join("b-vanishing"), data.join("c-growing"));
     let report = (0..5)

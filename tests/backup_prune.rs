@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use drd_integration_tests::gate::{finish, slow_job, Gate};
-use drd_integration_tests::{backup_daemon, eventually, text};
+use drd_integration_tests::{backup_daemon, eventually, text, FILES_JOB};
 
 #[test]
 fn a_prune_during_a_backup_is_answered_busy_naming_the_job() {
@@ -32,9 +32,7 @@ fn a_prune_during_a_backup_is_answered_busy_naming_the_job() {
 
 #[test]
 fn a_backup_that_meets_a_prune_waits_for_it_and_is_recorded_ok() {
-    let daemon = backup_daemon(
-        "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n",
-    );
+    let daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.txt"), "one\n").unwrap();

@@ -3,19 +3,17 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use drd_integration_tests::{bins, open_tempdir, text};
+use drd_integration_tests::{
+    check_config, copy_from_workspace, drd, generate_key, open_tempdir, os, text,
+};
 
+/// `drd check-config` on a file `drd.toml` holding `config`: exit code, stdout, stderr.
 fn check(config: &str) -> (Option<i32>, String, String) {
     let dir = open_tempdir();
     let path = dir.path().join("drd.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(&bins().drd)
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -30,31 +28,22 @@ fn a_valid_config_passes() {
     assert!(stdout.contains(": ok"), "{stdout}");
 }
 
-/// The repository's root.
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
 /// A copy of `examples/` (config and key, as a fresh clone has them: mode 0644) and
 /// a `docs` folder beside it, as in the repository.
 fn examples_copy() -> tempfile::TempDir {
     let dir = open_tempdir();
-    std::fs::create_dir(dir.path().join("examples")).unwrap();
     std::fs::create_dir(dir.path().join("docs")).unwrap();
-    for name in ["quickstart.toml", "quickstart.key", "six-jobs.toml"] {
-        let to = dir.path().join("examples").join(name);
-        std::fs::copy(root().join("examples").join(name), &to).unwrap();
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let files = [
+        "examples/quickstart.toml",
+        "examples/quickstart.key",
+        "examples/six-jobs.toml",
+    ];
+    copy_from_workspace(dir.path(), &files);
+    for file in files {
+        let mode = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(dir.path().join(file), mode).unwrap();
     }
     dir
-}
-
-fn check_file(path: &Path) -> std::process::Output {
-    Command::new(&bins().drd)
-        .args(["check-config", "--config"])
-        .arg(path)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -65,7 +54,7 @@ fn the_example_configs_pass_once_the_key_is_private() {
     let examples = dir.path().join("examples");
     let key = examples.join("quickstart.key");
     // git checks the key out 0644; the quickstart's command runs chmod 600 first.
-    let out = check_file(&examples.join("quickstart.toml"));
+    let out = check_config(&examples.join("quickstart.toml"));
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -82,7 +71,7 @@ fn the_example_configs_pass_once_the_key_is_private() {
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     for config in ["quickstart.toml", "six-jobs.toml"] {
-        let out = check_file(&examples.join(config));
+        let out = check_config(&examples.join(config));
         assert!(out.status.success(), "{config}: {}", text(&out));
     }
 }
@@ -91,21 +80,17 @@ fn the_example_configs_pass_once_the_key_is_private() {
 fn an_offline_command_refuses_a_key_file_others_can_read() {
     let dir = open_tempdir();
     let key = dir.path().join("main.key");
-    let out = Command::new(&bins().drd)
-        .args(["key", "generate", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    generate_key(&key);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let repo = dir.path().join("repo");
     for command in ["snapshots", "verify"] {
-        let out = Command::new(&bins().drd)
-            .args([command, "--repo"])
-            .arg(dir.path().join("repo"))
-            .arg("--key")
-            .arg(&key)
-            .output()
-            .unwrap();
+        let out = drd(&[
+            os(command),
+            os("--repo"),
+            repo.as_os_str(),
+            os("--key"),
+            key.as_os_str(),
+        ]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("has mode 0640"), "{stderr}");
@@ -176,10 +161,7 @@ fn every_semantic_problem_is_listed_with_field_and_line() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let out = Command::new(&bins().drd)
-        .args(["check-config", "--config", "/nonexistent/drd.toml"])
-        .output()
-        .unwrap();
+    let out = check_config(Path::new("/nonexistent/drd.toml"));
     assert_eq!(out.status.code(), Some(64));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/drd.toml")
@@ -207,11 +189,7 @@ fn a_key_file_made_readable_is_refused_by_reload_and_at_start() {
 
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     daemon.wait_exit(std::time::Duration::from_secs(10));
-    let out = Command::new(&bins().drd)
-        .args(["run", "--config"])
-        .arg(&daemon.config)
-        .output()
-        .unwrap();
+    let out = drd(&[os("run"), os("--config"), daemon.config.as_os_str()]);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&chmod),

@@ -6,33 +6,17 @@
 //! with the rest.
 #![allow(clippy::unwrap_used)]
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use drd_integration_tests::{
-    backup_daemon, backup_daemon_with, drd, eventually, random_bytes, text, Daemon,
+    backup_daemon, backup_daemon_with, eventually, flip_middle_byte, os, random_bytes, text,
+    Daemon, FILES_JOB, OFFSITE_FILES_JOB,
 };
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
-
-const OFFSITE_JOB: &str = "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite/repo\"\n\
-    [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
-    sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
 
 /// Flips one byte in the middle of `file`; returns the intact bytes.
 fn damage(file: &Path) -> Vec<u8> {
-    let intact = std::fs::read(file).unwrap();
-    let mut bytes = intact.clone();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    std::fs::write(file, bytes).unwrap();
-    intact
+    flip_middle_byte(file, 0x5a)
 }
 
 /// Backs up `data/app.conf` holding `content`; returns the snapshot id.
@@ -40,8 +24,7 @@ fn backup(daemon: &Daemon, content: &str) -> String {
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("app.conf"), content).unwrap();
-    let report = daemon.drctl_json(&["backup", "--job", "files"]);
-    report["snapshot"]["id"].as_str().unwrap().to_owned()
+    daemon.backup_now("files")
 }
 
 /// Snapshot A ("version 1"), then B ("version 2"), then B's file damaged.
@@ -91,7 +74,7 @@ fn assert_listed(listed: &serde_json::Value, good: &str, bad: &str) {
 
 #[test]
 fn drctl_lists_a_damaged_snapshot_and_latest_will_not_fall_back_silently() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let (a, b) = older_good_newer_damaged(&daemon);
 
     assert_listed(&daemon.drctl_json(&["backups"]), &a, &b);
@@ -185,14 +168,11 @@ fn drctl_lists_a_damaged_snapshot_and_latest_will_not_fall_back_silently() {
 
 #[test]
 fn offline_drd_lists_a_damaged_snapshot_and_latest_will_not_fall_back_silently() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let (a, b) = older_good_newer_damaged(&daemon);
-    let (repo, key) = (daemon.repo(), daemon.key());
     let offline = |args: &[&str]| -> Output {
-        let mut all: Vec<&OsStr> = vec![os(args[0]), os("--repo"), repo.as_os_str()];
-        all.extend([os("--key"), key.as_os_str()]);
-        all.extend(args[1..].iter().map(|a| os(a)));
-        drd(&all)
+        let rest: Vec<_> = args[1..].iter().map(|a| os(a)).collect();
+        daemon.offline(&args[..1], &rest)
     };
 
     let out = offline(&["snapshots", "--json"]);
@@ -239,19 +219,11 @@ fn offline_drd_lists_a_damaged_snapshot_and_latest_will_not_fall_back_silently()
 
 #[test]
 fn a_damaged_snapshot_is_restored_from_an_intact_offsite_copy() {
-    let daemon = backup_daemon_with("replication_retry_max = \"1s\"", OFFSITE_JOB);
+    let daemon = backup_daemon_with("replication_retry_max = \"1s\"", OFFSITE_FILES_JOB);
     let _a = backup(&daemon, "version 1");
     let b = backup(&daemon, "version 2");
-    let offsite_ids = || -> Vec<String> {
-        let list = daemon.drctl_json(&["backups", "--tier", "offsite"]);
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
     eventually("snapshot B to reach the offsite tier", || {
-        offsite_ids().contains(&b)
+        daemon.snapshot_ids("offsite").unwrap().contains(&b)
     });
     damage(&daemon.repo().join("snapshots").join(&b));
 
@@ -296,23 +268,15 @@ fn backup_unique(daemon: &Daemon, i: u64) -> String {
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("cur.bin"), random_bytes(500 + 2 * i, 1 << 20)).unwrap();
-    let report = daemon.drctl_json(&["backup", "--job", "files"]);
-    report["snapshot"]["id"].as_str().unwrap().to_owned()
+    daemon.backup_now("files")
 }
 
 #[test]
 fn prune_skips_a_damaged_snapshot_keeps_its_data_and_goes_on() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let ids: Vec<String> = (0..3).map(|i| backup_unique(&daemon, i)).collect();
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
-    let config = config.replace(
-        "[jobs.files]\n",
-        "[jobs.files]\nretention = { keep_last = 1 }\n",
-    );
-    std::fs::write(&daemon.config, config).unwrap();
-    let out = daemon.drctl(&["reload"]);
-    assert!(out.status.success(), "{}", text(&out));
+    daemon.set_retention("files", "retention = { keep_last = 1 }");
     let b_file = daemon.repo().join("snapshots").join(b);
     let intact = damage(&b_file);
     let damaged = std::fs::read(&b_file).unwrap();
@@ -354,7 +318,7 @@ fn prune_skips_a_damaged_snapshot_keeps_its_data_and_goes_on() {
 #[test]
 fn the_daemon_knows_the_job_and_time_of_a_snapshot_it_read_before_the_damage() {
     let jobs = format!(
-        "{JOB}[jobs.other]\ntiers = [\"local\"]\n\
+        "{FILES_JOB}[jobs.other]\ntiers = [\"local\"]\n\
          sources = [{{ kind = \"path\", path = \"{{dir}}/other\" }}]\n"
     );
     let daemon = backup_daemon(&jobs);
@@ -362,10 +326,7 @@ fn the_daemon_knows_the_job_and_time_of_a_snapshot_it_read_before_the_damage() {
     std::fs::create_dir_all(daemon.dir.path().join("other")).unwrap();
     let before_other = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let other = daemon.drctl_json(&["backup", "--job", "other"])["snapshot"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = daemon.backup_now("other");
     damage(&daemon.repo().join("snapshots").join(&other));
 
     // Listed under its own job, with the job and time the catalog read before.

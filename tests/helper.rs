@@ -2,6 +2,7 @@
 //! socket, waits until it answers, and runs `drctl` against it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -18,6 +19,27 @@ pub mod docker;
 
 #[path = "support/moto.rs"]
 pub mod moto;
+
+#[path = "support/real_parts.rs"]
+pub mod real_parts;
+pub use real_parts::{real_part_missing, real_parts_required};
+
+#[path = "support/files.rs"]
+pub mod files;
+pub use files::{
+    files_under, flip_byte, flip_middle_byte, index_files, packs, rename_damaged_copy_over,
+};
+
+/// The job most tests run: `files`, the folder `{dir}/data` onto the `local` tier (for
+/// [`backup_daemon`], which fills in `{dir}`).
+pub const FILES_JOB: &str =
+    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+
+/// [`FILES_JOB`] onto `local` and a directory tier `offsite` at `{dir}/offsite/repo`.
+pub const OFFSITE_FILES_JOB: &str =
+    "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite/repo\"\n\
+    [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
+    sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
 
 /// Paths to the built `drd` and `drctl`.
 pub struct Bins {
@@ -126,19 +148,8 @@ impl Daemon {
 
     /// Waits until drd answers a handshake on its socket.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("drd exited early with {status}; log:\n{}", self.log());
-            }
-            if let Ok(mut conn) = RawConn::connect(&self.socket()) {
-                if conn.handshake().is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("drd did not become ready; log:\n{}", self.log());
+        let (socket, log) = (self.socket(), self.log_path());
+        wait_answering(self.child.as_mut().unwrap(), &socket, &log);
     }
 
     /// Runs drctl against this daemon.
@@ -164,6 +175,38 @@ impl Daemon {
         panic!("drd did not exit within {timeout:?}; log:\n{}", self.log());
     }
 
+    /// Stops drd with SIGTERM, checks that it exited 0, and starts it again on the same
+    /// config and state with `env`, waiting until it answers.
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM);
+        self.spawn(env);
+        self.wait_ready();
+    }
+
+    /// Sends `signal` and checks that drd exits 0 within 20 s.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) {
+        self.signal(signal);
+        assert_eq!(
+            self.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "{}",
+            self.log()
+        );
+    }
+
+    /// Polls `cond` until it holds; after `timeout` panics with `what` and drd's log.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Rewrites the config file (paths filled in as at start).
     pub fn rewrite_config(&self, extra: &str) {
         std::fs::write(&self.config, config_text(self.dir.path(), extra)).unwrap();
@@ -185,6 +228,25 @@ fn config_text(dir: &Path, extra: &str) -> String {
         dir.join("state").display(),
         dir.join("run/drd.sock").display()
     )
+}
+
+/// Waits up to 20 s until the drd `child` answers a handshake on `socket`; panics with
+/// its log (the file `log`) if it exits first or never answers.
+pub fn wait_answering(child: &mut Child, socket: &Path, log: &Path) {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("drd exited early with {status}; log:\n{}", log());
+        }
+        if let Ok(mut conn) = RawConn::connect(socket) {
+            if conn.handshake().is_ok() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("drd did not become ready; log:\n{}", log());
 }
 
 /// Runs drctl with `--socket socket`.
@@ -290,15 +352,20 @@ pub fn audit_rows(catalog: &Path) -> Vec<(String, String, String, String)> {
 }
 
 /// Waits up to 10 s for `cond`.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), cond);
+}
+
+/// Polls `cond` until it holds; panics naming `what` after `timeout`.
+pub fn eventually_within(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if cond() {
             return;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// A drd with a key, a `local` directory tier at `DIR/repo`, and the jobs in `jobs`
@@ -311,12 +378,7 @@ pub fn backup_daemon(jobs: &str) -> Daemon {
 pub fn backup_daemon_with(daemon_settings: &str, jobs: &str) -> Daemon {
     let dir = open_tempdir();
     let key = dir.path().join("main.key");
-    let out = Command::new(&bins().drd)
-        .args(["key", "generate", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    generate_key(&key);
     let extra = format!(
         "{daemon_settings}\n[keys]\nfiles = [\"{}\"]\n[tiers.local]\nkind = \"dir\"\npath = \"{}\"\n{}",
         key.display(),
@@ -357,6 +419,74 @@ impl Daemon {
         assert_same_tree(data, &target.join(data.strip_prefix("/").unwrap()));
     }
 
+    /// Runs `drctl backup --job JOB` (panics unless it succeeds) and returns the new
+    /// snapshot's id.
+    pub fn backup_now(&self, job: &str) -> String {
+        let report = self.drctl_json(&["backup", "--job", job]);
+        report["snapshot"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Adds `retention` (a TOML line such as `retention = { keep_last = 1 }`) to job
+    /// `job` in the config file and reloads it with `drctl reload`.
+    pub fn set_retention(&self, job: &str, retention: &str) {
+        let table = format!("[jobs.{job}]\n");
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        assert!(config.contains(&table), "no {table} in {config}");
+        let config = config.replace(&table, &format!("{table}{retention}\n"));
+        std::fs::write(&self.config, config).unwrap();
+        let out = self.drctl(&["reload"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    /// The ids of the snapshots `drctl backups --tier TIER` lists, or what drctl said
+    /// when it fails (a tier that cannot be read yet).
+    pub fn snapshot_ids(&self, tier: &str) -> Result<Vec<String>, String> {
+        let out = self.drctl(&["backups", "--tier", tier, "--json"]);
+        if !out.status.success() {
+            return Err(text(&out));
+        }
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Ok(list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect())
+    }
+
+    /// The names of the `local` tier's index files that the catalog caches, sorted.
+    pub fn cached_index_names(&self) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.catalog()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM index_files WHERE location = ?1 ORDER BY name")
+            .unwrap();
+        stmt.query_map([self.repo().display().to_string()], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Waits up to 10 s for an audit entry by `actor` of `action` with `outcome`, and
+    /// returns it (actor, action, outcome, detail).
+    pub fn wait_for_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+    ) -> (String, String, String, String) {
+        let mut found = None;
+        eventually(
+            &format!("audit entry {actor:?} {action:?} {outcome:?}"),
+            || {
+                found = audit_rows(&self.catalog())
+                    .into_iter()
+                    .find(|r| r.0 == actor && r.1 == action && r.2 == outcome);
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+
     /// The repository of the `local` tier.
     pub fn repo(&self) -> PathBuf {
         self.dir.path().join("repo")
@@ -369,8 +499,91 @@ impl Daemon {
 }
 
 /// Runs `drd ARGS` (offline commands).
-pub fn drd(args: &[&std::ffi::OsStr]) -> Output {
+pub fn drd(args: &[&OsStr]) -> Output {
     Command::new(&bins().drd).args(args).output().unwrap()
+}
+
+/// The arguments of `drctl restore --backup-id SELECTOR --target TARGET` (push more
+/// after them).
+pub fn restore_args<'a>(selector: &'a str, target: &'a Path) -> Vec<&'a str> {
+    let target = target.to_str().unwrap();
+    vec!["restore", "--backup-id", selector, "--target", target]
+}
+
+/// `s` as an argument for [`drd`].
+pub fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Writes a new key file at `path` with `drd key generate`.
+pub fn generate_key(path: &Path) {
+    let out = drd(&[os("key"), os("generate"), os("--out"), path.as_os_str()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Runs `drd check-config --config CONFIG`.
+pub fn check_config(config: &Path) -> Output {
+    drd(&[os("check-config"), os("--config"), config.as_os_str()])
+}
+
+/// The repository's root folder (where `examples/` and `docs/` are).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Copies `files` (paths relative to the repository's root) to the same paths below
+/// `dir`, making their folders; the copies keep their modes.
+pub fn copy_from_workspace(dir: &Path, files: &[&str]) {
+    for file in files {
+        let to = dir.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(workspace_root().join(file), &to).unwrap();
+    }
+}
+
+impl Daemon {
+    /// Runs `drd SUBCOMMAND --repo REPO --key KEY ARGS` on the `local` tier's
+    /// repository and this daemon's key, as on a bare machine.
+    pub fn offline(&self, subcommand: &[&str], args: &[&OsStr]) -> Output {
+        let (repo, key) = (self.repo(), self.key());
+        let mut all: Vec<&OsStr> = subcommand.iter().map(|s| os(s)).collect();
+        all.extend([os("--repo"), repo.as_os_str(), os("--key"), key.as_os_str()]);
+        all.extend_from_slice(args);
+        drd(&all)
+    }
+
+    /// Runs drctl against this daemon as user `uid` and group `gid` (the tests run as
+    /// root, so they can).
+    pub fn drctl_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
+        use std::os::unix::process::CommandExt;
+        Command::new(&bins().drctl)
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env_remove("DRD_SOCKET")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap()
+    }
+}
+
+/// The state letter (`R`, `S`, `T`, `Z`, ...) in a `/proc/PID[/task/TID]/stat` file, or
+/// `None` once the process or thread is gone.
+pub fn proc_state(stat: &Path) -> Option<char> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // The name in parentheses may hold spaces and parentheses itself.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// True when the tests run as root, which tests that act as other users need; otherwise
+/// [`real_part_missing`] says why the test does not run (and fails it under CI).
+pub fn running_as_root(why: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        real_part_missing("root", why);
+    }
+    root
 }
 
 /// Asserts that the trees at `a` and `b` hold the same names, kinds, bytes, modes,

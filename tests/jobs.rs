@@ -3,11 +3,10 @@
 //! example accepted by `drd check-config`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
-use std::time::Duration;
-
-use drd_integration_tests::{backup_daemon, bins, eventually, text, Daemon};
-use nix::sys::signal::Signal;
+use drd_integration_tests::{
+    backup_daemon, check_config, copy_from_workspace, eventually, generate_key, open_tempdir, text,
+    Daemon,
+};
 
 /// Runs recorded in the catalog: (job, trigger, outcome), oldest first.
 fn runs(daemon: &Daemon) -> Vec<(String, String, String)> {
@@ -46,18 +45,6 @@ fn scheduler_detail_after_first_pass(daemon: &Daemon) -> String {
         detail.contains("next: ")
     });
     detail
-}
-
-fn restart(daemon: &mut Daemon, env: &[(&str, &str)]) {
-    daemon.signal(Signal::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        daemon.log()
-    );
-    daemon.spawn(env);
-    daemon.wait_ready();
 }
 
 #[test]
@@ -103,7 +90,7 @@ fn a_run_missed_while_drd_was_down_is_caught_up_once_at_start() {
 
     // drd comes back "three hours later": three hourly slots were missed, one
     // catch-up run makes up for them.
-    restart(&mut daemon, &[("DRD_TEST_CLOCK_OFFSET", "3h")]);
+    daemon.restart(&[("DRD_TEST_CLOCK_OFFSET", "3h")]);
     eventually("the catch-up run", || {
         runs(&daemon)
             .iter()
@@ -119,7 +106,7 @@ fn a_run_missed_while_drd_was_down_is_caught_up_once_at_start() {
     assert_eq!(job(&list, "db")["last_success"]["trigger"], "catch-up");
 
     // Started again with no more time passed: nothing was missed, nothing runs.
-    restart(&mut daemon, &[("DRD_TEST_CLOCK_OFFSET", "3h")]);
+    daemon.restart(&[("DRD_TEST_CLOCK_OFFSET", "3h")]);
     let detail = scheduler_detail_after_first_pass(&daemon);
     assert!(detail.starts_with("next: db at "), "ran nothing: {detail}");
     let catch_ups = runs(&daemon).iter().filter(|r| r.1 == "catch-up").count();
@@ -203,40 +190,28 @@ fn a_failing_before_hook_skips_the_run_and_drctl_jobs_says_why() {
 
 #[test]
 fn the_six_jobs_example_passes_check_config() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
     // A copy, with the demo key made private as the quickstart's command does (git
     // checks it out 0644, and drd refuses a key file others can read).
-    let dir = drd_integration_tests::open_tempdir();
+    let dir = open_tempdir();
+    copy_from_workspace(
+        dir.path(),
+        &["examples/six-jobs.toml", "examples/quickstart.key"],
+    );
     let examples = dir.path().join("examples");
-    std::fs::create_dir(&examples).unwrap();
-    for name in ["six-jobs.toml", "quickstart.key"] {
-        std::fs::copy(root.join("examples").join(name), examples.join(name)).unwrap();
-    }
     std::fs::set_permissions(
         examples.join("quickstart.key"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let out = Command::new(&bins().drd)
-        .args(["check-config", "--config"])
-        .arg(examples.join("six-jobs.toml"))
-        .output()
-        .unwrap();
+    let out = check_config(&examples.join("six-jobs.toml"));
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn bad_schedules_retention_and_hooks_are_named_by_check_config() {
-    let dir = drd_integration_tests::open_tempdir();
+    let dir = open_tempdir();
     let key = dir.path().join("k");
-    assert!(Command::new(&bins().drd)
-        .args(["key", "generate", "--out"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
+    generate_key(&key);
     let config = dir.path().join("drd.toml");
     std::fs::write(
         &config,
@@ -250,11 +225,7 @@ fn bad_schedules_retention_and_hooks_are_named_by_check_config() {
         ),
     )
     .unwrap();
-    let out = Command::new(&bins().drd)
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check_config(&config);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stderr);
     for field in [

@@ -1,9 +1,7 @@
 //! Starting and stopping the daemon: socket hygiene, a second daemon, SIGTERM.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use drd_integration_tests::{audit_rows, bins, drctl, open_tempdir, text, Daemon};
+use drd_integration_tests::{audit_rows, drctl, drd, open_tempdir, os, text, Daemon};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -39,11 +37,13 @@ fn status_shows_version_workers_and_audit() {
 #[test]
 fn a_second_daemon_on_the_same_socket_is_refused() {
     let daemon = Daemon::start("");
-    let out = std::process::Command::new(&bins().drd)
-        .args(["run", "--log-format", "text", "--config"])
-        .arg(&daemon.config)
-        .output()
-        .unwrap();
+    let out = drd(&[
+        os("run"),
+        os("--log-format"),
+        os("text"),
+        os("--config"),
+        daemon.config.as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(73), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another drd is already running"));
     // The first one is untouched and still serving.
@@ -90,13 +90,7 @@ fn socket_mode_is_0660() {
 #[test]
 fn sigterm_stops_cleanly_and_removes_the_socket() {
     let mut daemon = Daemon::start("");
-    daemon.signal(Signal::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        daemon.log()
-    );
+    daemon.stop_with(Signal::SIGTERM);
     assert!(!daemon.socket().exists(), "socket left behind");
     let rows = audit_rows(&daemon.catalog());
     let actions: Vec<_> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
@@ -110,13 +104,7 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
 #[test]
 fn sigint_stops_cleanly_too() {
     let mut daemon = Daemon::start("");
-    daemon.signal(Signal::SIGINT);
-    assert_eq!(
-        daemon.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        daemon.log()
-    );
+    daemon.stop_with(Signal::SIGINT);
     assert!(!daemon.socket().exists());
 }
 

@@ -9,12 +9,9 @@ use std::time::{Duration, Instant};
 
 use drd_integration_tests::moto::Moto;
 use drd_integration_tests::{
-    assert_same_tree, backup_daemon, bins, open_tempdir, random_bytes, text,
+    assert_same_tree, backup_daemon, bins, files_under, open_tempdir, random_bytes, text, FILES_JOB,
 };
 use nix::sys::signal::Signal;
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
 
 const SECRET: &str = "s3cr3t-that-must-never-be-printed";
 
@@ -31,25 +28,14 @@ fn drd_s3(moto: &Moto, args: &[&str]) -> Output {
 
 /// Copies a repository directory into the bucket under `prefix`, as a replication would.
 fn upload(moto: &Moto, bucket: &str, prefix: &str, repo: &Path) {
-    let mut stack = vec![repo.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(repo)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !rel.starts_with("locks/") && !rel.contains("/.") {
-                moto.put(
-                    bucket,
-                    &format!("{prefix}/{rel}"),
-                    &std::fs::read(&path).unwrap(),
-                );
-            }
+    for path in files_under(repo) {
+        let rel = path.strip_prefix(repo).unwrap().to_str().unwrap();
+        if !rel.starts_with("locks/") && !rel.contains("/.") {
+            moto.put(
+                bucket,
+                &format!("{prefix}/{rel}"),
+                &std::fs::read(&path).unwrap(),
+            );
         }
     }
 }
@@ -61,7 +47,7 @@ fn a_bare_machine_restores_from_s3_with_only_the_bucket_and_the_key() {
     };
     moto.create_bucket("offsite");
 
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(data.join("etc")).unwrap();
     std::fs::write(data.join("precious"), random_bytes(7, 3 << 20)).unwrap();
@@ -164,39 +150,22 @@ fn a_bare_machine_restores_from_s3_with_only_the_bucket_and_the_key() {
         text(&out)
     );
 
+    // `drd snapshots --repo REPO` exits `code` and says `says`.
+    let refused = |repo: &str, code: i32, says: &str| {
+        let out = drd_s3(&moto, &["snapshots", "--repo", repo, "--key", key]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    };
     // A bucket that does not exist is named as the problem.
-    let out = drd_s3(
-        &moto,
-        &[
-            "snapshots",
-            "--repo",
-            "s3://no-such-bucket/web-1",
-            "--key",
-            key,
-        ],
+    refused(
+        "s3://no-such-bucket/web-1",
+        1,
+        "bucket no-such-bucket does not exist at http://127.0.0.1:",
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("bucket no-such-bucket does not exist at http://127.0.0.1:"),
-        "{}",
-        text(&out)
-    );
-
     // A prefix with no repository is "not found" (66), as a missing directory is.
-    let out = drd_s3(
-        &moto,
-        &[
-            "snapshots",
-            "--repo",
-            "s3://offsite/nothing-here",
-            "--key",
-            key,
-        ],
-    );
-    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
-    assert!(
-        text(&out).contains("s3://offsite/nothing-here is not a drd repository"),
-        "{}",
-        text(&out)
+    refused(
+        "s3://offsite/nothing-here",
+        66,
+        "s3://offsite/nothing-here is not a drd repository",
     );
 }

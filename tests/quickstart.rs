@@ -9,9 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use drd_integration_tests::{assert_same_tree, bins, open_tempdir, text, RawConn};
+use drd_integration_tests::{
+    assert_same_tree, bins, copy_from_workspace, eventually_within, open_tempdir, proc_state, text,
+    wait_answering,
+};
 
 /// The newcomer, when the tests run as root (as CI does); otherwise the tests' own
 /// user is the newcomer.
@@ -25,20 +28,17 @@ struct Quickstart {
 
 impl Quickstart {
     fn start() -> Quickstart {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let dir = open_tempdir();
-        for sub in ["examples", "docs"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        for file in [
-            "examples/quickstart.toml",
-            "examples/quickstart.key",
-            "examples/quickstart-demo.sh",
-            "docs/configuration.md",
-            "docs/repository-format.md",
-        ] {
-            std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
-        }
+        copy_from_workspace(
+            dir.path(),
+            &[
+                "examples/quickstart.toml",
+                "examples/quickstart.key",
+                "examples/quickstart-demo.sh",
+                "docs/configuration.md",
+                "docs/repository-format.md",
+            ],
+        );
         // What the quickstart's command does first (git checks the key out 0644).
         std::fs::set_permissions(
             dir.path().join("examples/quickstart.key"),
@@ -76,19 +76,8 @@ impl Quickstart {
 
     fn wait_ready(&mut self) {
         let socket = self.path("examples/quickstart-state/drd.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.drd.try_wait().unwrap() {
-                panic!("drd exited early with {status}; log:\n{}", self.log());
-            }
-            if let Ok(mut conn) = RawConn::connect(&socket) {
-                if conn.handshake().is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("drd did not become ready; log:\n{}", self.log());
+        let log = self.path("drd.log");
+        wait_answering(&mut self.drd, &socket, &log);
     }
 
     /// drctl as the README runs it: from the repository's root, with DRD_SOCKET set.
@@ -166,24 +155,7 @@ fn chown_tree(path: &Path) {
 
 /// Whether `pid` runs (a zombie does not).
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some(state != 'Z')
-        })
-        .unwrap_or(false)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
+    proc_state(Path::new(&format!("/proc/{pid}/stat"))).is_some_and(|state| state != 'Z')
 }
 
 #[test]
@@ -228,7 +200,7 @@ fn the_quickstart_shows_a_shutdown_plan_and_its_demo_services_stop_and_come_back
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    wait_until(
+    eventually_within(
         "the demo services to start",
         Duration::from_secs(10),
         || qs.demo_pid("demo-db").is_some() && qs.demo_pid("demo-web").is_some(),
@@ -243,7 +215,7 @@ fn the_quickstart_shows_a_shutdown_plan_and_its_demo_services_stop_and_come_back
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("demo-web to be stopping", Duration::from_secs(30), || {
+    eventually_within("demo-web to be stopping", Duration::from_secs(30), || {
         let status = qs.json(&["status"]);
         status["shutdown"]["last_step"]
             .as_str()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use drd_integration_tests::gate::{finish, slow_job, Gate};
-use drd_integration_tests::{audit_rows, backup_daemon, eventually, text, Daemon};
+use drd_integration_tests::{backup_daemon, text, Daemon};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -28,11 +28,7 @@ fn sighup_with_a_good_config_reloads_it() {
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
-    eventually("reload audit entry", || {
-        audit_rows(&daemon.catalog())
-            .iter()
-            .any(|r| r.0 == "signal SIGHUP" && r.1 == "reload config" && r.2 == "ok")
-    });
+    daemon.wait_for_audit("signal SIGHUP", "reload config", "ok");
     let report = daemon.drctl_json(&["backup", "--job", "added"]);
     assert_eq!(report["files_new"], 1, "{report}");
 }
@@ -57,13 +53,7 @@ fn sighup_with_a_bad_config_during_a_backup_is_refused_and_the_backup_finishes()
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
-    eventually("refused reload audit entry", || {
-        audit_rows(&daemon.catalog())
-            .iter()
-            .any(|r| r.0 == "signal SIGHUP" && r.1 == "reload config" && r.2 == "refused")
-    });
-    let rows = audit_rows(&daemon.catalog());
-    let refused = rows.iter().find(|r| r.2 == "refused").unwrap();
+    let refused = daemon.wait_for_audit("signal SIGHUP", "reload config", "refused");
     assert!(refused.3.contains("bogus"), "{refused:?}");
 
     held.release(b"dump contents\n");
@@ -90,13 +80,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one() {
     let daemon = Daemon::start("");
     std::fs::write(&daemon.config, "[daemon]\nsocket = 42\n").unwrap();
     daemon.signal(Signal::SIGHUP);
-    eventually("refused reload audit entry", || {
-        audit_rows(&daemon.catalog())
-            .iter()
-            .any(|r| r.0 == "signal SIGHUP" && r.1 == "reload config" && r.2 == "refused")
-    });
-    let rows = audit_rows(&daemon.catalog());
-    let refused = rows.iter().find(|r| r.2 == "refused").unwrap();
+    let refused = daemon.wait_for_audit("signal SIGHUP", "reload config", "refused");
     assert!(refused.3.contains("daemon.socket"), "{refused:?}");
     // Still serving on the old socket, with the old config.
     let out = daemon.drctl(&["status", "--json"]);

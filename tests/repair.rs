@@ -4,19 +4,12 @@
 //! exactly the files on the tier.
 #![allow(clippy::unwrap_used)]
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use drd_integration_tests::{
-    assert_same_tree, audit_rows, backup_daemon, bins, drd, random_bytes, text, Daemon,
+    assert_same_tree, audit_rows, backup_daemon, flip_middle_byte, index_files, os, random_bytes,
+    running_as_root, text, Daemon, FILES_JOB,
 };
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
 
 /// Two backups (so two index files) of `DIR/data`; returns the data folder.
 fn two_backups(daemon: &Daemon) -> PathBuf {
@@ -29,40 +22,15 @@ fn two_backups(daemon: &Daemon) -> PathBuf {
     data
 }
 
-fn index_files(repo: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(repo.join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    out.sort();
-    out
-}
-
-fn flip_byte(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// `drd SUBCOMMAND --repo REPO --key KEY ARGS...`.
-fn offline(daemon: &Daemon, subcommand: &[&str], args: &[&OsStr]) -> std::process::Output {
-    let (repo, key) = (daemon.repo(), daemon.key());
-    let mut all: Vec<&OsStr> = subcommand.iter().map(|s| os(s)).collect();
-    all.extend([os("--repo"), repo.as_os_str(), os("--key"), key.as_os_str()]);
-    all.extend_from_slice(args);
-    drd(&all)
-}
-
 #[test]
 fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let data = two_backups(&daemon);
     let files = index_files(&daemon.repo());
     assert_eq!(files.len(), 2);
-    flip_byte(&files[0]);
+    flip_middle_byte(&files[0], 0x01);
 
-    let out = offline(&daemon, &["snapshots"], &[os("--json")]);
+    let out = daemon.offline(&["snapshots"], &[os("--json")]);
     assert!(out.status.success(), "{}", text(&out));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
@@ -73,8 +41,7 @@ fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
     );
 
     let target = daemon.dir.path().join("restored");
-    let out = offline(
-        &daemon,
+    let out = daemon.offline(
         &["restore"],
         &[
             os("--backup-id"),
@@ -87,7 +54,7 @@ fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
     assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
 
     // Verify: the whole report (both snapshots, all data read), the damage, exit 1.
-    let out = offline(&daemon, &["verify"], &[os("--read-data"), os("--json")]);
+    let out = daemon.offline(&["verify"], &[os("--read-data"), os("--json")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let report = &reports[0];
@@ -102,7 +69,7 @@ fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
         "{message}"
     );
 
-    let out = offline(&daemon, &["repair", "index"], &[]);
+    let out = daemon.offline(&["repair", "index"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -111,9 +78,9 @@ fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
     );
     assert!(!files[0].exists());
 
-    let out = offline(&daemon, &["verify"], &[os("--read-data")]);
+    let out = daemon.offline(&["verify"], &[os("--read-data")]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = offline(&daemon, &["repair", "index"], &[]);
+    let out = daemon.offline(&["repair", "index"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("nothing to repair"),
@@ -122,25 +89,17 @@ fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
     );
 }
 
-/// The index file names the daemon's catalog caches for `repo`.
-fn cached_names(daemon: &Daemon) -> Vec<String> {
-    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT name FROM index_files WHERE location = ?1 ORDER BY name")
-        .unwrap();
-    stmt.query_map([daemon.repo().display().to_string()], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 #[test]
 fn drctl_repair_index_mends_the_tier_and_the_cache_keeps_no_removed_file() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let data = two_backups(&daemon);
     let files = index_files(&daemon.repo());
-    assert_eq!(cached_names(&daemon).len(), 2, "index files not cached");
-    flip_byte(&files[0]);
+    assert_eq!(
+        daemon.cached_index_names().len(),
+        2,
+        "index files not cached"
+    );
+    flip_middle_byte(&files[0], 0x01);
 
     // The cached good copy does not hide the damage from verify.
     let out = daemon.drctl(&["verify"]);
@@ -166,7 +125,7 @@ fn drctl_repair_index_mends_the_tier_and_the_cache_keeps_no_removed_file() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
-        cached_names(&daemon),
+        daemon.cached_index_names(),
         on_tier,
         "the cache should hold exactly the tier's index files after the repair"
     );
@@ -187,27 +146,16 @@ fn drctl_repair_index_mends_the_tier_and_the_cache_keeps_no_removed_file() {
 
 #[test]
 fn a_viewer_may_not_repair_and_the_refusal_is_audited() {
-    use std::os::unix::process::CommandExt;
-    // A uid no one uses when we are root; ourselves otherwise.
-    let (uid, gid) = if nix::unistd::geteuid().is_root() {
-        (47_913, 47_913)
-    } else {
-        (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        )
-    };
+    // Only root can be a client that holds less than every role (the daemon's own uid
+    // holds them all).
+    if !running_as_root("connecting as another user needs root") {
+        return;
+    }
+    let (uid, gid) = (47_913, 47_913);
     let daemon = Daemon::start(&format!(
         "socket_group = {gid}\n[roles]\nviewer = {{ users = [{uid}] }}\noperator = {{ users = [1] }}"
     ));
-    let mut cmd = std::process::Command::new(&bins().drctl);
-    cmd.arg("--socket")
-        .arg(daemon.socket())
-        .args(["repair", "index"]);
-    if nix::unistd::geteuid().is_root() {
-        cmd.uid(uid).gid(gid);
-    }
-    let out = cmd.output().unwrap();
+    let out = daemon.drctl_as(uid, gid, &["repair", "index"]);
     assert_eq!(out.status.code(), Some(77), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("repair index needs operator"),

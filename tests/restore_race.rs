@@ -5,25 +5,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drd_integration_tests::{
-    audit_rows, backup_daemon, backup_daemon_with, bins, random_bytes, text, Daemon,
+    audit_rows, backup_daemon, backup_daemon_with, random_bytes, restore_args, running_as_root,
+    text, Daemon, FILES_JOB,
 };
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
 
 /// A uid and gid that no one on the test machine uses (the unprivileged user).
 const OTHER: u32 = 47_913;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// The tree of the issue: home/alice/{big.bin (20 MB), docs/ (1500 files), zz_empty/
 /// (mode 0777)}.
@@ -56,11 +48,10 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_user_racing_a_root_restore_cannot_redirect_it_outside_the_target() {
-    if !is_root() {
-        eprintln!("skipped: the race needs a root restore (run as root, as CI does)");
+    if !running_as_root("the race needs a root restore") {
         return;
     }
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let alice = alice_tree(&daemon);
     daemon.drctl_json(&["backup", "--job", "files"]);
     let outside = daemon.dir.path().join("outside");
@@ -104,14 +95,9 @@ fn a_user_racing_a_root_restore_cannot_redirect_it_outside_the_target() {
                 }
                 n
             });
-            let out = daemon.drctl(&[
-                "restore",
-                "--backup-id",
-                "latest",
-                "--target",
-                target.to_str().unwrap(),
-                "--overwrite",
-            ]);
+            let mut args = restore_args("latest", &target);
+            args.push("--overwrite");
+            let out = daemon.drctl(&args);
             done.store(true, Ordering::Relaxed);
             swaps += attacker.join().unwrap();
             out
@@ -144,25 +130,17 @@ fn a_user_racing_a_root_restore_cannot_redirect_it_outside_the_target() {
 
 /// Runs drctl as the unprivileged user.
 fn drctl_as_other(daemon: &Daemon, args: &[&str]) -> std::process::Output {
-    Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .uid(OTHER)
-        .gid(OTHER)
-        .output()
-        .unwrap()
+    daemon.drctl_as(OTHER, OTHER, args)
 }
 
 #[test]
 fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run drctl as another user");
+    if !running_as_root("running drctl as another user needs root") {
         return;
     }
     let daemon = backup_daemon_with(
         &format!("socket_group = {OTHER}"),
-        &format!("{JOB}[roles]\nresponder = {{ users = [{OTHER}] }}\n"),
+        &format!("{FILES_JOB}[roles]\nresponder = {{ users = [{OTHER}] }}\n"),
     );
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -172,16 +150,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
 
     // Outside the allowed folder: refused, explained, audited, nothing written.
     let etc = daemon.dir.path().join("etc");
-    let out = drctl_as_other(
-        &daemon,
-        &[
-            "restore",
-            "--backup-id",
-            "latest",
-            "--target",
-            etc.to_str().unwrap(),
-        ],
-    );
+    let out = drctl_as_other(&daemon, &restore_args("latest", &etc));
     assert_eq!(out.status.code(), Some(77), "{}", text(&out));
     let restores = daemon.dir.path().join("state/restores");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -213,16 +182,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
 
     // Inside it: restored, with the snapshot's owner and mode (the user cannot read it).
     let mine = restores.join("mine");
-    let out = drctl_as_other(
-        &daemon,
-        &[
-            "restore",
-            "--backup-id",
-            "latest",
-            "--target",
-            mine.to_str().unwrap(),
-        ],
-    );
+    let out = drctl_as_other(&daemon, &restore_args("latest", &mine));
     assert!(out.status.success(), "{}", text(&out));
     let back = mine.join(data.strip_prefix("/").unwrap()).join("shadow");
     let meta = std::fs::metadata(&back).unwrap();
@@ -234,16 +194,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
     std::fs::create_dir(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, restores.join("evil")).unwrap();
     let via = restores.join("evil/x");
-    let out = drctl_as_other(
-        &daemon,
-        &[
-            "restore",
-            "--backup-id",
-            "latest",
-            "--target",
-            via.to_str().unwrap(),
-        ],
-    );
+    let out = drctl_as_other(&daemon, &restore_args("latest", &via));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("refusing to restore through"),
@@ -254,13 +205,7 @@ fn a_responder_who_is_not_root_restores_only_below_allowed_targets() {
 
     // root restores anywhere.
     let anywhere = daemon.dir.path().join("anywhere");
-    daemon.drctl_json(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--target",
-        anywhere.to_str().unwrap(),
-    ]);
+    daemon.drctl_json(&restore_args("latest", &anywhere));
     assert!(anywhere
         .join(data.strip_prefix("/").unwrap())
         .join("shadow")

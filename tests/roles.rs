@@ -5,7 +5,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use drd_integration_tests::{audit_rows, bins, text, Daemon};
+use drd_integration_tests::{audit_rows, running_as_root, text, Daemon};
 use drd_proto::codec;
 use drd_proto::{ClientFrame, ErrorKind, Hello, Response, ServerFrame, PROTOCOL_VERSION};
 
@@ -14,26 +14,14 @@ const OTHER: u32 = 47_913;
 
 /// Runs drctl as `OTHER`, a uid that is neither root nor the daemon's.
 fn drctl_as_unprivileged(daemon: &Daemon, args: &[&str]) -> std::process::Output {
-    Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .uid(OTHER)
-        .gid(OTHER)
-        .output()
-        .unwrap()
+    daemon.drctl_as(OTHER, OTHER, args)
 }
 
 /// The uid and gid `drctl_as_unprivileged` runs with, or `None` (and the test is
-/// skipped) where the tests do not run as root: the daemon's own uid holds every role,
-/// so only root can be a client that holds less.
+/// skipped, or fails under CI) where the tests do not run as root: the daemon's own uid
+/// holds every role, so only root can be a client that holds less.
 fn unprivileged_ids() -> Option<(u32, u32)> {
-    if nix::unistd::geteuid().is_root() {
-        Some((OTHER, OTHER))
-    } else {
-        eprintln!("skipped: needs root to connect as another user");
-        None
-    }
+    running_as_root("connecting as another user needs root").then_some((OTHER, OTHER))
 }
 
 #[test]
@@ -247,19 +235,11 @@ impl Drop for Holder {
 }
 
 fn drctl_as(daemon: &Daemon, uid: u32, args: &[&str]) -> std::process::Output {
-    Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .uid(uid)
-        .gid(SOCKET_GID)
-        .output()
-        .unwrap()
+    daemon.drctl_as(uid, SOCKET_GID, args)
 }
 
 fn lockout_daemon(extra: &str) -> Option<Daemon> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to connect as other users");
+    if !running_as_root("connecting as other users needs root") {
         return None;
     }
     Some(Daemon::start(&format!(

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use drd_integration_tests::{backup_daemon_with, eventually, random_bytes, text, Daemon};
-
-const JOB: &str = "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite/repo\"\n\
-    [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
-    sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
+use drd_integration_tests::{
+    backup_daemon_with, check_config, eventually, flip_byte, index_files, packs, random_bytes,
+    text, Daemon, OFFSITE_FILES_JOB,
+};
 
 const FAST_RETRY: &str = "replication_retry_max = \"1s\"";
 
@@ -24,30 +24,16 @@ fn write_data(daemon: &Daemon) -> PathBuf {
 }
 
 fn snapshot_ids(daemon: &Daemon, tier: &str) -> Vec<String> {
-    let list = daemon.drctl_json(&["backups", "--tier", tier]);
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn packs(repo: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for fan in std::fs::read_dir(repo.join("data")).unwrap() {
-        for pack in std::fs::read_dir(fan.unwrap().path()).unwrap() {
-            out.push(pack.unwrap().path());
-        }
-    }
-    out
+    daemon
+        .snapshot_ids(tier)
+        .unwrap_or_else(|e| panic!("drctl backups --tier {tier}: {e}"))
 }
 
 #[test]
 fn snapshot_is_copied_offsite_and_restore_falls_back_to_it() {
-    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let daemon = backup_daemon_with(FAST_RETRY, OFFSITE_FILES_JOB);
     let data = write_data(&daemon);
-    let backed = daemon.drctl_json(&["backup", "--job", "files"]);
-    let id = backed["snapshot"]["id"].as_str().unwrap().to_owned();
+    let id = daemon.backup_now("files");
     eventually("the snapshot to reach the offsite tier", || {
         snapshot_ids(&daemon, "offsite").contains(&id)
     });
@@ -82,7 +68,7 @@ fn snapshot_is_copied_offsite_and_restore_falls_back_to_it() {
 
 #[test]
 fn unwritable_offsite_tier_does_not_fail_the_backup_and_catches_up() {
-    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let daemon = backup_daemon_with(FAST_RETRY, OFFSITE_FILES_JOB);
     write_data(&daemon);
     // A file where the offsite folder should be: every copy fails until it is gone.
     let blocker = daemon.dir.path().join("offsite");
@@ -140,7 +126,7 @@ fn unwritable_offsite_tier_does_not_fail_the_backup_and_catches_up() {
 
 #[test]
 fn a_tier_cannot_be_both_a_landing_tier_and_a_copy() {
-    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let daemon = backup_daemon_with(FAST_RETRY, OFFSITE_FILES_JOB);
     let config = std::fs::read_to_string(daemon.dir.path().join("drd.toml")).unwrap();
     let bad = config.replace(
         "[jobs.files]",
@@ -148,11 +134,7 @@ fn a_tier_cannot_be_both_a_landing_tier_and_a_copy() {
     );
     let path = daemon.dir.path().join("bad.toml");
     std::fs::write(&path, bad).unwrap();
-    let out = drd_integration_tests::drd(&[
-        "check-config".as_ref(),
-        "--config".as_ref(),
-        path.as_os_str(),
-    ]);
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     assert!(
         text(&out).contains("jobs.files.tiers[1]")
@@ -162,46 +144,20 @@ fn a_tier_cannot_be_both_a_landing_tier_and_a_copy() {
     );
 }
 
-/// The names of the local tier's cached index files, sorted.
-fn cached_index_names(daemon: &Daemon) -> Vec<String> {
-    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
-    let location = daemon.repo().display().to_string();
-    let mut names: Vec<String> = conn
-        .prepare("SELECT name FROM index_files WHERE location = ?1")
-        .unwrap()
-        .query_map([&location], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    names.sort();
-    names
-}
-
-fn cached_index_files(daemon: &Daemon) -> usize {
-    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
-    // Rows of the local tier only (the offsite copy has its own).
-    let location = daemon.repo().display().to_string();
-    conn.query_row(
-        "SELECT COUNT(*) FROM index_files WHERE location = ?1",
-        [location],
-        |r| r.get::<_, i64>(0),
-    )
-    .unwrap() as usize
-}
-
 #[test]
 fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
-    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let daemon = backup_daemon_with(FAST_RETRY, OFFSITE_FILES_JOB);
     let data = write_data(&daemon);
     daemon.drctl_json(&["backup", "--job", "files"]);
     std::fs::write(data.join("second"), random_bytes(7, 50_000)).unwrap();
     daemon.drctl_json(&["backup", "--job", "files"]);
-    let index: Vec<PathBuf> = std::fs::read_dir(daemon.repo().join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let index = index_files(&daemon.repo());
     assert_eq!(index.len(), 2);
-    assert_eq!(cached_index_files(&daemon), 2, "index files not cached");
+    assert_eq!(
+        daemon.cached_index_names().len(),
+        2,
+        "index files not cached"
+    );
 
     // Damage an index file on the tier: the daemon's reads use the cached copy, so a
     // restore still works, while verify reads the tier and reports the damage.
@@ -233,14 +189,13 @@ fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
     std::fs::write(&index[0], &good).unwrap();
     std::fs::write(data.join("third"), random_bytes(8, 50_000)).unwrap();
     daemon.drctl_json(&["backup", "--job", "files"]);
-    let mut on_tier: Vec<String> = std::fs::read_dir(daemon.repo().join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let on_tier: Vec<String> = index_files(&daemon.repo())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    on_tier.sort();
     assert_eq!(on_tier.len(), 3, "{on_tier:?}");
     assert_eq!(
-        cached_index_names(&daemon),
+        daemon.cached_index_names(),
         on_tier,
         "the cache should hold the tier's three index files and not the stale name"
     );
@@ -248,7 +203,7 @@ fn catalog_caches_index_files_and_verify_still_reads_the_tier() {
 
 #[test]
 fn prune_applies_the_job_retention_to_offsite_copies_too() {
-    let jobs = JOB.replace(
+    let jobs = OFFSITE_FILES_JOB.replace(
         "[jobs.files]\n",
         "[jobs.files]\nretention = { keep_last = 1 }\n",
     );
@@ -256,23 +211,11 @@ fn prune_applies_the_job_retention_to_offsite_copies_too() {
     let data = write_data(&daemon);
     daemon.drctl_json(&["backup", "--job", "files"]);
     std::fs::write(data.join("more"), random_bytes(5, 30_000)).unwrap();
-    let second = daemon.drctl_json(&["backup", "--job", "files"])["snapshot"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second = daemon.backup_now("files");
     // The copy got the second snapshot after the run's retention had run, so it still
-    // holds both until the next prune. The snapshot file is the last thing a copy
-    // writes, but its shared lock goes a moment later, and prune (exclusive) started
-    // inside that moment is answered "locked": wait for the lock to go too.
-    // The copy locks both tiers (shared); the landing tier's lock goes last.
-    let unlocked = |repo: &str| {
-        std::fs::read_dir(daemon.dir.path().join(repo).join("locks"))
-            .is_ok_and(|mut d| d.next().is_none())
-    };
-    eventually("both snapshots on the copy, and the copy done", || {
-        snapshot_ids(&daemon, "offsite").len() == 2 && unlocked("offsite/repo") && unlocked("repo")
-    });
-    let pruned = daemon.drctl_json(&["prune", "--job", "files"]);
+    // holds both until the next prune.
+    wait_for_copy(&daemon, 2);
+    let pruned = prune_files(&daemon);
     let tiers: Vec<&str> = pruned["tiers"]
         .as_array()
         .unwrap()
@@ -289,30 +232,38 @@ fn prune_applies_the_job_retention_to_offsite_copies_too() {
     assert!(verified.status.success(), "{}", text(&verified));
 }
 
-/// Flips one bit of the byte at `offset` in `file`.
-fn flip_byte(file: &Path, offset: usize) {
-    let mut body = std::fs::read(file).unwrap();
-    body[offset] ^= 0x01;
-    std::fs::write(file, body).unwrap();
+/// Waits (generously: a loaded machine copies slowly) until the offsite tier holds
+/// `count` snapshots and the copy is done, so a prune is not answered "locked". The
+/// snapshot file is the last thing a copy writes, but its shared locks go a moment
+/// later: the copy locks both tiers, and the landing tier's lock goes last.
+fn wait_for_copy(daemon: &Daemon, count: usize) {
+    let unlocked =
+        |repo: &Path| std::fs::read_dir(repo.join("locks")).is_ok_and(|mut d| d.next().is_none());
+    let what = format!("the offsite tier to get {count} snapshots, and the copy done");
+    daemon.wait_until(&what, Duration::from_secs(60), || {
+        snapshot_ids(daemon, "offsite").len() == count
+            && unlocked(&daemon.dir.path().join("offsite/repo"))
+            && unlocked(&daemon.repo())
+    });
 }
 
-/// Waits (generously: a loaded machine copies slowly) until the offsite tier holds
-/// `count` snapshots and no copy holds its lock, so a prune is not answered "locked".
-fn wait_for_copy(daemon: &Daemon, count: usize) {
-    let copy_locks = daemon.dir.path().join("offsite/repo/locks");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if snapshot_ids(daemon, "offsite").len() == count
-            && std::fs::read_dir(&copy_locks).is_ok_and(|mut d| d.next().is_none())
-        {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!(
-        "the offsite tier did not get {count} snapshots; log:\n{}",
-        daemon.log()
-    );
+/// `drctl prune --job files --json`, run again while it is answered busy on the landing
+/// tier (which goes first, so nothing was pruned yet): the replication worker copies
+/// again after each new snapshot, also one an earlier copy already took, so a copy can
+/// start after [`wait_for_copy`] saw the tiers free.
+fn prune_files(daemon: &Daemon) -> serde_json::Value {
+    let landing_busy = format!("repository {}/ is locked", daemon.repo().display());
+    let mut answer = None;
+    daemon.wait_until("a prune not answered busy", Duration::from_secs(60), || {
+        let out = daemon.drctl(&["prune", "--job", "files", "--json"]);
+        let busy = out.status.code() == Some(75)
+            && String::from_utf8_lossy(&out.stderr).contains(&landing_busy);
+        answer = Some(out);
+        !busy
+    });
+    let out = answer.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `drctl verify --tier local --read-data` finds the damage (so the restore below
@@ -324,7 +275,7 @@ fn assert_local_damaged(daemon: &Daemon) {
 
 #[test]
 fn a_damaged_blob_on_the_landing_tier_is_read_from_the_copy() {
-    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let daemon = backup_daemon_with(FAST_RETRY, OFFSITE_FILES_JOB);
     let data = write_data(&daemon);
     daemon.drctl_json(&["backup", "--job", "files"]);
     wait_for_copy(&daemon, 1);
@@ -332,7 +283,7 @@ fn a_damaged_blob_on_the_landing_tier_is_read_from_the_copy() {
     // One flipped bit in the first blob of every landing pack: no blob there is whole
     // enough to decrypt, and the copy's packs are untouched.
     for pack in packs(&daemon.repo()) {
-        flip_byte(&pack, 40);
+        flip_byte(&pack, 40, 0x01);
     }
     assert_local_damaged(&daemon);
     daemon.restore_and_compare(
@@ -344,7 +295,7 @@ fn a_damaged_blob_on_the_landing_tier_is_read_from_the_copy() {
 
 #[test]
 fn a_damaged_blob_is_read_from_the_copy_after_a_prune_repacked_both_tiers() {
-    let daemon = backup_daemon_with(FAST_RETRY, JOB);
+    let daemon = backup_daemon_with(FAST_RETRY, OFFSITE_FILES_JOB);
     // Backup 0 stores `keep.bin` with 2 MiB that only backup 0 uses, in one pack; once
     // backup 0 is forgotten that pack is mostly garbage, and each tier's prune rewrites
     // `keep.bin`'s blobs into a new pack of its own, under a name the other tier lacks.
@@ -357,17 +308,10 @@ fn a_damaged_blob_is_read_from_the_copy_after_a_prune_repacked_both_tiers() {
     daemon.drctl_json(&["backup", "--job", "files"]);
     wait_for_copy(&daemon, 2);
 
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
-    let config = config.replace(
-        "[jobs.files]\n",
-        "[jobs.files]\nretention = { keep_last = 1 }\n",
-    );
-    std::fs::write(&daemon.config, config).unwrap();
-    let out = daemon.drctl(&["reload"]);
-    assert!(out.status.success(), "{}", text(&out));
+    daemon.set_retention("files", "retention = { keep_last = 1 }");
 
     let before = packs(&daemon.repo());
-    let pruned = daemon.drctl_json(&["prune", "--job", "files"]);
+    let pruned = prune_files(&daemon);
     for tier in pruned["tiers"].as_array().unwrap() {
         assert!(
             tier["gc"]["packs_repacked"].as_u64().unwrap() >= 1,
@@ -387,7 +331,7 @@ fn a_damaged_blob_is_read_from_the_copy_after_a_prune_repacked_both_tiers() {
             "the copy holds {} too",
             pack.display()
         );
-        flip_byte(pack, 40);
+        flip_byte(pack, 40, 0x01);
     }
     assert_local_damaged(&daemon);
     daemon.restore_and_compare(

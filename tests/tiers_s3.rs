@@ -17,27 +17,13 @@ fn jobs(moto: &Moto) -> String {
     )
 }
 
+/// The snapshots on the S3 tier; none while it cannot be read.
 fn offsite_ids(daemon: &Daemon) -> Vec<String> {
-    let out = daemon.drctl(&["backups", "--tier", "offsite", "--json"]);
-    if !out.status.success() {
-        return Vec::new();
-    }
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
+    daemon.snapshot_ids("offsite").unwrap_or_default()
 }
 
 fn backup(daemon: &Daemon) -> String {
-    let out = daemon.drctl(&["backup", "--job", "files", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["snapshot"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    daemon.backup_now("files")
 }
 
 #[test]

@@ -3,25 +3,11 @@
 //! handle on a repository file outlives the request that opened it.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use drd_integration_tests::{backup_daemon, random_bytes, text, Daemon};
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
-
-fn packs(repo: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for fan in std::fs::read_dir(repo.join("data")).unwrap() {
-        for pack in std::fs::read_dir(fan.unwrap().path()).unwrap() {
-            let path = pack.unwrap().path();
-            if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
+use drd_integration_tests::{
+    backup_daemon, packs, random_bytes, rename_damaged_copy_over, text, Daemon, FILES_JOB,
+};
 
 /// The daemon's open files that are gone from the disk (`/proc/PID/fd` links that end
 /// in " (deleted)") and were under `dir`.
@@ -41,7 +27,7 @@ fn deleted_files_held(daemon: &Daemon, dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_pack_renamed_into_place_under_a_running_daemon_is_verified_as_it_is_now() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("file.bin"), random_bytes(3, 300_000)).unwrap();
@@ -58,13 +44,7 @@ fn a_pack_renamed_into_place_under_a_running_daemon_is_verified_as_it_is_now() {
     let all = packs(&daemon.repo());
     assert_eq!(all.len(), 1, "{all:?}");
     let pack = &all[0];
-    let mut bytes = std::fs::read(pack).unwrap();
-    let len = bytes.len();
-    bytes[len - 20] ^= 0x01;
-    bytes[len / 3] ^= 0x01;
-    let copy = pack.with_file_name(".sync-copy");
-    std::fs::write(&copy, &bytes).unwrap();
-    std::fs::rename(&copy, pack).unwrap();
+    rename_damaged_copy_over(pack);
 
     for attempt in 0..5 {
         let out = daemon.drctl(&["verify"]);

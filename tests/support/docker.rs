@@ -50,9 +50,9 @@ pub fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// True when a Docker engine answers. Otherwise prints why the test is skipped and
-/// returns false, or panics when `DRD_REQUIRE_DOCKER=1` (CI), so a missing engine
-/// cannot turn the Docker tests into silent passes there.
+/// True when a Docker engine answers. Otherwise [`crate::real_part_missing`] prints why
+/// the test is skipped and this returns false, or it panics under `CI=true`, so a
+/// missing engine cannot turn the Docker tests into silent passes there.
 pub fn require_docker() -> bool {
     static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
     let answer = ANSWER.get_or_init(|| {
@@ -69,10 +69,7 @@ pub fn require_docker() -> bool {
     match answer {
         Ok(()) => true,
         Err(why) => {
-            if std::env::var("DRD_REQUIRE_DOCKER").as_deref() == Ok("1") {
-                panic!("DRD_REQUIRE_DOCKER=1 but no Docker engine answers: {why}");
-            }
-            eprintln!("skipped: no Docker engine answers ({why}); set DRD_REQUIRE_DOCKER=1 to fail instead");
+            crate::real_part_missing("a Docker engine", why);
             false
         }
     }

@@ -7,33 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{describe, random_bytes, restore_all, restored, Fixture};
+use common::{
+    describe, flip_byte, index_files, random_bytes, read_data, restore_all, restored, Fixture,
+};
 use drd_repo::{Error, Problem, PruneOptions, Repository, VerifyOptions};
-
-fn read_data() -> VerifyOptions {
-    VerifyOptions {
-        read_data: true,
-        threads: 2,
-        ..VerifyOptions::default()
-    }
-}
-
-fn index_files(repo: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(repo.join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    out.sort();
-    out
-}
-
-fn flip(path: &Path, at: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
-}
 
 /// Two backups (two index files) of different data; returns the two sources.
 fn two_backups(fx: &Fixture) -> (PathBuf, PathBuf) {
@@ -54,11 +33,11 @@ fn a_flipped_index_byte_is_skipped_and_restore_and_verify_go_on() {
     let files = index_files(&fx.repo_path());
     assert_eq!(files.len(), 2);
     for f in &files {
-        flip(f, 50);
+        flip_byte(f, 50, 0x01);
     }
 
     // A fresh open, as on a bare machine: no error, the damage named with the fix.
-    let repo = Repository::open(&fx.repo_path(), &fx.keys).unwrap();
+    let repo = fx.reopen();
     let warnings = repo.index_warnings().join("\n");
     assert!(
         warnings.contains(&files[0].display().to_string()) && warnings.contains("repair index"),
@@ -129,7 +108,7 @@ fn a_flipped_index_byte_is_skipped_and_restore_and_verify_go_on() {
     assert!(summary.unreadable_packs.is_empty(), "{summary:?}");
     assert!(files.iter().all(|f| !f.exists()));
 
-    let repo = Repository::open(&fx.repo_path(), &fx.keys).unwrap();
+    let repo = fx.reopen();
     assert!(repo.index_warnings().is_empty());
     let report = repo.verify(&read_data(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{:#?}", report.problems);
@@ -148,7 +127,7 @@ fn a_lost_index_file_is_rebuilt_from_the_pack_headers() {
     let (first, _) = two_backups(&fx);
     let files = index_files(&fx.repo_path());
     std::fs::remove_file(&files[0]).unwrap();
-    let repo = Repository::open(&fx.repo_path(), &fx.keys).unwrap();
+    let repo = fx.reopen();
     let report = repo.verify(&read_data(), &mut |_| {}).unwrap();
     assert!(!report.is_ok(), "a lost index file went unseen");
 
@@ -174,18 +153,14 @@ fn a_pack_with_a_damaged_header_and_no_readable_index_is_damage_not_reclaimable(
     let src = fx.mkdir("src");
     std::fs::write(src.join("f"), random_bytes(100_000)).unwrap();
     let snap = fx.backup(&src, None).snapshot;
-    let blobs = fx
-        .repo
-        .file_blobs(&snap, &format!("{}/f", src.display()))
-        .unwrap();
-    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let pack = fx.pack_of_first_blob(&snap, &src.join("f"));
     let len = std::fs::metadata(&pack).unwrap().len() as usize;
-    flip(&pack, len - 20);
+    flip_byte(&pack, len - 20, 0x01);
     for f in index_files(&fx.repo_path()) {
-        flip(&f, 50);
+        flip_byte(&f, 50, 0x01);
     }
 
-    let repo = Repository::open(&fx.repo_path(), &fx.keys).unwrap();
+    let repo = fx.reopen();
     let report = repo.verify(&VerifyOptions::default(), &mut |_| {}).unwrap();
     assert!(report
         .problems

@@ -9,16 +9,11 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{describe, random_bytes, restored, Fixture};
+use common::{
+    describe, flip_middle_byte, packs, random_bytes, read_data, real_part_missing,
+    rename_damaged_copy_over, restore_options, restored, Fixture,
+};
 use drd_repo::{KeySet, Problem, Repository, RestoreOptions, VerifyOptions};
-
-fn read_data() -> VerifyOptions {
-    VerifyOptions {
-        read_data: true,
-        threads: 2,
-        ..VerifyOptions::default()
-    }
-}
 
 #[test]
 fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
@@ -68,11 +63,8 @@ fn a_flipped_byte_in_a_pack_is_found_and_the_file_named() {
         .restore(
             &snap,
             &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
                 threads: 1,
-                beneath: None,
+                ..restore_options(&target)
             },
             &mut |_| {},
         )
@@ -98,11 +90,7 @@ fn a_missing_pack_is_reported_and_an_unindexed_one_is_reclaimable() {
     let src = fx.mkdir("src");
     std::fs::write(src.join("f"), b"content").unwrap();
     let snap = fx.backup(&src, None).snapshot;
-    let blobs = fx
-        .repo
-        .file_blobs(&snap, &format!("{}/f", src.display()))
-        .unwrap();
-    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let pack = fx.pack_of_first_blob(&snap, &src.join("f"));
     // An orphan pack (as left by a killed backup) is not damage.
     let orphan = pack.with_file_name("00".repeat(32));
     std::fs::write(&orphan, b"partial").unwrap();
@@ -133,18 +121,8 @@ fn a_pack_renamed_into_place_is_read_as_it_is_now_by_the_next_verify() {
 
     // What a sync tool does: a copy with a byte flipped in the header and one in the
     // body, renamed over the pack. The same open repository verifies again.
-    let blobs = fx
-        .repo
-        .file_blobs(&snap, &format!("{}/f", src.display()))
-        .unwrap();
-    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let len = bytes.len();
-    bytes[len - 20] ^= 0x01;
-    bytes[len / 3] ^= 0x01;
-    let copy = pack.with_file_name(".sync-copy");
-    std::fs::write(&copy, &bytes).unwrap();
-    std::fs::rename(&copy, &pack).unwrap();
+    let pack = fx.pack_of_first_blob(&snap, &src.join("f"));
+    rename_damaged_copy_over(&pack);
 
     let report = fx.repo.verify(&structure, &mut |_| {}).unwrap();
     assert!(
@@ -166,19 +144,17 @@ fn a_pack_renamed_into_place_is_read_as_it_is_now_by_the_next_verify() {
     );
 }
 
-/// Whether python3 with cryptography is available; with CI set its absence is a failure.
+/// Whether python3 with cryptography is available (a real part: required under CI).
 fn python_with_cryptography() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import cryptography.fernet"])
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but python3 with the cryptography package is missing"
+        real_part_missing(
+            "python3 with the cryptography package",
+            "python3 -m pip install cryptography",
         );
-        println!("SKIPPED: python3 with the cryptography package is not installed");
     }
     ok
 }
@@ -277,17 +253,7 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
     for i in 0..12 {
         std::fs::write(big.join(format!("f{i}")), random_bytes(8 * 1024 * 1024)).unwrap();
     }
-    let count_packs = || {
-        let mut n = 0;
-        for d in std::fs::read_dir(fx.repo_path().join("data")).unwrap() {
-            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
-                if !f.unwrap().file_name().to_string_lossy().starts_with('.') {
-                    n += 1;
-                }
-            }
-        }
-        n
-    };
+    let count_packs = || packs(&fx.repo_path()).len();
     let packs_before = count_packs();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--ignored", "--nocapture"])
@@ -314,8 +280,7 @@ fn a_backup_killed_mid_way_leaves_a_repository_that_verifies() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let keys = KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap();
-    let repo = Repository::open(&fx.repo_path(), &keys).unwrap();
+    let repo = fx.reopen();
     let report = repo.verify(&read_data(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{:#?}", report.problems);
     // The dead child's lock was broken, and said so.
@@ -349,8 +314,7 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
     std::fs::write(src.join("a"), random_bytes(300_000)).unwrap();
     let s1 = fx.backup(&src, None).snapshot;
     let offsite = fx.dir.path().join("offsite");
-    let dest: std::sync::Arc<dyn drd_repo::Storage> =
-        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    let dest = fx.local_tier("offsite");
     let first = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
     assert!(first.files_copied >= 4, "{first:?}");
     std::fs::write(src.join("b"), b"later").unwrap();
@@ -367,19 +331,7 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
     assert!(replica.verify(&read_data(), &mut |_| {}).unwrap().is_ok());
     let target = fx.dir.path().join("t");
     let latest = replica.find_snapshot("latest").unwrap();
-    replica
-        .restore(
-            &latest,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-                beneath: None,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    common::restore_all(&replica, &latest, &target).unwrap();
     assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
 
     // A damaged blob here is fetched from the replica.
@@ -389,23 +341,15 @@ fn a_replica_on_another_directory_verifies_and_restores_with_the_key_alone() {
         .unwrap();
     common::flip_byte_in_blob(&fx.repo, &blobs[0], 1);
     let restore_to = |repo: &Repository, dir: &str| {
-        repo.restore(
-            &latest,
-            &RestoreOptions {
-                paths: vec![],
-                target: fx.dir.path().join(dir),
-                overwrite: false,
-                threads: 1,
-                beneath: None,
-            },
-            &mut |_| {},
-        )
+        let options = RestoreOptions {
+            threads: 1,
+            ..restore_options(&fx.dir.path().join(dir))
+        };
+        repo.restore(&latest, &options, &mut |_| {})
     };
     let alone = restore_to(&fx.repo, "t2").unwrap();
     assert_eq!(alone.damaged.len(), 1, "{:?}", alone.damaged);
-    let with_replica = Repository::open(&fx.repo_path(), &keys)
-        .unwrap()
-        .with_fallback(dest.clone());
+    let with_replica = fx.reopen().with_fallback(dest.clone());
     restore_to(&with_replica, "t3").unwrap();
     assert_eq!(
         describe(&src).0,
@@ -424,15 +368,10 @@ fn replication_does_not_spread_a_damaged_snapshot_file() {
     let src = fx.mkdir("src");
     std::fs::write(src.join("a"), random_bytes(10_000)).unwrap();
     let s1 = fx.backup(&src, None).snapshot;
-    let file = fx.repo_path().join("snapshots").join(&s1.id);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    std::fs::write(&file, bytes).unwrap();
+    flip_middle_byte(&fx.repo_path().join("snapshots").join(&s1.id), 0x5a);
 
     let offsite = fx.dir.path().join("offsite");
-    let dest: std::sync::Arc<dyn drd_repo::Storage> =
-        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    let dest = fx.local_tier("offsite");
     let copied = fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
     assert!(
         !offsite.join("snapshots").join(&s1.id).exists(),
@@ -454,32 +393,15 @@ fn a_blob_the_landing_index_lacks_is_read_from_the_replica() {
     std::fs::write(src.join("a"), random_bytes(300_000)).unwrap();
     std::fs::write(src.join("b"), b"small").unwrap();
     let snap = fx.backup(&src, None).snapshot;
-    let offsite = fx.dir.path().join("offsite");
-    let dest: std::sync::Arc<dyn drd_repo::Storage> =
-        std::sync::Arc::new(drd_repo::LocalDir::new(&offsite));
+    let dest = fx.local_tier("offsite");
     fx.repo.replicate_to(&dest, &mut |_| {}).unwrap();
     // The landing tier loses its index files: no blob can be located there.
-    for entry in std::fs::read_dir(fx.repo_path().join("index")).unwrap() {
-        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    for index in common::index_files(&fx.repo_path()) {
+        std::fs::remove_file(index).unwrap();
     }
-    let keys = KeySet::load(std::slice::from_ref(&fx.key_path)).unwrap();
-    let landing = Repository::open(&fx.repo_path(), &keys)
-        .unwrap()
-        .with_fallback(dest);
+    let landing = fx.reopen().with_fallback(dest);
     let target = fx.dir.path().join("t");
-    let summary = landing
-        .restore(
-            &snap,
-            &RestoreOptions {
-                paths: vec![],
-                target: target.clone(),
-                overwrite: false,
-                threads: 2,
-                beneath: None,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
+    let summary = common::restore_all(&landing, &snap, &target).unwrap();
     assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
     assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
 }

@@ -1,10 +1,25 @@
-//! Shared helpers for the repository tests: keys, repositories and tree comparison.
+//! Shared helpers for the repository tests: keys, repositories, restore options, seeded
+//! random inputs and tree comparison.
 
 #![allow(dead_code)]
 
-// One moto helper for the engine's tests and the daemon's integration tests.
+// One moto helper, one gate for real parts and one way to find and damage repository
+// files for the engine's tests and the daemon's integration tests.
 #[path = "../../../../tests/support/moto.rs"]
 pub mod moto;
+
+// Each test crate uses a part of these.
+#[path = "../../../../tests/support/real_parts.rs"]
+mod real_parts;
+#[allow(unused_imports)]
+pub use real_parts::{real_part_missing, real_parts_required};
+
+#[path = "../../../../tests/support/files.rs"]
+mod files;
+#[allow(unused_imports)]
+pub use files::{
+    files_under, flip_byte, flip_middle_byte, index_files, packs, rename_damaged_copy_over,
+};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -12,11 +27,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use drd_repo::{
-    generate_key_file, BackupOptions, BackupPlan, BackupSummary, Id, KeySet, Repository,
-    RestoreOptions, RestoreSummary, Snapshot, Source,
+    generate_key_file, BackupOptions, BackupPlan, BackupSummary, Id, KeySet, LocalDir, Repository,
+    RestoreOptions, RestoreSummary, Snapshot, Source, Storage, VerifyOptions,
 };
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
 
 /// A temp dir with a key file and an initialised repository.
 pub struct Fixture {
@@ -52,19 +70,62 @@ impl Fixture {
         p
     }
 
+    /// The repository opened anew from its folder with only the key file.
+    pub fn reopen(&self) -> Repository {
+        let keys = KeySet::load(std::slice::from_ref(&self.key_path)).unwrap();
+        Repository::open(&self.repo_path(), &keys).unwrap()
+    }
+
+    /// A directory tier at `DIR/NAME` to replicate to or fall back on.
+    pub fn local_tier(&self, name: &str) -> Arc<dyn Storage> {
+        Arc::new(LocalDir::new(&self.dir.path().join(name)))
+    }
+
+    /// The pack that holds the first blob of the file at `path` in `snapshot`.
+    pub fn pack_of_first_blob(&self, snapshot: &Snapshot, path: &Path) -> PathBuf {
+        let blobs = self
+            .repo
+            .file_blobs(snapshot, path.to_str().unwrap())
+            .unwrap();
+        self.repo.blob_location(&blobs[0]).unwrap().0
+    }
+
+    /// Backs up the folder `root` as job `test`, on `parent` if given.
     pub fn backup(&self, root: &Path, parent: Option<&str>) -> BackupSummary {
-        let plan = BackupPlan {
-            job: "test".into(),
-            host: None,
-            parent: parent.map(str::to_string),
-            sources: vec![Source::Path {
-                root: root.to_path_buf(),
-                excludes: vec![],
-            }],
-        };
+        let mut plan = path_plan("test", root);
+        plan.parent = parent.map(str::to_string);
+        self.run(plan).unwrap()
+    }
+
+    /// Runs `plan` with the default options.
+    pub fn run(&self, plan: BackupPlan) -> drd_repo::Result<BackupSummary> {
         self.repo
             .backup(plan, &BackupOptions::default(), &mut |_| {})
-            .unwrap()
+    }
+}
+
+/// A plan that backs up the folder `root` (nothing excluded) as `job`, with no parent.
+pub fn path_plan(job: &str, root: &Path) -> BackupPlan {
+    BackupPlan {
+        job: job.into(),
+        host: None,
+        parent: None,
+        sources: vec![Source::Path {
+            root: root.to_path_buf(),
+            excludes: vec![],
+        }],
+    }
+}
+
+/// Options that restore a whole snapshot into `target` (which must be empty or
+/// missing) with two threads; change a field with `..restore_options(target)`.
+pub fn restore_options(target: &Path) -> RestoreOptions {
+    RestoreOptions {
+        paths: vec![],
+        target: target.to_path_buf(),
+        overwrite: false,
+        threads: 2,
+        beneath: None,
     }
 }
 
@@ -74,14 +135,16 @@ pub fn restore_all(
     snapshot: &Snapshot,
     target: &Path,
 ) -> drd_repo::Result<RestoreSummary> {
-    let options = RestoreOptions {
-        paths: vec![],
-        target: target.to_path_buf(),
-        overwrite: false,
+    repo.restore(snapshot, &restore_options(target), &mut |_| {})
+}
+
+/// Verify options that read and check every blob, with two threads.
+pub fn read_data() -> VerifyOptions {
+    VerifyOptions {
+        read_data: true,
         threads: 2,
-        beneath: None,
-    };
-    repo.restore(snapshot, &options, &mut |_| {})
+        ..VerifyOptions::default()
+    }
 }
 
 /// Damages `blob` where it lies in its pack: XORs `mask` into its middle byte.
@@ -99,10 +162,37 @@ pub fn flip_byte_in_blob(repo: &Repository, blob: &Id, mask: u8) {
     f.write_all_at(&[b[0] ^ mask], at).unwrap();
 }
 
+/// The environment variable that forces the seed of the random test inputs.
+pub const SEED_VAR: &str = "DRD_TEST_SEED";
+
+thread_local! {
+    /// This test's stream of random inputs (a test runs on its own thread).
+    static INPUTS: RefCell<Option<rand::rngs::StdRng>> = const { RefCell::new(None) };
+}
+
+/// `n` random bytes from this test's seeded stream. The seed is `DRD_TEST_SEED` when
+/// set, a fresh one otherwise; it is printed at the first use in each test, so a failing
+/// run can be repeated with the same inputs (`DRD_TEST_SEED=N cargo nextest run ...`).
 pub fn random_bytes(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut v);
-    v
+    INPUTS.with(|inputs| {
+        let mut inputs = inputs.borrow_mut();
+        let rng = inputs.get_or_insert_with(|| {
+            let seed = match std::env::var(SEED_VAR) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{SEED_VAR}={v} is not a u64: {e}")),
+                Err(_) => rand::random(),
+            };
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or("this test");
+            eprintln!("random inputs of {test}: {SEED_VAR}={seed}");
+            rand::rngs::StdRng::seed_from_u64(seed)
+        });
+        let mut v = vec![0u8; n];
+        rng.fill_bytes(&mut v);
+        v
+    })
 }
 
 /// Where a source root ends up below a restore target.
