@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use drd_integration_tests::docker::{self, Container};
-use drd_integration_tests::gate::{finish, gate_source, Gate};
+use drd_integration_tests::gate::{finish, gate_source, Gate, Held};
 use drd_integration_tests::{audit_rows, backup_daemon, eventually, text, Daemon};
 
 /// A job `app` with `sources` (TOML array items, `{dir}` is the daemon's folder).
@@ -343,6 +343,8 @@ fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
     eventually("the record to be removed", || {
         !held_record(&daemon).exists()
     });
+    // drd audits the resume after it has done it (and removed the record).
+    audited(&daemon, "resume container", &web);
     let rows = audit_rows(&daemon.catalog());
     let resumed = rows
         .iter()
@@ -461,21 +463,14 @@ fn two_backups_holding_one_container_bring_it_back_after_the_last() {
     // The first holder to finish leaves it held for the one still reading.
     let second = daemon.spawn_drctl(&["backup", "--job", "second"]);
     let second_held = second_gate.wait_reader();
-    first_held.release(b"");
-    let out = finish(first, HANG);
-    assert!(
-        out.status.success(),
-        "the first backup failed: {}",
-        text(&out)
-    );
+    let end = |held: Held, backup| {
+        held.release(b"");
+        let out = finish(backup, HANG);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    end(first_held, first);
     assert_eq!(web.status(), "paused", "the first backup unpaused it early");
-    second_held.release(b"");
-    let out = finish(second, HANG);
-    assert!(
-        out.status.success(),
-        "the second backup failed: {}",
-        text(&out)
-    );
+    end(second_held, second);
     assert_eq!(web.status(), "running");
     assert!(!held_record(&daemon).exists());
 }

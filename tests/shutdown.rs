@@ -107,23 +107,32 @@ fn a_service_that_ignores_sigterm_is_killed_after_its_timeout() {
 
     let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
     assert_eq!(code, Some(0), "{report:#}");
-    let stubborn = report_service(&report, "stubborn");
-    assert_eq!(stubborn["state"], "killed", "{report:#}");
+    assert_killed_after(&mut services, &report, "stubborn", "1s");
+    // drd's own count of its wait: load can only make it longer, never shorter.
+    let took = report_service(&report, "stubborn")["took_ms"].as_u64();
+    assert!(took.unwrap() >= 1000, "{report:#}");
+    assert_eq!(report_service(&report, "base")["state"], "stopped");
+    assert!(!services.running("stubborn") && !services.running("base"));
+}
+
+/// `name` was told (SIGTERM, logged), did not go, and was killed (SIGKILL ended it),
+/// and the report says it did not stop within `timeout`.
+fn assert_killed_after(
+    services: &mut Services,
+    report: &serde_json::Value,
+    name: &str,
+    timeout: &str,
+) {
+    let service = report_service(report, name);
+    assert_eq!(service["state"], "killed", "{report:#}");
+    let said = format!("did not stop within {timeout} of SIGTERM; killed");
     assert!(
-        stubborn["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("did not stop within 1s of SIGTERM; killed"),
+        service["detail"].as_str().unwrap().starts_with(&said),
         "{report:#}"
     );
-    // drd's own count of its wait: load can only make it longer, never shorter.
-    assert!(stubborn["took_ms"].as_u64().unwrap() >= 1000, "{report:#}");
-    assert_eq!(report_service(&report, "base")["state"], "stopped");
-    // It was told (SIGTERM, logged), did not go, and SIGKILL ended it.
-    assert_eq!(services.count("stubborn", "term"), 1);
-    assert_eq!(services.count("stubborn", "exit"), 0);
-    assert_eq!(services.ended_by("stubborn"), Some(Signal::SIGKILL as i32));
-    assert!(!services.running("stubborn") && !services.running("base"));
+    assert_eq!(services.count(name, "term"), 1);
+    assert_eq!(services.count(name, "exit"), 0);
+    assert_eq!(services.ended_by(name), Some(Signal::SIGKILL as i32));
 }
 
 #[test]
@@ -199,18 +208,9 @@ fn force_skips_preserve_and_drain_and_kills_after_the_short_grace() {
     let (code, report) = json_of(running);
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["force"], true);
-    let stubborn = report_service(&report, "stubborn");
-    assert_eq!(stubborn["state"], "killed", "{report:#}");
-    assert!(
-        stubborn["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("did not stop within 500ms of SIGTERM; killed"),
-        "killed after the grace, not the 1h stop timeout: {report:#}"
-    );
+    // Killed after the grace, not the 1h stop timeout.
+    assert_killed_after(&mut services, &report, "stubborn", "500ms");
     assert!(!drained.exists(), "the drain hook ran under --force");
-    assert_eq!(services.count("stubborn", "term"), 1);
-    assert_eq!(services.ended_by("stubborn"), Some(Signal::SIGKILL as i32));
     assert!(!services.running("stubborn"));
     let audit = audit_rows(&daemon.catalog());
     assert!(
@@ -413,7 +413,7 @@ fn kill_drd_mid_shutdown() -> (Services, Daemon, Held) {
 #[test]
 fn drd_killed_mid_shutdown_then_resume_carries_on() {
     let (mut services, daemon, slow) = kill_drd_mid_shutdown();
-    let mut resume = Follow::start(
+    let resume = Follow::start(
         &daemon,
         Request::Shutdown {
             trigger: ShutdownTrigger::Manual,
@@ -427,14 +427,12 @@ fn drd_killed_mid_shutdown_then_resume_carries_on() {
     // The resumed run takes slow's stop over while slow still stops: drd streams the
     // step once it has (or, wrongly, has not) sent its signal, so a second SIGTERM
     // would be logged before slow is let go.
-    let step = resume.until("slow", "stopping");
-    assert!(
-        step.detail
-            .starts_with("waiting: SIGTERM was sent before drd was restarted"),
-        "{step:?}"
-    );
-    slow.release(b"");
-    let report = resume.answer().unwrap_or_else(|e| panic!("{e:?}"));
+    let step = [
+        "slow",
+        "stopping",
+        "waiting: SIGTERM was sent before drd was restarted",
+    ];
+    let report = resume.release_at(step, slow);
     assert_eq!(report["run_id"], 1);
     assert_eq!(report["outcome"], "Completed");
     assert_eq!(report_service(&report, "base")["state"], "stopped");

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use drd_integration_tests::gate::{finish, Gate, Held};
 use drd_integration_tests::{audit_rows, bins, text, Daemon, RawConn};
-use drd_proto::{
-    codec, ClientFrame, ErrorReply, Event, Reply, Request, Response, ServerFrame, ShutdownEvent,
-};
+use drd_proto::{codec, ClientFrame, Event, Reply, Request, Response, ServerFrame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -139,21 +137,20 @@ impl Services {
     /// Waits until the gated service `name` has been told to stop and is held in its
     /// stop; it exits once the returned gate is released (`.release(b"")`).
     pub fn stopping(&self, name: &str) -> Held {
-        let gate = self
-            .stop_gates
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} has no stop gate"));
-        gate.wait_reader_for(&format!("{name} was never told to stop"))
+        Self::held_at(&self.stop_gates, name, "was never told to stop")
     }
 
     /// Waits until a copy of `name` started after [`Services::start`] (by a rollback)
     /// is held before writing its pidfile; it goes on once the gate is released.
     pub fn starting(&self, name: &str) -> Held {
-        let gate = self
-            .start_gates
+        Self::held_at(&self.start_gates, name, "had no new copy started")
+    }
+
+    fn held_at(gates: &BTreeMap<&'static str, Gate>, name: &str, never: &str) -> Held {
+        gates
             .get(name)
-            .unwrap_or_else(|| panic!("{name} has no start gate"));
-        gate.wait_reader_for(&format!("no new copy of {name} was started"))
+            .unwrap_or_else(|| panic!("{name} has no such gate"))
+            .wait_reader_for(&format!("{name} {never}"))
     }
 
     /// The signal that ended the first process of `name` (the one started here), once
@@ -397,15 +394,16 @@ impl Follow {
         }
     }
 
-    /// Reads up to the first step about `subject` in state `state` and returns it;
-    /// panics if the answer comes first.
-    pub fn until(&mut self, subject: &str, state: &str) -> ShutdownEvent {
+    /// Reads up to the first step about `subject` in state `state` and checks that
+    /// its detail holds `detail`; panics if the answer comes first.
+    pub fn until(&mut self, subject: &str, state: &str, detail: &str) {
         loop {
             match self.conn.read_frame().unwrap() {
                 Some(ServerFrame::Event(Event::Shutdown(event)))
                     if event.subject.as_deref() == Some(subject) && event.state == state =>
                 {
-                    return event
+                    assert!(event.detail.contains(detail), "{event:?}");
+                    return;
                 }
                 Some(ServerFrame::Event(event)) => self.seen.push(format!("{event:?}")),
                 other => panic!(
@@ -416,18 +414,26 @@ impl Follow {
         }
     }
 
-    /// Reads to the answer: the report as `drctl --json` prints it, or the error.
-    pub fn answer(mut self) -> Result<serde_json::Value, ErrorReply> {
+    /// Reads up to a step (as [`Follow::until`]), only then lets `held` go, and reads
+    /// to the answer.
+    pub fn release_at(mut self, step: [&str; 3], held: Held) -> serde_json::Value {
+        let [subject, state, detail] = step;
+        self.until(subject, state, detail);
+        held.release(b"");
+        self.answer()
+    }
+
+    /// Reads to the answer: the report as `drctl --json` prints it; panics on an error.
+    pub fn answer(mut self) -> serde_json::Value {
         loop {
             match self.conn.read_frame().unwrap() {
                 Some(ServerFrame::Event(_)) => {}
                 Some(ServerFrame::Response(Response::Ok(Reply::ShutdownFinished(report)))) => {
-                    return Ok(serde_json::to_value(report).unwrap())
+                    return serde_json::to_value(report).unwrap()
                 }
                 Some(ServerFrame::Response(Response::Ok(Reply::Aborted(report)))) => {
-                    return Ok(serde_json::to_value(report).unwrap())
+                    return serde_json::to_value(report).unwrap()
                 }
-                Some(ServerFrame::Response(Response::Error(err))) => return Err(err),
                 other => panic!("not a shutdown's answer: {other:?}"),
             }
         }
