@@ -8,10 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use drd_integration_tests::docker::{self, Container};
+use drd_integration_tests::gate::{finish, gate_source, Gate, Held};
 use drd_integration_tests::{audit_rows, backup_daemon, eventually, text, Daemon};
 
 /// A job `app` with `sources` (TOML array items, `{dir}` is the daemon's folder).
@@ -59,6 +59,9 @@ fn audited(daemon: &Daemon, action: &str, container: &Container) {
             })
     });
 }
+
+/// How long a test waits for a backup before it calls it a hang.
+const HANG: Duration = Duration::from_secs(120);
 
 fn held_record(daemon: &Daemon) -> std::path::PathBuf {
     daemon.dir.path().join("state/docker-held.json")
@@ -311,24 +314,12 @@ fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
             web.name()
         ),
         // Keeps the backup busy (and the container held) until the test kills drd.
-        "{ kind = \"command\", name = \"slow\", run = [\"sh\", \"-c\", \"echo $$ > {dir}/slow.pid; exec sleep 60\"] }"
-            .to_owned(),
+        gate_source("slow", "slow.fifo"),
     ]));
-    let mut backup = Command::new(&drd_integration_tests::bins().drctl)
-        .args([
-            "--socket",
-            daemon.socket().to_str().unwrap(),
-            "backup",
-            "--job",
-            "app",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually("the container to be paused by the backup", || {
-        web.status() == "paused"
-    });
+    let gate = Gate::new(&daemon.dir.path().join("slow.fifo"));
+    let mut backup = daemon.spawn_drctl(&["backup", "--job", "app"]);
+    let slow = gate.wait_reader();
+    assert_eq!(web.status(), "paused", "the backup did not pause it");
     let record = std::fs::read_to_string(held_record(&daemon)).unwrap();
     assert!(record.contains(web.id()), "{record}");
 
@@ -336,10 +327,8 @@ fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
     let code = daemon.wait_exit(Duration::from_secs(10));
     assert_eq!(code, None, "drd was not killed by the signal");
     let _ = backup.wait();
-    let slow = daemon.dir.path().join("slow.pid");
-    if let Ok(pid) = std::fs::read_to_string(&slow) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
+    // The source's `cat`, left behind by the dead drd, ends.
+    slow.release(b"");
     assert_eq!(
         web.status(),
         "paused",
@@ -354,6 +343,8 @@ fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
     eventually("the record to be removed", || {
         !held_record(&daemon).exists()
     });
+    // drd audits the resume after it has done it (and removed the record).
+    audited(&daemon, "resume container", &web);
     let rows = audit_rows(&daemon.catalog());
     let resumed = rows
         .iter()
@@ -447,38 +438,39 @@ fn two_backups_holding_one_container_bring_it_back_after_the_last() {
         "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
         web.name()
     );
-    let job = |name: &str, seconds: u32| {
+    // Each slow job holds the container, then waits at its own gate: the container is
+    // held before any other source is read, so a gate's reader means "held".
+    let job = |name: &str| {
         format!(
-            "[jobs.{name}]\ntiers = [\"local\"]\nsources = [{hold}, \
-             {{ kind = \"command\", name = \"wait\", run = [\"sleep\", \"{seconds}\"] }}]\n"
+            "[jobs.{name}]\ntiers = [\"local\"]\nsources = [{hold}, {}]\n",
+            gate_source("wait", &format!("{name}.fifo"))
         )
     };
     let daemon = backup_daemon(&format!(
         "{}{}[jobs.quick]\ntiers = [\"local\"]\nsources = [{hold}]\n",
-        job("first", 3),
-        job("second", 6)
+        job("first"),
+        job("second")
     ));
-    let start = |job: &str| {
-        Command::new(&drd_integration_tests::bins().drctl)
-            .args(["--socket", daemon.socket().to_str().unwrap()])
-            .args(["backup", "--job", job])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut first = start("first");
-    eventually("the first backup to pause the container", || {
-        web.status() == "paused"
-    });
+    let gate = |name: &str| Gate::new(&daemon.dir.path().join(format!("{name}.fifo")));
+    let (first_gate, second_gate) = (gate("first"), gate("second"));
+
+    let first = daemon.spawn_drctl(&["backup", "--job", "first"]);
+    let first_held = first_gate.wait_reader();
+    assert_eq!(web.status(), "paused", "the first backup did not pause it");
     // A backup that starts and ends while another holds the container leaves it held.
     daemon.drctl_json(&["backup", "--job", "quick"]);
     assert_eq!(web.status(), "paused", "the quick backup unpaused it early");
     // The first holder to finish leaves it held for the one still reading.
-    let mut second = start("second");
-    assert!(first.wait().unwrap().success(), "the first backup failed");
+    let second = daemon.spawn_drctl(&["backup", "--job", "second"]);
+    let second_held = second_gate.wait_reader();
+    let end = |held: Held, backup| {
+        held.release(b"");
+        let out = finish(backup, HANG);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    end(first_held, first);
     assert_eq!(web.status(), "paused", "the first backup unpaused it early");
-    assert!(second.wait().unwrap().success(), "the second backup failed");
+    end(second_held, second);
     assert_eq!(web.status(), "running");
     assert!(!held_record(&daemon).exists());
 }

@@ -3,6 +3,9 @@
 //! failure, and the audit log holding the emergency and each run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
+use drd_integration_tests::gate::{finish, Gate};
 use drd_integration_tests::{audit_rows, backup_daemon, text, RawConn};
 use drd_proto::codec;
 use drd_proto::{ClientFrame, Event, Reply, Request, Response, ServerFrame};
@@ -136,13 +139,6 @@ fn emergency_backup_without_critical_jobs_says_so() {
     );
 }
 
-/// Lets one blocked `cat GATE` finish: opening a fifo for writing waits for a reader.
-fn open_gate(gate: &std::path::Path) {
-    use std::io::Write;
-    let mut w = std::fs::OpenOptions::new().write(true).open(gate).unwrap();
-    w.write_all(b"go\n").unwrap();
-}
-
 #[test]
 fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
     // Each run of the job blocks in its dump until the test opens the gate.
@@ -150,23 +146,14 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
         "[jobs.slow]\ntiers = [\"local\"]\ncritical = true\n\
          sources = [{ kind = \"command\", name = \"dump\", run = [\"sh\", \"-c\", \"cat {dir}/gate; echo dump\"] }]\n",
     );
-    let gate = daemon.dir.path().join("gate");
-    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let socket = daemon.socket();
-    let manual = std::thread::spawn(move || {
-        drd_integration_tests::drctl(&socket, &["backup", "--job", "slow"])
-    });
-    drd_integration_tests::eventually("the manual run to start", || {
-        let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
-        conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
-            .unwrap_or(0)
-            == 1
-    });
+    let gate = Gate::new(&daemon.dir.path().join("gate"));
+    let manual = daemon.spawn_drctl(&["backup", "--job", "slow"]);
+    let held = gate.wait_reader();
 
     // The emergency, on a raw connection to see its events: it says it waits.
     let mut conn = RawConn::connect(&daemon.socket()).unwrap();
     conn.stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     conn.handshake().unwrap();
     conn.send_frame(&codec::encode(&ClientFrame::Request(Request::EmergencyBackup)).unwrap())
@@ -187,10 +174,10 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
     }
 
     // The manual run finishes; then the emergency runs the job again.
-    open_gate(&gate);
-    let out = manual.join().unwrap();
+    held.release(b"go\n");
+    let out = finish(manual, Duration::from_secs(120));
     assert!(out.status.success(), "{}", text(&out));
-    open_gate(&gate);
+    gate.wait_reader().release(b"go\n");
     let report = loop {
         match conn.read_frame().unwrap() {
             Some(ServerFrame::Response(Response::Ok(Reply::EmergencyBackedUp(report)))) => {

@@ -2,33 +2,33 @@
 //! from the checkpoint record (what was signalled, what was stopped), waits for the
 //! level the dead drd had signalled, and starts services again in dependency order.
 //!
-//! Six real processes in three levels (web -> app -> db), each exiting 1 s after
-//! SIGTERM; drd is SIGKILLed once the app level has been signalled and restarted at
-//! once, while the apps are still stopping.
+//! Six real processes in three levels (web -> app -> db); the apps' stops are held on
+//! gates (tests/support/services.rs), so drd is SIGKILLed and restarted while they are
+//! certainly still stopping, and the test lets them go only once the abort waits.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::time::Duration;
-
+use drd_integration_tests::gate::Held;
 use drd_integration_tests::{audit_rows, text, Daemon};
+use drd_proto::Request;
 use nix::sys::signal::Signal;
 
 #[path = "support/services.rs"]
 mod services;
-use services::{drctl_in_background, spec, wait_until, Services, Spec};
+use services::{drctl_in_background, gated, spec, wait_audited, Follow, Services, Spec, HANG};
 
 const APPS: [&str; 2] = ["app1", "app2"];
 const WEBS: [&str; 2] = ["web1", "web2"];
 const ALL: [&str; 6] = ["web1", "web2", "app1", "app2", "db1", "db2"];
 
-/// web1 -> app1, web2 -> app2, both apps -> db1 and db2; each exits 1 s after SIGTERM.
+/// web1 -> app1, web2 -> app2, both apps -> db1 and db2; the apps' stops are gated.
 fn three_levels(app1: Spec) -> Vec<Spec> {
     vec![
-        spec("web1", &["app1"], 1.0),
-        spec("web2", &["app2"], 1.0),
+        spec("web1", &["app1"], 0.0),
+        spec("web2", &["app2"], 0.0),
         app1,
-        spec("app2", &["db1", "db2"], 1.0),
-        spec("db1", &[], 1.0),
-        spec("db2", &[], 1.0),
+        gated("app2", &["db1", "db2"]),
+        spec("db1", &[], 0.0),
+        spec("db2", &[], 0.0),
     ]
 }
 
@@ -49,15 +49,11 @@ fn steps(daemon: &Daemon, phase: &str) -> Vec<(String, String)> {
 
 /// Starts a shutdown, SIGKILLs drd once the app level has been signalled (both apps
 /// got SIGTERM and the record says their stop began), and restarts drd at once.
-/// Returns while the apps are still stopping.
-fn crash_while_the_apps_stop(services: &mut Services) -> Daemon {
+/// Returns the apps held in their stops.
+fn crash_while_the_apps_stop(services: &mut Services) -> (Daemon, Vec<Held>) {
     let mut daemon = Daemon::start(&services.config());
     let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
-    wait_until(
-        "the app level to be signalled",
-        Duration::from_secs(30),
-        || APPS.iter().all(|app| services.count(app, "term") == 1),
-    );
+    let held: Vec<Held> = APPS.iter().map(|app| services.stopping(app)).collect();
     let steps = steps(&daemon, "stop");
     for app in APPS {
         assert!(
@@ -66,39 +62,68 @@ fn crash_while_the_apps_stop(services: &mut Services) -> Daemon {
         );
     }
     daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(Duration::from_secs(10));
+    daemon.wait_exit(HANG);
     daemon.spawn(&[]);
     daemon.wait_ready();
     let out = running.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(0));
-    // The race this file is about: the abort must arrive while the apps still stop.
     for app in APPS {
-        assert!(
-            services.running(app),
-            "{app} exited before drd was back: the test did not reproduce the race"
+        assert!(services.running(app), "{app} exited while held");
+    }
+    (daemon, held)
+}
+
+/// Starts an abort (with or without rollback) on the restarted drd, waits until it
+/// says it waits for each app the dead drd signalled, then lets the apps go; returns
+/// the abort's report.
+fn abort_waiting_for_the_apps(
+    daemon: &Daemon,
+    held: Vec<Held>,
+    rollback: bool,
+) -> serde_json::Value {
+    let mut abort = Follow::start(daemon, Request::Abort { rollback });
+    for app in APPS {
+        abort.until(
+            app,
+            "stopping",
+            "waiting: SIGTERM was sent before drd was restarted",
         );
     }
-    daemon
+    for gate in held {
+        gate.release(b"");
+    }
+    abort.answer()
 }
 
 #[test]
 fn abort_after_a_crash_waits_for_the_signalled_level_and_rolls_back_in_order() {
-    let mut services = Services::start(three_levels(spec("app1", &["db1", "db2"], 1.0)));
-    let daemon = crash_while_the_apps_stop(&mut services);
+    let mut services = Services::start(three_levels(gated("app1", &["db1", "db2"])));
+    let (daemon, held) = crash_while_the_apps_stop(&mut services);
 
-    let out = daemon.drctl(&["abort"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains("rolled back"), "{said}");
-    assert!(said.contains("4 services started again"), "{said}");
-    assert!(said.contains("stop level 1"), "{said}");
-    assert!(!said.to_lowercase().contains("failed"), "{said}");
+    let abort = abort_waiting_for_the_apps(&daemon, held, true);
+    assert_eq!(abort["rolled_back"], true, "{abort:#}");
+    let stopped_at = abort["stopped_at"].to_string();
+    assert!(stopped_at.contains("stop level 1"), "{abort:#}");
+    assert_eq!(abort["problems"], serde_json::json!([]), "{abort:#}");
+    let mut started: Vec<&str> = abort["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "started")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    started.sort_unstable();
+    assert_eq!(started, ["app1", "app2", "web1", "web2"], "{abort:#}");
 
-    // The apps were waited for (not signalled twice), came back, and only then the
-    // web level was started.
+    // The apps were waited for (not signalled twice), came back once gone, and only
+    // then the web level was started.
     for app in APPS {
         assert_eq!(services.count(app, "term"), 1, "{app} signalled twice");
         assert_eq!(services.count(app, "exit"), 1);
+        assert!(
+            services.first(app, "exit") < services.restarted_at(app),
+            "{app} started again before it had gone"
+        );
     }
     let apps_back = APPS
         .iter()
@@ -138,17 +163,15 @@ fn abort_after_a_crash_waits_for_the_signalled_level_and_rolls_back_in_order() {
 #[test]
 fn abort_after_a_crash_does_not_start_a_service_whose_dependency_did_not_come_back() {
     let dir = drd_integration_tests::open_tempdir();
-    let mut app1 = spec("app1", &["db1", "db2"], 1.0);
+    let mut app1 = gated("app1", &["db1", "db2"]);
     app1.extra = format!(
         "health = {{ run = [\"/usr/bin/test\", \"-e\", \"{}\"], timeout = \"1s\" }}\n",
         dir.path().join("never").display()
     );
     let mut services = Services::start(three_levels(app1));
-    let daemon = crash_while_the_apps_stop(&mut services);
+    let (daemon, held) = crash_while_the_apps_stop(&mut services);
 
-    let out = daemon.drctl(&["abort", "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let abort = abort_waiting_for_the_apps(&daemon, held, true);
     let problems = abort["problems"].to_string();
     assert!(
         problems.contains("app1: not healthy within 1s"),
@@ -174,14 +197,14 @@ fn abort_after_a_crash_does_not_start_a_service_whose_dependency_did_not_come_ba
     );
 }
 
-/// drd dies while a rollback is starting a slow service (2 s to write its pidfile):
-/// `--resume` is refused, since the run was being rolled back, and `drctl abort`
-/// finishes the rollback, waiting for the start under way instead of starting a
-/// second copy, then starts what depends on it.
+/// drd dies while a rollback is starting a service (held before it writes its
+/// pidfile): `--resume` is refused, since the run was being rolled back, and `drctl
+/// abort` finishes the rollback, waiting for the start under way instead of starting
+/// a second copy, then starts what depends on it.
 #[test]
 fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
-    let mut mid = spec("mid", &["back"], 1.0);
-    mid.ready_delay = 2.0;
+    let mut mid = gated("mid", &["back"]);
+    mid.start_gate = true;
     let mut services = Services::start(vec![
         spec("front", &["mid"], 0.0),
         mid,
@@ -189,21 +212,21 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
     ]);
     let mut daemon = Daemon::start(&services.config());
     let shutdown = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
-    wait_until("mid to be told to stop", Duration::from_secs(30), || {
-        services.count("mid", "term") == 1
-    });
+    let stopping = services.stopping("mid");
     let abort = drctl_in_background(&daemon, &["abort"]);
-    wait_until(
-        "the rollback to be starting mid",
-        Duration::from_secs(30),
-        || {
-            services.count("mid", "exit") == 1
-                && services.copies("mid").len() == 1
-                && steps(&daemon, "rollback").contains(&("mid".to_owned(), "started".to_owned()))
-        },
+    wait_audited(&daemon, "abort shutdown");
+    stopping.release(b"");
+    // The rollback's copy of mid is held before it writes its pidfile.
+    let starting = services.starting("mid");
+    assert_eq!(services.count("mid", "exit"), 1);
+    assert_eq!(services.copies("mid").len(), 1);
+    let rollback = steps(&daemon, "rollback");
+    assert!(
+        rollback.contains(&("mid".to_owned(), "started".to_owned())),
+        "{rollback:?}"
     );
     daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(Duration::from_secs(10));
+    daemon.wait_exit(HANG);
     daemon.spawn(&[]);
     daemon.wait_ready();
     for client in [shutdown, abort] {
@@ -220,11 +243,23 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
         text(&out)
     );
 
-    let out = daemon.drctl(&["abort"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains("rolled back"), "{said}");
-    assert!(said.contains("at rollback, where drd died"), "{said}");
+    // drd says it waits for the start under way (a second copy would be started at
+    // this step), and only then is mid let go.
+    let abort = Follow::start(&daemon, Request::Abort { rollback: true });
+    let step = [
+        "mid",
+        "starting",
+        "its start began before drd was restarted",
+    ];
+    let abort = abort.release_at(step, starting);
+    assert_eq!(abort["rolled_back"], true, "{abort:#}");
+    assert!(
+        abort["stopped_at"]
+            .as_str()
+            .unwrap()
+            .contains("rollback, where drd died"),
+        "{abort:#}"
+    );
     assert_eq!(services.copies("mid").len(), 1, "a second mid was started");
     assert_eq!(services.count("mid", "start"), 2);
     assert!(services.restarted_at("mid") < services.restarted_at("front"));
@@ -237,15 +272,14 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
 /// the level the dead drd signalled: when it returns nothing is half-stopped.
 #[test]
 fn a_halt_after_a_crash_waits_for_the_signalled_level() {
-    let mut services = Services::start(three_levels(spec("app1", &["db1", "db2"], 1.0)));
-    let daemon = crash_while_the_apps_stop(&mut services);
+    let mut services = Services::start(three_levels(gated("app1", &["db1", "db2"])));
+    let (daemon, held) = crash_while_the_apps_stop(&mut services);
 
-    let out = daemon.drctl(&["abort", "--no-rollback"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains("no rollback"), "{said}");
+    let abort = abort_waiting_for_the_apps(&daemon, held, false);
+    assert_eq!(abort["rolled_back"], false, "{abort:#}");
+    assert_eq!(abort["problems"], serde_json::json!([]), "{abort:#}");
     for app in APPS {
-        assert!(!services.running(app), "{app} still stopping: {said}");
+        assert!(!services.running(app), "{app} still stopping: {abort:#}");
         assert_eq!(services.count(app, "term"), 1, "{app} signalled twice");
     }
     for name in ["web1", "web2"] {

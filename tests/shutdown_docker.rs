@@ -4,11 +4,15 @@
 //! instead when DRD_REQUIRE_DOCKER=1.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drd_integration_tests::docker::{require_docker, Container, SLEEP_FOREVER};
-use drd_integration_tests::{audit_rows, bins, text, Daemon};
+use drd_integration_tests::gate::Gate;
+use drd_integration_tests::{audit_rows, text, Daemon};
+
+#[path = "support/services.rs"]
+mod services;
+use services::{drctl_in_background, json_of, wait_audited};
 
 fn policy(container: &Container) -> String {
     container.inspect()["HostConfig"]["RestartPolicy"]["Name"]
@@ -78,11 +82,19 @@ fn a_rollback_restores_the_restart_policy_and_starts_the_container() {
     if !require_docker() {
         return;
     }
-    // PID 1 without a SIGTERM handler ignores it: docker stop kills it after 2 s,
-    // which leaves time to abort before db's level.
+    // On SIGTERM, web's stop waits at a gate (a fifo bind-mounted from the test's
+    // folder) until the test has aborted: the abort lands before db's level for
+    // certain. Its stop timeout is long, so docker never kills it meanwhile.
+    let dir = drd_integration_tests::open_tempdir();
+    let gate = Gate::new(&dir.path().join("stop"));
     let web = Container::new("shut-slow")
         .restart("always")
-        .args(&["/bin/sleep", "1000000"])
+        .bind(dir.path(), "/gate")
+        .args(&[
+            "/bin/sh",
+            "-c",
+            "trap 'cat /gate/stop; exit 0' TERM; sleep 1000000 & wait",
+        ])
         .start();
     let db = Container::new("shut-db2")
         .restart("unless-stopped")
@@ -90,27 +102,25 @@ fn a_rollback_restores_the_restart_policy_and_starts_the_container() {
         .start();
     let daemon = Daemon::start(&format!(
         "{}{}",
-        service("web", &web, &["db"], "2s"),
+        service("web", &web, &["db"], "10m"),
         service("db", &db, &[], "5s")
     ));
 
-    let running = Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(["shutdown", "--trigger", "manual", "--yes", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while policy(&web) != "no" {
-        assert!(Instant::now() < deadline, "web's policy never went to no");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = daemon.drctl(&["abort", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let running = drctl_in_background(
+        &daemon,
+        &["shutdown", "--trigger", "manual", "--yes", "--json"],
+    );
+    let stopping = gate.wait_reader_for("web was never told to stop");
+    assert_eq!(
+        policy(&web),
+        "no",
+        "web's policy is held at no while it stops"
+    );
+    let abort = drctl_in_background(&daemon, &["abort", "--json"]);
+    wait_audited(&daemon, "abort shutdown");
+    stopping.release(b"");
+    let (code, abort) = json_of(abort);
+    assert_eq!(code, Some(0), "{abort:#}");
     assert_eq!(abort["started"][0]["name"], "web", "{abort:#}");
     assert_eq!(web.status(), "running");
     assert_eq!(policy(&web), "always");
@@ -118,8 +128,8 @@ fn a_rollback_restores_the_restart_policy_and_starts_the_container() {
     assert_eq!(db.status(), "running");
     assert_eq!(policy(&db), "unless-stopped");
 
-    let out = running.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = json_of(running);
+    assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(report["outcome"], "RolledBack", "{report:#}");
     let web_result = report["services"]
         .as_array()

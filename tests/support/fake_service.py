@@ -5,7 +5,12 @@ Writes its pid to --pidfile, then waits. On SIGTERM (unless --ignore-term) it lo
 "NAME term T", takes --stop-delay seconds, logs "NAME exit T" and exits 0. T is
 CLOCK_MONOTONIC in seconds, the same clock for every process on the host, so the
 tests can compare when services were told to stop and when they were gone.
---ready-delay waits before writing the pidfile (a slow start, for rollbacks).
+--stop-gate FIFO: after logging "term", the stop blocks reading FIFO until the test
+opens it for writing and closes it (tests/support/gate.rs), so a test can act while
+the service is certainly still stopping, without guessing a delay.
+--start-gate FIFO: if FIFO exists when it starts, it waits the same way before
+writing its pidfile (the test makes the fifo once the first copies run, so only a
+copy that drd starts later, in a rollback, waits).
 """
 
 import argparse
@@ -14,14 +19,21 @@ import signal
 import time
 
 
+def wait_gate(path):
+    """Blocks until the test holds the fifo open, then until it closes it."""
+    with open(path, "rb") as gate:
+        gate.read()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
     parser.add_argument("--pidfile", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--stop-delay", type=float, default=0.0)
-    parser.add_argument("--ready-delay", type=float, default=0.0)
     parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--stop-gate")
+    parser.add_argument("--start-gate")
     args = parser.parse_args()
 
     def log(what):
@@ -32,6 +44,8 @@ def main():
         log("term")
         if args.ignore_term:
             return
+        if args.stop_gate:
+            wait_gate(args.stop_gate)
         if args.stop_delay > 0:
             time.sleep(args.stop_delay)
         log("exit")
@@ -39,8 +53,8 @@ def main():
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
-    if args.ready_delay > 0:
-        time.sleep(args.ready_delay)
+    if args.start_gate and os.path.exists(args.start_gate):
+        wait_gate(args.start_gate)
     tmp = args.pidfile + ".tmp"
     with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n")

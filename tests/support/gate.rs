@@ -1,6 +1,7 @@
 //! A fifo the test controls, read by a job's `command` source (`cat FIFO`): the backup
 //! stops in the middle, holding its tier's lock, until the test lets it go. No sleeps:
 //! the test learns that the backup reached the source when the fifo gets its reader.
+//! The fake services of tests/support/services.rs read one in their stop the same way.
 
 use std::fs::File;
 use std::io::Write;
@@ -9,12 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
+/// How long [`Gate::wait_reader`] waits: only a hang takes this long.
+const READER_DEADLINE: Duration = Duration::from_secs(60);
+
 /// The TOML of a job `JOB` on tier `local` whose one source is `cat {dir}/FIFO`, for
 /// [`crate::backup_daemon`].
 pub fn slow_job(job: &str, fifo: &str) -> String {
     format!(
-        "[jobs.{job}]\ntiers = [\"local\"]\nsources = [{{ kind = \"command\", name = \"dump\", run = [\"cat\", \"{{dir}}/{fifo}\"] }}]\n"
+        "[jobs.{job}]\ntiers = [\"local\"]\nsources = [{}]\n",
+        gate_source("dump", fifo)
     )
+}
+
+/// The TOML of a `command` source `NAME` that reads `{dir}/FIFO` (`{dir}` as in
+/// [`crate::backup_daemon`]): it ends when the test releases the gate.
+pub fn gate_source(name: &str, fifo: &str) -> String {
+    format!("{{ kind = \"command\", name = \"{name}\", run = [\"cat\", \"{{dir}}/{fifo}\"] }}")
 }
 
 /// A fifo that a `command` source reads.
@@ -34,10 +45,16 @@ impl Gate {
         }
     }
 
-    /// Waits up to 20 s for the command to open the fifo, which it does once the
-    /// backup holds its lock and has started its sources; keeps it shut.
+    /// Waits for the command to open the fifo, which it does once the backup holds
+    /// its lock and has started its sources; keeps it shut.
     pub fn wait_reader(&self) -> Held {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_reader_for("the backup did not reach its source")
+    }
+
+    /// Waits for a reader to open the fifo and keeps it shut; `never` says what it
+    /// means when none comes before the (generous) deadline.
+    pub fn wait_reader_for(&self, never: &str) -> Held {
+        let deadline = Instant::now() + READER_DEADLINE;
         loop {
             // Opening for writing without blocking fails (ENXIO) until there is a reader.
             match std::fs::OpenOptions::new()
@@ -51,7 +68,7 @@ impl Gate {
             }
             assert!(
                 Instant::now() < deadline,
-                "nothing read {} within 20 s: the backup did not reach its source",
+                "nothing read {} within {READER_DEADLINE:?}: {never}",
                 self.path.display()
             );
             std::thread::sleep(Duration::from_millis(25));

@@ -2,6 +2,11 @@
 //! traps SIGTERM, takes a set time to exit, logs when it was told, when it went and when
 //! it started) under one folder, their `[services.*]` config, and drctl helpers.
 //!
+//! A test orders its actions by events, never by a delay: a [`gated`] service's stop
+//! blocks on a fifo until the test lets it go ([`Services::stopping`]), and a shutdown
+//! or an abort can be followed step by step ([`Follow`]) or waited for in the audit log
+//! ([`wait_audited`]). Every wait has a generous deadline that only says "it hung".
+//!
 //! Included with `#[path]` by more than one test crate, and each uses a part of it.
 #![allow(dead_code)]
 
@@ -10,9 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drd_integration_tests::{bins, eventually, text, Daemon};
+use drd_integration_tests::gate::{finish, Gate, Held};
+use drd_integration_tests::{audit_rows, bins, text, Daemon, RawConn};
+use drd_proto::{codec, ClientFrame, Event, Reply, Request, Response, ServerFrame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// How long a test waits for anything before it calls it a hang: far longer than any
+/// step takes on a loaded machine, and never the thing a test checks.
+pub const HANG: Duration = Duration::from_secs(120);
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -29,10 +40,14 @@ pub struct Spec {
     pub ignore_term: bool,
     pub stop_timeout: &'static str,
     pub extra: String,
-    /// Seconds before it writes its pidfile (a slow start).
-    pub ready_delay: f64,
+    /// A copy started after [`Services::start`] (by a rollback) waits before it writes
+    /// its pidfile until the test releases it (see [`Services::starting`]).
+    pub start_gate: bool,
     /// Its start command (for a rollback) is `/bin/false`.
     pub broken_start: bool,
+    /// Its stop, once it has logged `term`, blocks until the test releases it (see
+    /// [`Services::stopping`]).
+    pub stop_gate: bool,
 }
 
 pub fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay: f64) -> Spec {
@@ -45,11 +60,24 @@ pub fn spec(name: &'static str, depends_on: &'static [&'static str], stop_delay:
     }
 }
 
+/// A service whose stop blocks until the test releases it: drd cannot see it gone
+/// before the test has done what it wants done while the stop is in progress. Its stop
+/// timeout is long, so drd never kills it while the test holds it.
+pub fn gated(name: &'static str, depends_on: &'static [&'static str]) -> Spec {
+    Spec {
+        stop_gate: true,
+        stop_timeout: "10m",
+        ..spec(name, depends_on, 0.0)
+    }
+}
+
 /// Fake services running under one folder; every one still alive is killed on drop.
 pub struct Services {
     dir: tempfile::TempDir,
     specs: Vec<Spec>,
     children: Vec<Child>,
+    stop_gates: BTreeMap<&'static str, Gate>,
+    start_gates: BTreeMap<&'static str, Gate>,
 }
 
 impl Services {
@@ -59,7 +87,15 @@ impl Services {
             dir,
             specs,
             children: Vec::new(),
+            stop_gates: BTreeMap::new(),
+            start_gates: BTreeMap::new(),
         };
+        for spec in &services.specs {
+            if spec.stop_gate {
+                let gate = Gate::new(&services.gate_path(spec.name, "stop"));
+                services.stop_gates.insert(spec.name, gate);
+            }
+        }
         for i in 0..services.specs.len() {
             let argv = services.argv(&services.specs[i]);
             let child = Command::new(&argv[0])
@@ -71,9 +107,16 @@ impl Services {
         }
         for spec in &services.specs {
             let pidfile = services.pidfile(spec.name);
-            eventually(&format!("{} to write its pidfile", spec.name), || {
+            wait_until(&format!("{} to write its pidfile", spec.name), HANG, || {
                 pidfile.exists()
             });
+        }
+        // Made only now, so the copies above did not wait at it.
+        for spec in &services.specs {
+            if spec.start_gate {
+                let gate = Gate::new(&services.gate_path(spec.name, "start"));
+                services.start_gates.insert(spec.name, gate);
+            }
         }
         services
     }
@@ -84,6 +127,47 @@ impl Services {
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("events.log")
+    }
+
+    /// The fifo `NAME.WHICH` (`stop` or `start`) a gated service waits at.
+    fn gate_path(&self, name: &str, which: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.{which}"))
+    }
+
+    /// Waits until the gated service `name` has been told to stop and is held in its
+    /// stop; it exits once the returned gate is released (`.release(b"")`).
+    pub fn stopping(&self, name: &str) -> Held {
+        Self::held_at(&self.stop_gates, name, "was never told to stop")
+    }
+
+    /// Waits until a copy of `name` started after [`Services::start`] (by a rollback)
+    /// is held before writing its pidfile; it goes on once the gate is released.
+    pub fn starting(&self, name: &str) -> Held {
+        Self::held_at(&self.start_gates, name, "had no new copy started")
+    }
+
+    fn held_at(gates: &BTreeMap<&'static str, Gate>, name: &str, never: &str) -> Held {
+        gates
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} has no such gate"))
+            .wait_reader_for(&format!("{name} {never}"))
+    }
+
+    /// The signal that ended the first process of `name` (the one started here), once
+    /// it has ended; `None` if it exited on its own.
+    pub fn ended_by(&mut self, name: &str) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let i = self
+            .specs
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"));
+        let mut status = None;
+        wait_until(&format!("{name} to end"), HANG, || {
+            status = self.children[i].try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap().signal()
     }
 
     fn argv(&self, spec: &Spec) -> Vec<String> {
@@ -102,9 +186,11 @@ impl Services {
         if spec.ignore_term {
             argv.push("--ignore-term".to_owned());
         }
-        if spec.ready_delay > 0.0 {
-            argv.push("--ready-delay".to_owned());
-            argv.push(spec.ready_delay.to_string());
+        for (gated, which) in [(spec.stop_gate, "stop"), (spec.start_gate, "start")] {
+            if gated {
+                argv.push(format!("--{which}-gate"));
+                argv.push(self.gate_path(spec.name, which).display().to_string());
+            }
         }
         argv
     }
@@ -172,14 +258,10 @@ impl Services {
                 .copied()
         };
         let mut found = None;
-        wait_until(
-            &format!("{name} to log its second start"),
-            Duration::from_secs(5),
-            || {
-                found = second();
-                found.is_some()
-            },
-        );
+        wait_until(&format!("{name} to log its second start"), HANG, || {
+            found = second();
+            found.is_some()
+        });
         found.unwrap()
     }
 
@@ -271,6 +353,91 @@ pub fn shutdown(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Val
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("drctl {all:?}: {e}: {}", text(&out)));
     (out.status.code(), report)
+}
+
+/// Waits for `child` (a drctl run with `--json`, from [`drctl_in_background`]) to end,
+/// and returns its exit code and report.
+pub fn json_of(child: Child) -> (Option<i32>, serde_json::Value) {
+    let out = finish(child, HANG);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", text(&out)));
+    (out.status.code(), report)
+}
+
+/// Waits until the audit log holds an entry `action`: for `abort shutdown`, the abort
+/// has reached the run (it stops at the run's next safe point).
+pub fn wait_audited(daemon: &Daemon, action: &str) {
+    wait_until(&format!("audit entry {action:?}"), HANG, || {
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|(_, a, _, _)| a == action)
+    });
+}
+
+/// A shutdown request (or an abort) on its own connection, read step by step: the
+/// test learns what drd has done from the events drd streams, in drd's order.
+pub struct Follow {
+    conn: RawConn,
+    seen: Vec<String>,
+}
+
+impl Follow {
+    pub fn start(daemon: &Daemon, request: Request) -> Follow {
+        let mut conn = RawConn::connect(&daemon.socket()).unwrap();
+        conn.stream.set_read_timeout(Some(HANG)).unwrap();
+        conn.handshake().unwrap();
+        conn.send_frame(&codec::encode(&ClientFrame::Request(request)).unwrap())
+            .unwrap();
+        Follow {
+            conn,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads up to the first step about `subject` in state `state` and checks that
+    /// its detail holds `detail`; panics if the answer comes first.
+    pub fn until(&mut self, subject: &str, state: &str, detail: &str) {
+        loop {
+            match self.conn.read_frame().unwrap() {
+                Some(ServerFrame::Event(Event::Shutdown(event)))
+                    if event.subject.as_deref() == Some(subject) && event.state == state =>
+                {
+                    assert!(event.detail.contains(detail), "{event:?}");
+                    return;
+                }
+                Some(ServerFrame::Event(event)) => self.seen.push(format!("{event:?}")),
+                other => panic!(
+                    "no step {subject} {state} before {other:?}; seen: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Reads up to a step (as [`Follow::until`]), only then lets `held` go, and reads
+    /// to the answer.
+    pub fn release_at(mut self, step: [&str; 3], held: Held) -> serde_json::Value {
+        let [subject, state, detail] = step;
+        self.until(subject, state, detail);
+        held.release(b"");
+        self.answer()
+    }
+
+    /// Reads to the answer: the report as `drctl --json` prints it; panics on an error.
+    pub fn answer(mut self) -> serde_json::Value {
+        loop {
+            match self.conn.read_frame().unwrap() {
+                Some(ServerFrame::Event(_)) => {}
+                Some(ServerFrame::Response(Response::Ok(Reply::ShutdownFinished(report)))) => {
+                    return serde_json::to_value(report).unwrap()
+                }
+                Some(ServerFrame::Response(Response::Ok(Reply::Aborted(report)))) => {
+                    return serde_json::to_value(report).unwrap()
+                }
+                other => panic!("not a shutdown's answer: {other:?}"),
+            }
+        }
+    }
 }
 
 /// drctl running in the background, so a test can act while it runs.
