@@ -358,9 +358,10 @@ fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10));
 
-    // Then a kill at each step, from the repository before any prune. drd runs in
-    // steps of about 0.2 ms between looks, so a step is nearly always caught before
-    // the prune ends; one that was not is tried again.
+    // Then a kill at each step, from the repository before any prune. drd runs for
+    // about 0.2 ms between looks, so a step is nearly always caught before the prune
+    // ends (a look may find drd a few steps further on: still a point inside the
+    // prune, and the output says which); one that was not is tried again.
     for step in Step::ALL {
         let mut attempts = 0;
         loop {
