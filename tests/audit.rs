@@ -19,7 +19,12 @@ fn audit_lists_entries_and_filters_by_time() {
     let out = daemon.drctl(&["audit", "--since", "1h"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("reload config"));
 
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Once the clock is more than a second past the last entry, "1s" finds none.
+    let last = entries.last().unwrap()["unix_ms"].as_i64().unwrap();
+    let past = std::time::UNIX_EPOCH + std::time::Duration::from_millis(last as u64 + 1000);
+    while std::time::SystemTime::now() <= past {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let out = daemon.drctl(&["audit", "--since", "1s", "--json"]);
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(entries.is_empty(), "{entries:?}");

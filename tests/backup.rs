@@ -158,28 +158,31 @@ fn a_sqlite_database_is_copied_consistently_under_a_concurrent_writer() {
         "[jobs.db]\ntiers = [\"local\"]\nsources = [{ kind = \"sqlite\", path = \"{dir}/app.db\" }]\n",
     );
     let db = daemon.dir.path().join("app.db");
-    // A writer in another process: inserts rows in small transactions for 4 seconds and
-    // reports the longest a single commit waited.
-    let writer = Command::new("python3")
+    // A writer in another process: inserts rows in small transactions until its stdin
+    // closes (after the backups), then says how many it made. How long a commit waits
+    // during a backup is measured by bench/sqlite_writer, not here: a wall-time bound
+    // fails on a loaded machine whatever drd does.
+    let mut writer = Command::new("python3")
         .arg("-c")
         .arg(
             r#"
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=30)
+import sqlite3, sys, threading
+db = sqlite3.connect(sys.argv[1], timeout=30, check_same_thread=False)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload BLOB)")
 db.commit()
-worst, end, n = 0.0, time.time() + 4, 0
-while time.time() < end:
-    t0 = time.time()
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+n = 0
+while not stop.is_set():
     db.execute("INSERT INTO t (payload) VALUES (randomblob(4000))")
     db.commit()
-    worst = max(worst, time.time() - t0)
     n += 1
-print(n, worst)
+print(n)
 "#,
         )
         .arg(&db)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -191,10 +194,10 @@ print(n, worst)
     for _ in 0..3 {
         daemon.drctl_json(&["backup", "--job", "db"]);
     }
+    drop(writer.stdin.take());
     let out = writer.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    let worst: f64 = said.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(worst < 2.0, "a commit waited {worst}s during the backups");
+    assert!(out.status.success(), "the writer failed");
+    let written: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
 
     let target = daemon.dir.path().join("restored");
     daemon.drctl_json(&[
@@ -213,7 +216,8 @@ print(n, worst)
     let rows: i64 = conn
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .unwrap();
-    assert!(rows > 100, "{rows} rows");
+    // Rows from before the backups, and none the writer did not commit.
+    assert!(rows > 100 && rows <= written, "{rows} rows of {written}");
 }
 
 #[test]

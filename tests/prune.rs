@@ -237,6 +237,106 @@ fn retention_runs_after_each_backup() {
     );
 }
 
+/// A step of a prune, as the repository directory shows it.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Forget removed its first snapshot file.
+    Forgetting,
+    /// Every forgotten snapshot file is gone; the prune marks and repacks next.
+    Forgotten,
+    /// A pack that was not there before (repacked blobs) is in place.
+    PackWritten,
+    /// An index file that was not there before is in place.
+    IndexWritten,
+    /// An index file of before is gone.
+    IndexRemoved,
+    /// A pack of before is gone.
+    PackRemoved,
+}
+
+impl Step {
+    const ALL: [Step; 6] = [
+        Step::Forgetting,
+        Step::Forgotten,
+        Step::PackWritten,
+        Step::IndexWritten,
+        Step::IndexRemoved,
+        Step::PackRemoved,
+    ];
+
+    /// Has the repository, listed as `now`, come this far from `before`?
+    fn reached(self, before: &BTreeMap<String, u64>, now: &BTreeMap<String, u64>) -> bool {
+        let count = |files: &BTreeMap<String, u64>, dir: &str| {
+            files.keys().filter(|f| f.starts_with(dir)).count()
+        };
+        // Temporaries (a file being written) are not there yet.
+        let new_in = |dir: &str| {
+            now.keys()
+                .any(|f| f.starts_with(dir) && !before.contains_key(f) && !f.contains("/."))
+        };
+        let gone_from = |dir: &str| {
+            before
+                .keys()
+                .any(|f| f.starts_with(dir) && !now.contains_key(f))
+        };
+        match self {
+            Step::Forgetting => count(now, "snapshots/") < count(before, "snapshots/"),
+            Step::Forgotten => count(now, "snapshots/") == 3,
+            Step::PackWritten => new_in("data/"),
+            Step::IndexWritten => new_in("index/"),
+            Step::IndexRemoved => gone_from("index/"),
+            Step::PackRemoved => gone_from("data/"),
+        }
+    }
+}
+
+/// Stops every thread of `pid` (SIGSTOP) and waits until all are stopped, so the
+/// repository directory holds still while the test reads it.
+fn freeze(pid: i32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let running = tasks.filter_map(Result::ok).any(|task| {
+            // "pid (name) S ...": the state follows the last ')'.
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with(['T', 't'])
+            })
+        });
+        if !running {
+            return;
+        }
+        assert!(Instant::now() < deadline, "drd did not stop within 20 s");
+        std::thread::yield_now();
+    }
+}
+
+/// Runs `drctl prune` and lets drd go in small steps, frozen between them, until the
+/// repository shows `step`; then kills drd (SIGKILL) where it stands. Returns whether
+/// the prune had already finished (the step came too late in it to catch).
+fn prune_killed_at(daemon: &mut Daemon, step: Step, before: &BTreeMap<String, u64>) -> bool {
+    let socket = daemon.socket();
+    let prune = std::thread::spawn(move || drd_integration_tests::drctl(&socket, &["prune"]));
+    let pid = daemon.pid();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        freeze(pid);
+        if step.reached(before, &listing(&daemon.repo())) || prune.is_finished() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prune did not reach {step:?} within 120 s"
+        );
+        daemon.signal(Signal::SIGCONT);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    prune.join().unwrap().status.success()
+}
+
 #[test]
 fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
     let mut daemon = backup_daemon(JOB);
@@ -248,55 +348,50 @@ fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
     set_retention(&daemon, "retention = { keep_last = 3 }");
     let pristine = daemon.dir.path().join("pristine");
     copy_tree(&daemon.repo(), &pristine);
+    let before = listing(&pristine);
     let target = daemon.dir.path().join("restored");
 
-    // How long a whole prune takes here (the shorter of two, the second with warm
-    // caches), so the kills can spread over it.
-    let mut whole = Duration::MAX;
-    for _ in 0..2 {
-        std::fs::remove_dir_all(daemon.repo()).unwrap();
-        copy_tree(&pristine, &daemon.repo());
-        let started = Instant::now();
-        let out = daemon.drctl(&["prune"]);
-        assert!(out.status.success(), "{}", text(&out));
-        whole = whole.min(started.elapsed());
-        assert_kept_restore(&daemon, &kept, &target);
-    }
-
-    let kills: u32 = 8;
-    let mut cut_short = 0;
+    // A whole prune, for a start.
+    let out = daemon.drctl(&["prune"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_kept_restore(&daemon, &kept, &target);
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10));
-    for k in 1..=kills {
-        // Back to the repository before any prune, then prune and kill -9 part way.
-        std::fs::remove_dir_all(daemon.repo()).unwrap();
-        copy_tree(&pristine, &daemon.repo());
-        daemon.spawn(&[]);
-        daemon.wait_ready();
-        let socket = daemon.socket();
-        let prune = std::thread::spawn(move || drd_integration_tests::drctl(&socket, &["prune"]));
-        std::thread::sleep(whole * k / (kills + 1));
-        daemon.signal(Signal::SIGKILL);
-        daemon.wait_exit(Duration::from_secs(10));
-        let finished = prune.join().unwrap().status.success();
-        let files = listing(&daemon.repo());
-        let count = |dir: &str| files.keys().filter(|f| f.starts_with(dir)).count();
-        // Where the kill landed: snapshots not yet forgotten, index files, packs.
-        eprintln!(
-            "kill {k} after {:?}: prune {}; {} snapshots, {} index files, {} packs",
-            whole * k / (kills + 1),
-            if finished { "finished" } else { "cut short" },
-            count("snapshots/"),
-            count("index/"),
-            count("data/")
-        );
-        cut_short += usize::from(!finished);
-        assert_kept_restore(&daemon, &kept, &target);
+
+    // Then a kill at each step, from the repository before any prune. drd runs for
+    // about 0.2 ms between looks, so a step is nearly always caught before the prune
+    // ends (a look may find drd a few steps further on: still a point inside the
+    // prune, and the output says which); one that was not is tried again.
+    for step in Step::ALL {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            std::fs::remove_dir_all(daemon.repo()).unwrap();
+            copy_tree(&pristine, &daemon.repo());
+            daemon.spawn(&[]);
+            daemon.wait_ready();
+            let finished = prune_killed_at(&mut daemon, step, &before);
+            let files = listing(&daemon.repo());
+            let count = |dir: &str| files.keys().filter(|f| f.starts_with(dir)).count();
+            eprintln!(
+                "kill at {step:?} (attempt {attempts}): prune {}; {} snapshots, {} index \
+                 files, {} packs",
+                if finished {
+                    "had finished"
+                } else {
+                    "cut short"
+                },
+                count("snapshots/"),
+                count("index/"),
+                count("data/")
+            );
+            assert_kept_restore(&daemon, &kept, &target);
+            if !finished {
+                break;
+            }
+            assert!(attempts < 5, "the prune ended before {step:?} 5 times");
+        }
     }
-    assert!(
-        cut_short >= 3,
-        "only {cut_short} of {kills} kills landed mid-prune"
-    );
 
     // And a prune after all that finishes the job.
     daemon.spawn(&[]);

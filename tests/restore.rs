@@ -22,12 +22,27 @@ fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
     std::fs::create_dir_all(data.join("etc")).unwrap();
     std::fs::write(data.join("etc/app.conf"), "version 1").unwrap();
     std::fs::write(data.join("other"), "other").unwrap();
+    // Times are in milliseconds: each step waits until the clock is past the one
+    // before, so the two snapshots and the time between them are strictly ordered.
+    let now_ms = || {
+        let since = std::time::UNIX_EPOCH.elapsed().unwrap();
+        i64::try_from(since.as_millis()).unwrap()
+    };
+    let wait_past = |ms: i64| {
+        while now_ms() <= ms {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
     let first = daemon.drctl_json(&["backup", "--job", "files"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let between = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_past(first["snapshot"]["unix_ms"].as_i64().unwrap());
+    let between_ms = now_ms();
+    let between = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(between_ms as u64),
+    )
+    .to_string();
+    wait_past(between_ms);
     std::fs::write(data.join("etc/app.conf"), "version 2").unwrap();
-    daemon.drctl_json(&["backup", "--job", "files"]);
+    let second = daemon.drctl_json(&["backup", "--job", "files"]);
 
     let target = daemon.dir.path().join("t1");
     let restored = daemon.drctl_json(&[
@@ -54,7 +69,8 @@ fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
         "--path restored more than asked"
     );
 
-    std::thread::sleep(Duration::from_millis(1200));
+    // "1 second ago" is at or after the second snapshot once a second has passed.
+    wait_past(second["snapshot"]["unix_ms"].as_i64().unwrap() + 1000);
     let target = daemon.dir.path().join("t2");
     daemon.drctl_json(&[
         "restore",

@@ -16,11 +16,11 @@
 //! | file access (local dir; the trait other tiers implement) | `storage.rs` |
 //! | S3-compatible object storage | `storage/s3.rs` |
 //! | blob sealing, packs | `pack.rs` |
-//! | open/init, index, blobs and trees | `repo.rs` |
+//! | open/init, index, blobs and trees (from the copies too) | `repo.rs`, `repo/copies.rs` |
 //! | reading, listing and picking snapshots (damaged ones kept in view) | `snapshots.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
-//! | restore (plan, writers, reads from copies, the target as an open handle) | `restore.rs`, `restore/` |
+//! | restore (plan, writers, the target as an open handle) | `restore.rs`, `restore/` |
 //! | verify | `verify.rs` |
 //! | retention, forget, prune | `prune.rs` |
 //! | rebuilding the index from pack headers | `repair.rs` |

@@ -70,6 +70,18 @@ fn pid_alive(pid: u32) -> bool {
     PathBuf::from(format!("/proc/{pid}")).exists()
 }
 
+/// Why another holder's lock is stale and may be broken, as seen from `host` at
+/// `now_ms`; `None` while it holds.
+fn stale(info: &LockInfo, host: &str, now_ms: i64) -> Option<&'static str> {
+    if info.host == host && !pid_alive(info.pid) {
+        Some("that process no longer runs")
+    } else if now_ms > info.heartbeat_ms.saturating_add(info.lease_ms) {
+        Some("its lease expired")
+    } else {
+        None
+    }
+}
+
 /// Takes a lock, breaking stale ones; each broken lock adds a line to `warnings`.
 pub(crate) fn acquire(
     storage: &Arc<dyn Storage>,
@@ -118,15 +130,8 @@ pub(crate) fn acquire(
             warnings.push(format!("removed unreadable lock file {}", path.display()));
             continue;
         };
-        let dead = info.host == host && !pid_alive(info.pid);
-        let expired = now_ms() > info.heartbeat_ms.saturating_add(info.lease_ms);
-        if dead || expired {
+        if let Some(why) = stale(&info, &host, now_ms()) {
             storage.remove(&other_name)?;
-            let why = if dead {
-                "that process no longer runs"
-            } else {
-                "its lease expired"
-            };
             warnings.push(format!(
                 "broke stale lock {} held by {} pid {}: {why}",
                 path.display(),
@@ -238,14 +243,44 @@ mod tests {
         s.write_atomic("locks/old", &serde_json::to_vec(&old).unwrap())
             .unwrap();
         let mut w = Vec::new();
-        // A lease long enough that a heartbeat (an fsynced write) lands within it even
-        // on a loaded machine, which 400 ms did not always.
-        let _g = acquire(&s, false, Duration::from_millis(1500), &mut w).unwrap();
+        let lease = Duration::from_millis(200);
+        let _g = acquire(&s, false, lease, &mut w).unwrap();
         assert!(w[0].contains("lease expired"), "{w:?}");
-        std::thread::sleep(Duration::from_millis(2500));
-        let mut w2 = Vec::new();
-        // Still held: the heartbeat renewed it past its 1.5 s lease.
-        assert!(acquire(&s, true, Duration::from_secs(1), &mut w2).is_err());
-        assert!(w2.is_empty());
+
+        // Ours, as another process reads it, once a heartbeat has renewed it past the
+        // end of its first lease (waited for, not slept).
+        let read = || {
+            let names = s.list("locks").unwrap();
+            assert_eq!(names.len(), 1, "{names:?}");
+            let body = s.read(&format!("locks/{}", names[0])).unwrap();
+            serde_json::from_slice::<LockInfo>(&body).unwrap()
+        };
+        let first_end = read().started_ms + 200;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let renewed = loop {
+            let info = read();
+            if info.heartbeat_ms > first_end {
+                break info;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no heartbeat in 60 s: {info:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(renewed.lease_ms, 200);
+        // Just after the first lease ran out, the renewed lock holds where the lock as
+        // first written would be broken (the time is given: no race with the clock).
+        let unrenewed = LockInfo {
+            heartbeat_ms: renewed.started_ms,
+            host: renewed.host.clone(),
+            ..renewed
+        };
+        let host = hostname();
+        assert_eq!(stale(&renewed, &host, first_end + 1), None);
+        assert_eq!(
+            stale(&unrenewed, &host, first_end + 1),
+            Some("its lease expired")
+        );
     }
 }

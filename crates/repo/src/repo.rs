@@ -1,5 +1,8 @@
 //! Opening and creating repositories, the in-memory blob index, and reading blobs and
-//! trees. Snapshots are read and picked in `snapshots.rs`.
+//! trees, from the copies too (`repo/copies.rs`). Snapshots are read and picked in
+//! `snapshots.rs`.
+
+mod copies;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use crate::format::{
 use crate::lock::{self, LockGuard};
 use crate::pack::{self, pack_name};
 use crate::storage::{LocalDir, Storage};
+use copies::CopyIndexes;
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +111,8 @@ pub struct Repository {
     pub(crate) options: RepoOptions,
     /// Replicas tried, in order, when a blob cannot be read or is damaged here.
     pub(crate) fallbacks: Vec<Arc<dyn Storage>>,
+    /// Their indexes, loaded when the current operation first needs one.
+    pub(crate) copies: CopyIndexes,
 }
 
 impl std::fmt::Debug for Repository {
@@ -282,6 +288,7 @@ impl Repository {
             index: RwLock::new(Index::default()),
             options,
             fallbacks: Vec::new(),
+            copies: CopyIndexes::default(),
         };
         repo.refresh()?;
         Ok(repo)
@@ -418,13 +425,14 @@ impl Repository {
     }
 
     /// Takes the repository lock for one operation. Every operation starts here, so
-    /// this is also where reads kept by an earlier operation are dropped: each one
-    /// reads what is stored now.
+    /// this is also where reads kept by an earlier operation are dropped (the copies'
+    /// indexes too): each one reads what is stored now.
     pub(crate) fn lock(&self, exclusive: bool, warnings: &mut Vec<String>) -> Result<LockGuard> {
         self.storage.forget_reads();
         for replica in &self.fallbacks {
             replica.forget_reads();
         }
+        self.copies.forget();
         let deadline = std::time::Instant::now() + self.options.lock_wait;
         loop {
             match lock::acquire(&self.storage, exclusive, self.options.lock_lease, warnings) {
@@ -478,30 +486,35 @@ impl Repository {
     }
 
     /// Reads, decrypts, decompresses and checks one blob. `context` names what needs it.
+    /// A blob that is missing, damaged or unreadable here is read from a copy that
+    /// lists it in its own index; if none has it whole, the error met here is returned.
     pub(crate) fn read_blob(&self, id: &Id, context: &str) -> Result<Vec<u8>> {
-        let loc = self.locate(id).ok_or_else(|| Error::MissingBlob {
-            id: id.to_hex(),
-            context: context.to_string(),
-        })?;
-        let name = pack_name(&loc.pack);
-        let (offset, len) = (loc.entry.offset, loc.entry.length as usize);
-        let first = self
-            .storage
-            .read_at(&name, offset, len)
-            .and_then(|token| self.open_token(&loc, &token, context));
+        let first = match self.locate(id) {
+            Some(loc) => self.read_blob_in(&*self.storage, &loc, context),
+            None => Err(Error::MissingBlob {
+                id: id.to_hex(),
+                context: context.to_string(),
+            }),
+        };
         if first.is_ok() {
             return first;
         }
-        // Replicas hold the same pack under the same name.
-        for replica in &self.fallbacks {
-            if let Ok(data) = replica
-                .read_at(&name, offset, len)
-                .and_then(|token| self.open_token(&loc, &token, context))
-            {
+        for (copy, loc) in self.in_copies(id) {
+            if let Ok(data) = self.read_blob_in(copy, &loc, context) {
                 return Ok(data);
             }
         }
         first
+    }
+
+    fn read_blob_in(&self, storage: &dyn Storage, loc: &BlobLoc, context: &str) -> Result<Vec<u8>> {
+        storage
+            .read_at(
+                &pack_name(&loc.pack),
+                loc.entry.offset,
+                loc.entry.length as usize,
+            )
+            .and_then(|token| self.open_token(loc, &token, context))
     }
 
     /// Adds a replica of this repository (see [`Repository::replicate_to`]) from which

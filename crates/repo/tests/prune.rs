@@ -271,3 +271,128 @@ fn a_damaged_blob_is_read_from_a_replica_whose_own_prune_rewrote_its_pack() {
     assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
     assert!(std::fs::read(restored(&target, &src).join("keep")).unwrap() == keep);
 }
+
+/// A landing repository whose snapshot 1 (`keep/keep` and a 2 MiB `old`) is forgotten
+/// and whose snapshot 2 (`keep/keep` and `new`) still needs the tree of `keep/`, which
+/// did not change, so it lies in snapshot 1's pack: the pack that a prune on a copy
+/// rewrites (it is mostly `old`). Returns the fixture, the source and snapshot 2.
+fn landing_with_a_shared_tree() -> (common::Fixture, std::path::PathBuf, drd_repo::Snapshot) {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::create_dir(src.join("keep")).unwrap();
+    std::fs::write(src.join("keep/keep"), random_bytes(256 * 1024)).unwrap();
+    std::fs::write(src.join("old"), random_bytes(2 * 1024 * 1024)).unwrap();
+    fx.backup(&src, None);
+    std::fs::remove_file(src.join("old")).unwrap();
+    std::fs::write(src.join("new"), random_bytes(128 * 1024)).unwrap();
+    let latest = fx.backup(&src, None).snapshot;
+    (fx, src, latest)
+}
+
+/// A copy of the landing repository in `dir`, pruned to its newest snapshot there:
+/// snapshot 1's pack is rewritten under a new name (a new one on every call).
+fn repacked_copy(fx: &Fixture, dir: &std::path::Path) {
+    let storage: std::sync::Arc<dyn drd_repo::Storage> =
+        std::sync::Arc::new(drd_repo::LocalDir::new(dir));
+    fx.repo.replicate_to(&storage, &mut |_| {}).unwrap();
+    let copy = Repository::open(dir, &fx.keys).unwrap();
+    copy.forget(&keep_last_one(), None, false).unwrap();
+    let summary = copy.prune(&PruneOptions::default()).unwrap();
+    assert_eq!(summary.packs_repacked, 1, "{summary:?}");
+}
+
+fn keep_last_one() -> Retention {
+    Retention {
+        keep_last: 1,
+        ..Retention::default()
+    }
+}
+
+/// Damages every blob of the landing pack that holds `keep/keep` (and the tree of
+/// `keep/`): flips a bit in every 16th byte.
+fn damage_pack_of(fx: &Fixture, latest: &drd_repo::Snapshot, src: &std::path::Path) {
+    let blobs = fx
+        .repo
+        .file_blobs(latest, src.join("keep/keep").to_str().unwrap())
+        .unwrap();
+    let (pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    for b in bytes.iter_mut().step_by(16) {
+        *b ^= 0x01;
+    }
+    std::fs::write(&pack, bytes).unwrap();
+}
+
+/// Prune keeping snapshot 1's pack whole (so only the mark phase reads it).
+fn prune_keeping_packs() -> PruneOptions {
+    PruneOptions {
+        repack_threshold: 1.0,
+        ..PruneOptions::default()
+    }
+}
+
+#[test]
+fn a_prune_reads_a_damaged_tree_from_a_copy_whose_prune_rewrote_its_pack() {
+    let (fx, src, latest) = landing_with_a_shared_tree();
+    let copy_dir = fx.dir.path().join("copy");
+    repacked_copy(&fx, &copy_dir);
+    fx.repo.forget(&keep_last_one(), None, false).unwrap();
+    damage_pack_of(&fx, &latest, &src);
+
+    // The mark phase reads the tree of `keep/` (damaged here, under another pack name
+    // and offset on the copy) through `read_blob`: without the copy's own index the
+    // prune stops, since it cannot tell what the snapshot uses.
+    let repo = Repository::open(&fx.repo_path(), &fx.keys)
+        .unwrap()
+        .with_fallback(std::sync::Arc::new(drd_repo::LocalDir::new(&copy_dir)));
+    let summary = repo.prune(&prune_keeping_packs()).unwrap();
+    assert!(summary.skipped.is_none(), "{summary:?}");
+    assert_eq!(summary.packs_deleted, 0, "{summary:?}");
+
+    let target = fx.dir.path().join("out");
+    let restored_files = common::restore_all(&repo, &latest, &target).unwrap();
+    assert!(
+        restored_files.damaged.is_empty(),
+        "{:?}",
+        restored_files.damaged
+    );
+    let (expected, _) = describe(&src);
+    let (got, _) = describe(&restored(&target, &src));
+    assert!(got == expected, "the restore differs from the source");
+}
+
+#[test]
+fn the_next_operation_reads_a_copy_that_was_repacked_again_since_the_last() {
+    let (fx, src, latest) = landing_with_a_shared_tree();
+    let copy_dir = fx.dir.path().join("copy");
+    let other_dir = fx.dir.path().join("other");
+    repacked_copy(&fx, &copy_dir);
+    repacked_copy(&fx, &other_dir);
+    let packs = |dir: &std::path::Path| {
+        let mut names = drd_repo::Storage::list(&drd_repo::LocalDir::new(dir), "data").unwrap();
+        names.sort();
+        names
+    };
+    assert_ne!(packs(&copy_dir), packs(&other_dir));
+    fx.repo.forget(&keep_last_one(), None, false).unwrap();
+    damage_pack_of(&fx, &latest, &src);
+    let repo = Repository::open(&fx.repo_path(), &fx.keys)
+        .unwrap()
+        .with_fallback(std::sync::Arc::new(drd_repo::LocalDir::new(&copy_dir)));
+    assert!(repo
+        .prune(&prune_keeping_packs())
+        .unwrap()
+        .skipped
+        .is_none());
+
+    // A sync tool puts another copy in its place, whose pack of `keep/` has another
+    // name (the same repository, pruned on its own): the open repository's next
+    // operation must look in the copy's index as it is now.
+    std::fs::remove_dir_all(&copy_dir).unwrap();
+    std::fs::rename(&other_dir, &copy_dir).unwrap();
+    assert!(repo
+        .prune(&prune_keeping_packs())
+        .unwrap()
+        .skipped
+        .is_none());
+}
