@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use drd_integration_tests::docker::{self, Container};
 use drd_integration_tests::gate::{finish, gate_source, Gate, Held};
-use drd_integration_tests::{audit_rows, backup_daemon, eventually, text, Daemon};
+use drd_integration_tests::{audit_rows, backup_daemon, eventually, restore_args, text, Daemon};
 
 /// A job `app` with `sources` (TOML array items, `{dir}` is the daemon's folder).
 fn job(sources: &[String]) -> String {
@@ -35,13 +35,7 @@ fn state_probe(container: &Container) -> String {
 /// Restores the latest snapshot into a new folder under the daemon's and returns it.
 fn restore_latest(daemon: &Daemon) -> std::path::PathBuf {
     let target = daemon.dir.path().join("restored");
-    daemon.drctl_json(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    daemon.drctl_json(&restore_args("latest", &target));
     target
 }
 
@@ -51,12 +45,9 @@ fn under(target: &Path, host_path: &Path) -> std::path::PathBuf {
 
 /// Waits until the audit log has an `ok` entry `action` whose detail names `container`.
 fn audited(daemon: &Daemon, action: &str, container: &Container) {
-    eventually(&format!("audit: {action} {}", container.name()), || {
-        audit_rows(&daemon.catalog())
-            .iter()
-            .any(|(_, a, outcome, detail)| {
-                a == action && outcome == "ok" && detail.contains(container.name())
-            })
+    let what = format!("audit: {action} {}", container.name());
+    daemon.wait_for_audit_where(&what, Duration::from_secs(10), |(_, a, outcome, detail)| {
+        a == action && outcome == "ok" && detail.contains(container.name())
     });
 }
 
@@ -385,15 +376,15 @@ fn an_engine_that_does_not_answer_fails_the_backup_and_keeps_the_record() {
         "the error must say the engine does not answer: {}",
         text(&out)
     );
-    eventually("the failed resume to be audited", || {
-        audit_rows(&daemon.catalog())
-            .iter()
-            .any(|(_, action, outcome, detail)| {
-                action == "resume container"
-                    && outcome == "failed"
-                    && detail.contains("container web left paused by an interrupted backup")
-            })
-    });
+    daemon.wait_for_audit_where(
+        "the failed resume to be audited",
+        Duration::from_secs(10),
+        |(_, action, outcome, detail)| {
+            action == "resume container"
+                && outcome == "failed"
+                && detail.contains("container web left paused by an interrupted backup")
+        },
+    );
     assert!(
         held_record(&daemon).exists(),
         "the record must stay for the next start"

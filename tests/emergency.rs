@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use drd_integration_tests::gate::{finish, Gate};
 use drd_integration_tests::{audit_rows, backup_daemon, text, RawConn};
-use drd_proto::codec;
-use drd_proto::{ClientFrame, Event, Reply, Request, Response, ServerFrame};
+use drd_proto::{Event, Reply, Request, Response, ServerFrame};
 
 const JOBS: &str = "
 [jobs.a-config]
@@ -106,13 +105,7 @@ fn emergency_backup_runs_critical_jobs_in_priority_order_and_reports_each() {
     }
 
     // Fixed: every critical job backs up, exit 0, and --json has each snapshot.
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
-    std::fs::write(
-        &daemon.config,
-        config.replace("echo disk on fire >&2; exit 3", "echo dump"),
-    )
-    .unwrap();
-    assert!(daemon.drctl(&["reload"]).status.success());
+    daemon.edit_config("echo disk on fire >&2; exit 3", "echo dump");
     let report = daemon.drctl_json(&["backup", "emergency"]);
     let runs = report["runs"].as_array().unwrap();
     let jobs: Vec<&str> = runs.iter().map(|r| r["job"].as_str().unwrap()).collect();
@@ -151,13 +144,11 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
     let held = gate.wait_reader();
 
     // The emergency, on a raw connection to see its events: it says it waits.
-    let mut conn = RawConn::connect(&daemon.socket()).unwrap();
-    conn.stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    conn.handshake().unwrap();
-    conn.send_frame(&codec::encode(&ClientFrame::Request(Request::EmergencyBackup)).unwrap())
-        .unwrap();
+    let mut conn = RawConn::request(
+        &daemon.socket(),
+        Request::EmergencyBackup,
+        Duration::from_secs(120),
+    );
     let mut seen = Vec::new();
     loop {
         match conn.read_frame().unwrap() {

@@ -195,15 +195,12 @@ impl Daemon {
     }
 
     /// Polls `cond` until it holds; after `timeout` panics with `what` and drd's log.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
+    pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+        if !polled(timeout, cond) {
+            panic!(
                 "timed out after {timeout:?} waiting for {what}; log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
@@ -289,6 +286,17 @@ impl RawConn {
         self.stream.write_all(payload)
     }
 
+    /// Connects, shakes hands and sends `request`; reads wait up to `timeout`. The test
+    /// then reads drd's events and answer frame by frame.
+    pub fn request(socket: &Path, request: drd_proto::Request, timeout: Duration) -> RawConn {
+        let mut conn = RawConn::connect(socket).unwrap();
+        conn.stream.set_read_timeout(Some(timeout)).unwrap();
+        conn.handshake().unwrap();
+        conn.send_frame(&codec::encode(&ClientFrame::Request(request)).unwrap())
+            .unwrap();
+        conn
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
     }
@@ -339,8 +347,11 @@ impl RawConn {
     }
 }
 
+/// One audit entry: actor, action, outcome, detail.
+pub type AuditRow = (String, String, String, String);
+
 /// Audit rows (actor, action, outcome, detail) read straight from the catalog file.
-pub fn audit_rows(catalog: &Path) -> Vec<(String, String, String, String)> {
+pub fn audit_rows(catalog: &Path) -> Vec<AuditRow> {
     let conn = rusqlite::Connection::open(catalog).unwrap();
     let mut stmt = conn
         .prepare("SELECT actor, action, outcome, detail FROM audit ORDER BY id")
@@ -357,15 +368,25 @@ pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
 }
 
 /// Polls `cond` until it holds; panics naming `what` after `timeout`.
-pub fn eventually_within(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub fn eventually_within(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    if !polled(timeout, cond) {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// The one polling loop of the tests: checks `cond` every 25 ms until it holds (true)
+/// or `timeout` has passed (false).
+fn polled(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
+    loop {
         if cond() {
-            return;
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// A drd with a key, a `local` directory tier at `DIR/repo`, and the jobs in `jobs`
@@ -430,10 +451,15 @@ impl Daemon {
     /// `job` in the config file and reloads it with `drctl reload`.
     pub fn set_retention(&self, job: &str, retention: &str) {
         let table = format!("[jobs.{job}]\n");
+        self.edit_config(&table, &format!("{table}{retention}\n"));
+    }
+
+    /// Replaces `from` (which must be there) with `to` in the config file and reloads it
+    /// with `drctl reload`, which must succeed.
+    pub fn edit_config(&self, from: &str, to: &str) {
         let config = std::fs::read_to_string(&self.config).unwrap();
-        assert!(config.contains(&table), "no {table} in {config}");
-        let config = config.replace(&table, &format!("{table}{retention}\n"));
-        std::fs::write(&self.config, config).unwrap();
+        assert!(config.contains(from), "no {from:?} in {config}");
+        std::fs::write(&self.config, config.replace(from, to)).unwrap();
         let out = self.drctl(&["reload"]);
         assert!(out.status.success(), "{}", text(&out));
     }
@@ -468,22 +494,27 @@ impl Daemon {
 
     /// Waits up to 10 s for an audit entry by `actor` of `action` with `outcome`, and
     /// returns it (actor, action, outcome, detail).
-    pub fn wait_for_audit(
-        &self,
-        actor: &str,
-        action: &str,
-        outcome: &str,
-    ) -> (String, String, String, String) {
-        let mut found = None;
-        eventually(
+    pub fn wait_for_audit(&self, actor: &str, action: &str, outcome: &str) -> AuditRow {
+        self.wait_for_audit_where(
             &format!("audit entry {actor:?} {action:?} {outcome:?}"),
-            || {
-                found = audit_rows(&self.catalog())
-                    .into_iter()
-                    .find(|r| r.0 == actor && r.1 == action && r.2 == outcome);
-                found.is_some()
-            },
-        );
+            Duration::from_secs(10),
+            |r| r.0 == actor && r.1 == action && r.2 == outcome,
+        )
+    }
+
+    /// Waits up to `timeout` for the first audit entry that `matches`, and returns it;
+    /// panics naming `what` if none comes.
+    pub fn wait_for_audit_where(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut matches: impl FnMut(&AuditRow) -> bool,
+    ) -> AuditRow {
+        let mut found = None;
+        eventually_within(what, timeout, || {
+            found = audit_rows(&self.catalog()).into_iter().find(&mut matches);
+            found.is_some()
+        });
         found.unwrap()
     }
 
@@ -652,6 +683,33 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
+/// The environment variable that forces the seed of the random test inputs (as in
+/// drd-repo's tests/common).
+pub const SEED_VAR: &str = "DRD_TEST_SEED";
+
+/// The seed of this test's random inputs (for [`random_bytes`]): `DRD_TEST_SEED` when
+/// set, a fresh one otherwise. It is printed, so a failing run can be repeated with the
+/// same inputs (`DRD_TEST_SEED=N cargo nextest run ...`).
+pub fn test_seed() -> u64 {
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{SEED_VAR}={v} is not a u64: {e}")),
+        // The standard library's per-process random hash keys, so no rand crate here.
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        }
+    };
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    eprintln!("random inputs of {test}: {SEED_VAR}={seed}");
+    seed
+}
+
 /// `n` pseudo-random bytes from `seed` (xorshift; fast and deterministic).
 pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
@@ -678,6 +736,7 @@ impl Daemon {
             .arg(self.socket())
             .args(args)
             .env_remove("DRD_SOCKET")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -165,14 +165,7 @@ fn a_failing_before_hook_skips_the_run_and_drctl_jobs_says_why() {
     );
 
     // Fixed hook, reload: the run goes through, the after hook sees it, RPO is met.
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
-    std::fs::write(
-        &daemon.config,
-        config.replace("echo app will not quiesce >&2; exit 4", "true"),
-    )
-    .unwrap();
-    let out = daemon.drctl(&["reload"]);
-    assert!(out.status.success(), "{}", text(&out));
+    daemon.edit_config("echo app will not quiesce >&2; exit 4", "true");
     let backup = daemon.drctl_json(&["backup", "--job", "app"]);
     let id = backup["snapshot"]["id"].as_str().unwrap();
     assert_eq!(

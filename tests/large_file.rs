@@ -11,7 +11,9 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::Instant;
 
-use drd_integration_tests::{backup_daemon, random_bytes, text};
+use drd_integration_tests::{
+    backup_daemon, random_bytes, restore_args, test_seed, text, FILES_JOB,
+};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -78,17 +80,11 @@ fn fill(f: &mut File, buf: &mut [u8]) -> usize {
 
 #[test]
 fn a_sparse_five_gib_file_round_trips_exactly_and_sparse() {
-    let daemon = backup_daemon(
-        "[jobs.big]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n",
-    );
+    let daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let source = data.join("big.img");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("region contents seed: {seed}");
+    let seed = test_seed();
     let f = File::create(&source).unwrap();
     f.set_len(SIZE).unwrap();
     for (i, at) in REGIONS.iter().enumerate() {
@@ -105,22 +101,15 @@ fn a_sparse_five_gib_file_round_trips_exactly_and_sparse() {
     );
 
     let started = Instant::now();
-    let snap = daemon.drctl_json(&["backup", "--job", "big"]);
+    let id = daemon.backup_now("files");
     eprintln!(
         "backup of the 5 GiB sparse file took {:?}",
         started.elapsed()
     );
-    let id = snap["snapshot"]["id"].as_str().unwrap();
 
     let target = daemon.dir.path().join("restored");
     let started = Instant::now();
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        id,
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let out = daemon.drctl(&restore_args(&id, &target));
     assert!(out.status.success(), "{}", text(&out));
     eprintln!(
         "restore of the 5 GiB sparse file took {:?}",

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drd_integration_tests::moto::{Moto, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
-use drd_integration_tests::{backup_daemon, random_bytes, text, Daemon};
+use drd_integration_tests::{backup_daemon, packs, random_bytes, test_seed, text, Daemon};
 
 /// Files of the big backup: each its own blob, and (with 1 KiB packs) its own pack.
 const FILES: u64 = 1100;
@@ -22,7 +22,6 @@ const FILE_SIZE: usize = 1500;
 const BUCKET: &str = "drd";
 
 fn jobs(moto: &Moto) -> String {
-    // The job table comes last, so a line appended to the config file lands in it.
     format!(
         "[tiers.s3]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\n\
          prefix = \"host/\"\naccess_key_id = \"{ACCESS_KEY_ID}\"\n\
@@ -34,27 +33,20 @@ fn jobs(moto: &Moto) -> String {
 }
 
 fn backup(daemon: &Daemon) -> String {
-    daemon.drctl_json(&["backup", "--job", "many"])["snapshot"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    daemon.backup_now("many")
 }
 
 /// Waits until the snapshot `id` is on the `local` tier: the replication worker copies
 /// the S3 tier there after each backup, snapshots last.
 fn wait_for_copy(daemon: &Daemon, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let local = daemon.drctl_json(&["backups", "--tier", "local"]);
-        if local.as_array().unwrap().iter().any(|s| s["id"] == id) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "snapshot {id} was not copied to the local tier within 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("snapshot {id} to be copied to the local tier");
+    daemon.wait_until(&what, Duration::from_secs(300), || {
+        daemon
+            .snapshot_ids("local")
+            .unwrap()
+            .iter()
+            .any(|s| s == id)
+    });
 }
 
 /// `drctl verify --tier TIER ARGS --json`: the one tier's report, which must be clean.
@@ -76,19 +68,13 @@ fn verify(daemon: &Daemon, tier: &str, args: &[&str]) -> serde_json::Value {
     report
 }
 
-/// The packs under a directory tier's `data/` (fan-out folders; no temporaries).
+/// The packs under a directory tier's `data/` (`ab/abcd...`; no temporaries).
 fn local_packs(repo: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for fan in std::fs::read_dir(repo.join("data")).unwrap() {
-        let fan = fan.unwrap();
-        for pack in std::fs::read_dir(fan.path()).unwrap() {
-            let name = pack.unwrap().file_name().into_string().unwrap();
-            if !name.starts_with('.') {
-                out.insert(format!("{}/{name}", fan.file_name().to_str().unwrap()));
-            }
-        }
-    }
-    out
+    let data = repo.join("data");
+    packs(repo)
+        .iter()
+        .map(|p| p.strip_prefix(&data).unwrap().display().to_string())
+        .collect()
 }
 
 /// Pack names (`ab/abcd...`) under the S3 tier's `data/`.
@@ -126,11 +112,7 @@ fn more_than_a_thousand_packs_on_s3_are_copied_verified_and_pruned() {
         &serde_json::to_vec_pretty(&config).unwrap(),
     );
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("file contents seed: {seed}");
+    let seed = test_seed();
     // random_bytes uses `seed | 1`: seeds 2 apart give different files.
     for i in 0..FILES {
         std::fs::write(
@@ -190,11 +172,7 @@ fn more_than_a_thousand_packs_on_s3_are_copied_verified_and_pruned() {
     let last = backup(&daemon);
     // The prune needs the tier to itself: let the copy of the last snapshot end first.
     wait_for_copy(&daemon, &last);
-    let mut config = std::fs::read_to_string(&daemon.config).unwrap();
-    config.push_str("retention = { keep_last = 1 }\n");
-    std::fs::write(&daemon.config, config).unwrap();
-    let out = daemon.drctl(&["reload"]);
-    assert!(out.status.success(), "{}", text(&out));
+    daemon.set_retention("many", "retention = { keep_last = 1 }");
     let started = Instant::now();
     let report = daemon.drctl_json(&["prune", "--job", "many"]);
     eprintln!("prune on moto took {:?}", started.elapsed());

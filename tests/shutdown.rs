@@ -11,15 +11,14 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use drd_integration_tests::gate::Held;
-use drd_integration_tests::{audit_rows, backup_daemon, text, Daemon};
+use drd_integration_tests::{audit_rows, backup_daemon, eventually_within, text, Daemon};
 use drd_proto::{Request, ShutdownTrigger};
 use nix::sys::signal::Signal;
 
 #[path = "support/services.rs"]
 mod services;
 use services::{
-    drctl_in_background, gated, json_of, report_service, shutdown, spec, wait_audited, wait_until,
-    Follow, Services, HANG,
+    gated, json_of, report_service, shutdown, spec, wait_audited, Follow, Services, HANG,
 };
 
 #[test]
@@ -33,18 +32,15 @@ fn levels_stop_in_dependency_order_and_a_level_in_parallel() {
     ]);
     let daemon = Daemon::start(&services.config());
 
-    let running = drctl_in_background(
-        &daemon,
-        &[
-            "shutdown",
-            "--trigger",
-            "data_corruption",
-            "--reason",
-            "fsck errors",
-            "--yes",
-            "--json",
-        ],
-    );
+    let running = daemon.spawn_drctl(&[
+        "shutdown",
+        "--trigger",
+        "data_corruption",
+        "--reason",
+        "fsck errors",
+        "--yes",
+        "--json",
+    ]);
     // api and web are one level, stopped side by side: both are told to stop while
     // neither has gone. One after the other, web would be told only once api, held
     // in its stop, had gone (killed after its 10 min timeout).
@@ -194,17 +190,14 @@ fn force_skips_preserve_and_drain_and_kills_after_the_short_grace() {
         services.config()
     ));
 
-    let running = drctl_in_background(
-        &daemon,
-        &[
-            "shutdown",
-            "--trigger",
-            "security_breach",
-            "--force",
-            "--yes",
-            "--json",
-        ],
-    );
+    let running = daemon.spawn_drctl(&[
+        "shutdown",
+        "--trigger",
+        "security_breach",
+        "--force",
+        "--yes",
+        "--json",
+    ]);
     let (code, report) = json_of(running);
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["force"], true);
@@ -292,10 +285,7 @@ fn abort_mid_shutdown_rolls_back_in_dependency_order() {
         spec("back", &[], 0.0),
     ]);
     let daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(
-        &daemon,
-        &["shutdown", "--trigger", "manual", "--yes", "--json"],
-    );
+    let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
     let (code, abort) = abort_while_stopping(&daemon, &services, "mid");
     assert_eq!(code, Some(0), "{abort:#}");
     assert_eq!(abort["rolled_back"], true);
@@ -347,7 +337,7 @@ fn abort_while_stopping(
     service: &str,
 ) -> (Option<i32>, serde_json::Value) {
     let held = services.stopping(service);
-    let abort = drctl_in_background(daemon, &["abort", "--json"]);
+    let abort = daemon.spawn_drctl(&["abort", "--json"]);
     wait_audited(daemon, "abort shutdown");
     held.release(b"");
     json_of(abort)
@@ -358,7 +348,7 @@ fn sigusr1_starts_a_manual_shutdown_with_the_signal_as_actor() {
     let mut services = Services::start(vec![spec("only", &[], 0.0)]);
     let daemon = Daemon::start(&services.config());
     daemon.signal(Signal::SIGUSR1);
-    wait_until("the service to stop", HANG, || !services.running("only"));
+    eventually_within("the service to stop", HANG, || !services.running("only"));
     wait_audited(&daemon, "shutdown #1 done");
     let audit = audit_rows(&daemon.catalog());
     assert!(
@@ -380,7 +370,7 @@ fn sigusr1_starts_a_manual_shutdown_with_the_signal_as_actor() {
 fn kill_drd_mid_shutdown() -> (Services, Daemon, Held) {
     let services = Services::start(vec![gated("slow", &["base"]), spec("base", &[], 0.0)]);
     let mut daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes"]);
     let slow = services.stopping("slow");
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(HANG);
@@ -448,7 +438,7 @@ fn drd_killed_mid_shutdown_then_abort_rolls_back() {
     let (mut services, daemon, slow) = kill_drd_mid_shutdown();
     // slow finishes the stop the first drd asked for; the abort brings it back.
     slow.release(b"");
-    wait_until("slow to exit", HANG, || services.count("slow", "exit") == 1);
+    eventually_within("slow to exit", HANG, || services.count("slow", "exit") == 1);
     let out = daemon.drctl(&["abort", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let abort: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -503,11 +493,7 @@ fn a_dependency_cycle_and_an_unknown_service_are_config_errors() {
          [services.b]\ndriver = \"process\"\npidfile = \"/run/b.pid\"\ndepends_on = [\"a\", \"ghost\"]\n",
     )
     .unwrap();
-    let out = drd_integration_tests::drd(&[
-        "check-config".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-    ]);
+    let out = drd_integration_tests::check_config(&config);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     let all = format!(
         "{}{}",
@@ -586,10 +572,7 @@ fn a_rollback_waits_for_health_and_does_not_start_dependants_of_a_failure() {
         spec("back", &[], 0.0),
     ]);
     let daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(
-        &daemon,
-        &["shutdown", "--trigger", "manual", "--yes", "--json"],
-    );
+    let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
     let (code, abort) = abort_while_stopping(&daemon, &services, "mid");
     assert_eq!(code, Some(1), "{abort:#}");
     let problems = abort["problems"].to_string();
@@ -618,10 +601,7 @@ fn a_rollback_reports_a_failing_start_command_at_once() {
         spec("back", &[], 0.0),
     ]);
     let daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(
-        &daemon,
-        &["shutdown", "--trigger", "manual", "--yes", "--json"],
-    );
+    let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
     let (code, abort) = abort_while_stopping(&daemon, &services, "mid");
     assert_eq!(code, Some(1), "{abort:#}");
     let problems = abort["problems"].to_string();

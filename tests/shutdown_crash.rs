@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 
 #[path = "support/services.rs"]
 mod services;
-use services::{drctl_in_background, gated, spec, wait_audited, Follow, Services, Spec, HANG};
+use services::{gated, spec, wait_audited, Follow, Services, Spec, HANG};
 
 const APPS: [&str; 2] = ["app1", "app2"];
 const WEBS: [&str; 2] = ["web1", "web2"];
@@ -52,7 +52,7 @@ fn steps(daemon: &Daemon, phase: &str) -> Vec<(String, String)> {
 /// Returns the apps held in their stops.
 fn crash_while_the_apps_stop(services: &mut Services) -> (Daemon, Vec<Held>) {
     let mut daemon = Daemon::start(&services.config());
-    let running = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes"]);
     let held: Vec<Held> = APPS.iter().map(|app| services.stopping(app)).collect();
     let steps = steps(&daemon, "stop");
     for app in APPS {
@@ -211,9 +211,9 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
         spec("back", &[], 0.0),
     ]);
     let mut daemon = Daemon::start(&services.config());
-    let shutdown = drctl_in_background(&daemon, &["shutdown", "--trigger", "manual", "--yes"]);
+    let shutdown = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes"]);
     let stopping = services.stopping("mid");
-    let abort = drctl_in_background(&daemon, &["abort"]);
+    let abort = daemon.spawn_drctl(&["abort"]);
     wait_audited(&daemon, "abort shutdown");
     stopping.release(b"");
     // The rollback's copy of mid is held before it writes its pidfile.

@@ -12,7 +12,7 @@ use drd_integration_tests::{audit_rows, text, Daemon};
 
 #[path = "support/services.rs"]
 mod services;
-use services::{drctl_in_background, json_of, wait_audited};
+use services::{json_of, wait_audited};
 
 fn policy(container: &Container) -> String {
     container.inspect()["HostConfig"]["RestartPolicy"]["Name"]
@@ -106,17 +106,14 @@ fn a_rollback_restores_the_restart_policy_and_starts_the_container() {
         service("db", &db, &[], "5s")
     ));
 
-    let running = drctl_in_background(
-        &daemon,
-        &["shutdown", "--trigger", "manual", "--yes", "--json"],
-    );
+    let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
     let stopping = gate.wait_reader_for("web was never told to stop");
     assert_eq!(
         policy(&web),
         "no",
         "web's policy is held at no while it stops"
     );
-    let abort = drctl_in_background(&daemon, &["abort", "--json"]);
+    let abort = daemon.spawn_drctl(&["abort", "--json"]);
     wait_audited(&daemon, "abort shutdown");
     stopping.release(b"");
     let (code, abort) = json_of(abort);

@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use drd_integration_tests::gate::{finish, Gate, Held};
-use drd_integration_tests::{audit_rows, bins, text, Daemon, RawConn};
-use drd_proto::{codec, ClientFrame, Event, Reply, Request, Response, ServerFrame};
+use drd_integration_tests::{eventually_within, text, Daemon, RawConn};
+use drd_proto::{Event, Reply, Request, Response, ServerFrame};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -107,7 +107,7 @@ impl Services {
         }
         for spec in &services.specs {
             let pidfile = services.pidfile(spec.name);
-            wait_until(&format!("{} to write its pidfile", spec.name), HANG, || {
+            eventually_within(&format!("{} to write its pidfile", spec.name), HANG, || {
                 pidfile.exists()
             });
         }
@@ -163,7 +163,7 @@ impl Services {
             .position(|s| s.name == name)
             .unwrap_or_else(|| panic!("no service {name}"));
         let mut status = None;
-        wait_until(&format!("{name} to end"), HANG, || {
+        eventually_within(&format!("{name} to end"), HANG, || {
             status = self.children[i].try_wait().unwrap();
             status.is_some()
         });
@@ -258,7 +258,7 @@ impl Services {
                 .copied()
         };
         let mut found = None;
-        wait_until(&format!("{name} to log its second start"), HANG, || {
+        eventually_within(&format!("{name} to log its second start"), HANG, || {
             found = second();
             found.is_some()
         });
@@ -355,7 +355,7 @@ pub fn shutdown(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Val
     (out.status.code(), report)
 }
 
-/// Waits for `child` (a drctl run with `--json`, from [`drctl_in_background`]) to end,
+/// Waits for `child` (a drctl run with `--json`, from [`Daemon::spawn_drctl`]) to end,
 /// and returns its exit code and report.
 pub fn json_of(child: Child) -> (Option<i32>, serde_json::Value) {
     let out = finish(child, HANG);
@@ -367,11 +367,7 @@ pub fn json_of(child: Child) -> (Option<i32>, serde_json::Value) {
 /// Waits until the audit log holds an entry `action`: for `abort shutdown`, the abort
 /// has reached the run (it stops at the run's next safe point).
 pub fn wait_audited(daemon: &Daemon, action: &str) {
-    wait_until(&format!("audit entry {action:?}"), HANG, || {
-        audit_rows(&daemon.catalog())
-            .iter()
-            .any(|(_, a, _, _)| a == action)
-    });
+    daemon.wait_for_audit_where(&format!("audit entry {action:?}"), HANG, |r| r.1 == action);
 }
 
 /// A shutdown request (or an abort) on its own connection, read step by step: the
@@ -383,13 +379,8 @@ pub struct Follow {
 
 impl Follow {
     pub fn start(daemon: &Daemon, request: Request) -> Follow {
-        let mut conn = RawConn::connect(&daemon.socket()).unwrap();
-        conn.stream.set_read_timeout(Some(HANG)).unwrap();
-        conn.handshake().unwrap();
-        conn.send_frame(&codec::encode(&ClientFrame::Request(request)).unwrap())
-            .unwrap();
         Follow {
-            conn,
+            conn: RawConn::request(&daemon.socket(), request, HANG),
             seen: Vec::new(),
         }
     }
@@ -438,28 +429,4 @@ impl Follow {
             }
         }
     }
-}
-
-/// drctl running in the background, so a test can act while it runs.
-pub fn drctl_in_background(daemon: &Daemon, args: &[&str]) -> Child {
-    Command::new(&bins().drctl)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
 }
