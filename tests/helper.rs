@@ -599,6 +599,17 @@ impl Daemon {
     }
 }
 
+/// Copies the tree `from` to `to` as `cp -a` does (modes, times, links kept).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cp -a: {}", text(&out));
+}
+
 /// The state letter (`R`, `S`, `T`, `Z`, ...) in a `/proc/PID[/task/TID]/stat` file, or
 /// `None` once the process or thread is gone.
 pub fn proc_state(stat: &Path) -> Option<char> {

@@ -6,15 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use drd_integration_tests::{audit_rows, backup_daemon, drd, random_bytes, text, Daemon};
+use drd_integration_tests::{
+    audit_rows, backup_daemon, copy_tree, files_under, os, proc_state, random_bytes, text, Daemon,
+    FILES_JOB,
+};
 use nix::sys::signal::Signal;
-
-const JOB: &str = "[jobs.files]\ntiers = [\"local\"]\n\
-                   sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
 
 /// The size of the file that changes in every snapshot.
 const CHANGING: usize = 2 << 20;
@@ -29,73 +28,32 @@ fn backup(daemon: &Daemon, i: u64) -> String {
         std::fs::write(data.join("keep.bin"), random_bytes(7, 512 << 10)).unwrap();
     }
     std::fs::write(data.join("cur.bin"), random_bytes(1000 + 2 * i, CHANGING)).unwrap();
-    let report = daemon.drctl_json(&["backup", "--job", "files"]);
-    report["snapshot"]["id"].as_str().unwrap().to_owned()
-}
-
-/// Adds `retention` to the job and reloads.
-fn set_retention(daemon: &Daemon, retention: &str) {
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
-    let config = config.replace("[jobs.files]\n", &format!("[jobs.files]\n{retention}\n"));
-    std::fs::write(&daemon.config, config).unwrap();
-    let out = daemon.drctl(&["reload"]);
-    assert!(out.status.success(), "{}", text(&out));
+    daemon.backup_now("files")
 }
 
 /// Every file under `dir` with its size.
 fn listing(dir: &Path) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                let rel = entry
-                    .path()
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .display()
-                    .to_string();
-                out.insert(rel, meta.len());
-            }
-        }
-    }
-    out
-}
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let size = std::fs::metadata(&p).unwrap().len();
+            (p.strip_prefix(dir).unwrap().display().to_string(), size)
+        })
+        .collect()
 }
 
 /// Offline, as on a bare machine: the repository verifies with every byte read, and
 /// each snapshot in `kept` (id, backup number) restores with the right content.
 fn assert_kept_restore(daemon: &Daemon, kept: &[(String, u64)], target: &Path) {
-    let out = drd(&[
-        os("verify"),
-        os("--repo"),
-        daemon.repo().as_os_str(),
-        os("--key"),
-        daemon.key().as_os_str(),
-        os("--read-data"),
-    ]);
+    let out = daemon.offline(&["verify"], &[os("--read-data")]);
     assert!(out.status.success(), "verify: {}", text(&out));
     for (id, i) in kept {
         let into = target.join(&id[..12]);
         let _ = std::fs::remove_dir_all(&into);
-        let out = drd(&[
-            os("restore"),
-            os("--repo"),
-            daemon.repo().as_os_str(),
-            os("--key"),
-            daemon.key().as_os_str(),
-            os("--backup-id"),
-            os(id),
-            os("--target"),
-            into.as_os_str(),
-        ]);
+        let out = daemon.offline(
+            &["restore", "--backup-id", id, "--target"],
+            &[into.as_os_str()],
+        );
         assert!(out.status.success(), "restore {id}: {}", text(&out));
         let data = into.join(daemon.dir.path().join("data").strip_prefix("/").unwrap());
         assert!(
@@ -111,9 +69,9 @@ fn assert_kept_restore(daemon: &Daemon, kept: &[(String, u64)], target: &Path) {
 
 #[test]
 fn a_dry_run_says_why_each_snapshot_stays_and_a_real_prune_frees_the_rest() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let ids: Vec<String> = (0..5).map(|i| backup(&daemon, i)).collect();
-    set_retention(&daemon, "retention = { keep_last = 2 }");
+    daemon.set_retention("files", "retention = { keep_last = 2 }");
 
     let before = listing(&daemon.repo());
     let report = daemon.drctl_json(&["prune", "--dry-run"]);
@@ -209,7 +167,7 @@ fn a_dry_run_says_why_each_snapshot_stays_and_a_real_prune_frees_the_rest() {
 
 #[test]
 fn retention_runs_after_each_backup() {
-    let daemon = backup_daemon(&JOB.replace(
+    let daemon = backup_daemon(&FILES_JOB.replace(
         "[jobs.files]\n",
         "[jobs.files]\nretention = { keep_last = 2 }\n",
     ));
@@ -298,11 +256,7 @@ fn freeze(pid: i32) {
     loop {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
         let running = tasks.filter_map(Result::ok).any(|task| {
-            // "pid (name) S ...": the state follows the last ')'.
-            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-                !state.starts_with(['T', 't'])
-            })
+            proc_state(&task.path().join("stat")).is_some_and(|state| !matches!(state, 'T' | 't'))
         });
         if !running {
             return;
@@ -339,13 +293,13 @@ fn prune_killed_at(daemon: &mut Daemon, step: Step, before: &BTreeMap<String, u6
 
 #[test]
 fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     let count = 12;
     let ids: Vec<String> = (0..count).map(|i| backup(&daemon, i)).collect();
     let kept: Vec<(String, u64)> = (count - 3..count)
         .map(|i| (ids[i as usize].clone(), i))
         .collect();
-    set_retention(&daemon, "retention = { keep_last = 3 }");
+    daemon.set_retention("files", "retention = { keep_last = 3 }");
     let pristine = daemon.dir.path().join("pristine");
     copy_tree(&daemon.repo(), &pristine);
     let before = listing(&pristine);
@@ -409,16 +363,6 @@ fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
     assert_kept_restore(&daemon, &kept, &target);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 const TWO_JOBS: &str = "[jobs.a]\ntiers = [\"local\"]\n\
                         sources = [{ kind = \"path\", path = \"{dir}/a\" }]\n\
                         [jobs.b]\ntiers = [\"local\"]\n\
@@ -437,24 +381,16 @@ fn backup_job(daemon: &Daemon, job: &str, files: &[FileSpec]) -> String {
     for (name, seed, size) in files {
         std::fs::write(dir.join(name), random_bytes(*seed, *size)).unwrap();
     }
-    let report = daemon.drctl_json(&["backup", "--job", job]);
-    report["snapshot"]["id"].as_str().unwrap().to_owned()
+    daemon.backup_now(job)
 }
 
 /// Offline, as on a bare machine: snapshot `id` of `job` restores to exactly `files`.
 fn assert_restores_exactly(daemon: &Daemon, job: &str, id: &str, files: &[FileSpec]) {
     let into = daemon.dir.path().join("restored").join(&id[..12]);
-    let out = drd(&[
-        os("restore"),
-        os("--repo"),
-        daemon.repo().as_os_str(),
-        os("--key"),
-        daemon.key().as_os_str(),
-        os("--backup-id"),
-        os(id),
-        os("--target"),
-        into.as_os_str(),
-    ]);
+    let out = daemon.offline(
+        &["restore", "--backup-id", id, "--target"],
+        &[into.as_os_str()],
+    );
     assert!(out.status.success(), "restore {job} {id}: {}", text(&out));
     let dir = into.join(daemon.dir.path().join(job).strip_prefix("/").unwrap());
     let expected: BTreeMap<String, u64> = files
@@ -488,11 +424,7 @@ fn pruning_one_job_keeps_every_snapshot_of_another_job_on_the_same_tier() {
     let a2_files = [("cur.bin", 24, 128 << 10)];
     let a2 = backup_job(&daemon, "a", &a2_files);
 
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
-    let config = config.replace("[jobs.a]\n", "[jobs.a]\nretention = { keep_last = 1 }\n");
-    std::fs::write(&daemon.config, config).unwrap();
-    let out = daemon.drctl(&["reload"]);
-    assert!(out.status.success(), "{}", text(&out));
+    daemon.set_retention("a", "retention = { keep_last = 1 }");
 
     let report = daemon.drctl_json(&["prune", "--job", "a"]);
     let tier = &report["tiers"][0];
@@ -528,14 +460,7 @@ fn pruning_one_job_keeps_every_snapshot_of_another_job_on_the_same_tier() {
     expected.sort();
     assert_eq!(left, expected);
 
-    let out = drd(&[
-        os("verify"),
-        os("--repo"),
-        daemon.repo().as_os_str(),
-        os("--key"),
-        daemon.key().as_os_str(),
-        os("--read-data"),
-    ]);
+    let out = daemon.offline(&["verify"], &[os("--read-data")]);
     assert!(out.status.success(), "verify: {}", text(&out));
     assert_restores_exactly(&daemon, "b", &b0, &b0_files);
     assert_restores_exactly(&daemon, "b", &b1, &b1_files);

@@ -2,22 +2,17 @@
 //! interrupted repository.
 #![allow(clippy::unwrap_used)]
 
-use std::ffi::OsStr;
 use std::time::Duration;
 
-use drd_integration_tests::{backup_daemon, drd, open_tempdir, random_bytes, text};
+use drd_integration_tests::{
+    backup_daemon, backup_daemon_with, copy_tree, drd, eventually, flip_middle_byte, generate_key,
+    open_tempdir, os, packs, random_bytes, restore_args, text, FILES_JOB, OFFSITE_FILES_JOB,
+};
 use nix::sys::signal::Signal;
-
-const JOB: &str =
-    "[jobs.files]\ntiers = [\"local\"]\nsources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
 
 #[test]
 fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(data.join("etc")).unwrap();
     std::fs::write(data.join("etc/app.conf"), "version 1").unwrap();
@@ -72,15 +67,9 @@ fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
     // "1 second ago" is at or after the second snapshot once a second has passed.
     wait_past(second["snapshot"]["unix_ms"].as_i64().unwrap() + 1000);
     let target = daemon.dir.path().join("t2");
-    daemon.drctl_json(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--at",
-        "1 second ago",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let mut args = restore_args("latest", &target);
+    args.extend(["--at", "1 second ago"]);
+    daemon.drctl_json(&args);
     let conf = target
         .join(data.strip_prefix("/").unwrap())
         .join("etc/app.conf");
@@ -100,7 +89,7 @@ fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
 
 #[test]
 fn a_bare_machine_restores_with_only_the_repository_and_the_key() {
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("precious"), random_bytes(3, 1 << 20)).unwrap();
@@ -111,13 +100,7 @@ fn a_bare_machine_restores_with_only_the_repository_and_the_key() {
     // The "new machine": a copy of the repository and the key file, nothing else.
     let bare = open_tempdir();
     let repo = bare.path().join("offsite");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(daemon.repo())
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_tree(&daemon.repo(), &repo);
     std::fs::copy(daemon.key(), bare.path().join("key")).unwrap();
     let (repo_s, key_s) = (repo.to_str().unwrap(), bare.path().join("key"));
     let key_s = key_s.to_str().unwrap();
@@ -165,17 +148,13 @@ fn a_bare_machine_restores_with_only_the_repository_and_the_key() {
 
 #[test]
 fn a_wrong_key_is_refused_before_anything_is_written() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     std::fs::create_dir_all(daemon.dir.path().join("data")).unwrap();
     std::fs::write(daemon.dir.path().join("data/f"), "x").unwrap();
     daemon.drctl_json(&["backup", "--job", "files"]);
 
     let other = daemon.dir.path().join("other.key");
-    assert!(
-        drd(&[os("key"), os("generate"), os("--out"), other.as_os_str()])
-            .status
-            .success()
-    );
+    generate_key(&other);
     let target = daemon.dir.path().join("never");
     let out = drd(&[
         os("restore"),
@@ -208,7 +187,7 @@ fn a_wrong_key_is_refused_before_anything_is_written() {
 
 #[test]
 fn a_flipped_byte_is_found_by_read_verify_with_the_files_it_breaks() {
-    let daemon = backup_daemon(JOB);
+    let daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("victim.bin"), random_bytes(9, 4 << 20)).unwrap();
@@ -220,14 +199,7 @@ fn a_flipped_byte_is_found_by_read_verify_with_the_files_it_breaks() {
     );
 
     // The biggest pack holds the file's data; flip one byte in its middle.
-    let pack = walk_files(&daemon.repo().join("data"))
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&pack, bytes).unwrap();
+    damage_biggest_pack(&daemon.repo());
 
     let out = daemon.drctl(&["verify", "--read-data"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -245,7 +217,7 @@ fn a_flipped_byte_is_found_by_read_verify_with_the_files_it_breaks() {
 
 #[test]
 fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("first"), "the first snapshot").unwrap();
@@ -258,9 +230,9 @@ fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
         drd_integration_tests::drctl(&socket, &["backup", "--job", "files"])
     });
     // Kill once packs of the second backup are landing.
-    let packs_before = walk_files(&daemon.repo().join("data")).len();
-    drd_integration_tests::eventually("the second backup to write packs", || {
-        walk_files(&daemon.repo().join("data")).len() > packs_before + 2
+    let packs_before = packs(&daemon.repo()).len();
+    eventually("the second backup to write packs", || {
+        packs(&daemon.repo()).len() > packs_before + 2
     });
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10));
@@ -271,29 +243,14 @@ fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
         text(&out)
     );
 
-    let (repo, key) = (daemon.repo(), daemon.key());
-    let out = drd(&[
-        os("verify"),
-        os("--repo"),
-        repo.as_os_str(),
-        os("--key"),
-        key.as_os_str(),
-        os("--read-data"),
-    ]);
+    let out = daemon.offline(&["verify"], &[os("--read-data")]);
     assert!(out.status.success(), "{}", text(&out));
     let target = daemon.dir.path().join("restored");
     let id = first["snapshot"]["id"].as_str().unwrap();
-    let out = drd(&[
-        os("restore"),
-        os("--repo"),
-        repo.as_os_str(),
-        os("--key"),
-        key.as_os_str(),
-        os("--backup-id"),
-        os(id),
-        os("--target"),
-        target.as_os_str(),
-    ]);
+    let out = daemon.offline(
+        &["restore", "--backup-id", id, "--target"],
+        &[target.as_os_str()],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let restored = target.join(data.strip_prefix("/").unwrap()).join("first");
     assert_eq!(
@@ -311,7 +268,7 @@ fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
 
 #[test]
 fn the_catalog_is_rebuilt_from_the_repository_when_lost() {
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     std::fs::create_dir_all(daemon.dir.path().join("data")).unwrap();
     daemon.drctl_json(&["backup", "--job", "files"]);
     daemon.drctl_json(&["backup", "--job", "files"]);
@@ -324,33 +281,14 @@ fn the_catalog_is_rebuilt_from_the_repository_when_lost() {
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 }
 
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// Flips one byte in the middle of the biggest pack under `repo` (the big file's data)
 /// and returns the pack's name.
 fn damage_biggest_pack(repo: &std::path::Path) -> std::ffi::OsString {
-    let pack = walk_files(&repo.join("data"))
+    let pack = packs(repo)
         .into_iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&pack, bytes).unwrap();
+    flip_middle_byte(&pack, 0x40);
     pack.file_name().unwrap().to_owned()
 }
 
@@ -426,7 +364,7 @@ fn assert_only_the_victim_is_damaged(root: &std::path::Path, big: &[u8]) {
 
 #[test]
 fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_the_list() {
-    let mut daemon = backup_daemon(JOB);
+    let mut daemon = backup_daemon(FILES_JOB);
     let data = daemon.dir.path().join("data");
     let big = tree_with_a_big_file(&data);
     daemon.drctl_json(&["backup", "--job", "files"]);
@@ -434,14 +372,9 @@ fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_t
     let rel = data.strip_prefix("/").unwrap();
 
     let target = daemon.dir.path().join("t-json");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--json",
-    ]);
+    let mut args = restore_args("latest", &target);
+    args.push("--json");
+    let out = daemon.drctl(&args);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["damaged_total"], 1, "{report}");
@@ -467,13 +400,7 @@ fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_t
     assert_only_the_victim_is_damaged(&target.join(rel), &big);
 
     let target = daemon.dir.path().join("t-text");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let out = daemon.drctl(&restore_args("latest", &target));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("INCOMPLETE: 1 file could not be restored whole"),
@@ -493,17 +420,10 @@ fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_t
     daemon.signal(Signal::SIGTERM);
     daemon.wait_exit(Duration::from_secs(10));
     let target = daemon.dir.path().join("t-offline");
-    let out = drd(&[
-        os("restore"),
-        os("--repo"),
-        daemon.repo().as_os_str(),
-        os("--key"),
-        daemon.key().as_os_str(),
-        os("--backup-id"),
-        os("latest"),
-        os("--target"),
-        target.as_os_str(),
-    ]);
+    let out = daemon.offline(
+        &["restore", "--backup-id", "latest", "--target"],
+        &[target.as_os_str()],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("victim.bin"), "{}", text(&out));
     assert!(
@@ -517,43 +437,29 @@ fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_t
 #[test]
 fn a_pack_damaged_on_the_landing_tier_is_read_from_the_offsite_copy() {
     let job = "replication_retry_max = \"1s\"";
-    let jobs = "[tiers.offsite]\nkind = \"dir\"\npath = \"{dir}/offsite\"\n\
-        [jobs.files]\ntiers = [\"local\", \"offsite\"]\n\
-        sources = [{ kind = \"path\", path = \"{dir}/data\" }]\n";
-    let daemon = drd_integration_tests::backup_daemon_with(job, jobs);
+    let daemon = backup_daemon_with(job, OFFSITE_FILES_JOB);
     let data = daemon.dir.path().join("data");
     let big = tree_with_a_big_file(&data);
-    let id = daemon.drctl_json(&["backup", "--job", "files"])["snapshot"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    drd_integration_tests::eventually("the snapshot to reach the offsite tier", || {
-        let out = daemon.drctl(&["backups", "--tier", "offsite", "--json"]);
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&id)
+    let id = daemon.backup_now("files");
+    eventually("the snapshot to reach the offsite tier", || {
+        daemon
+            .snapshot_ids("offsite")
+            .is_ok_and(|ids| ids.contains(&id))
     });
     let pack = damage_biggest_pack(&daemon.repo());
     daemon.restore_and_compare(&["--backup-id", "latest", "--job", "files"], &data, "whole");
 
     // Damaged in the copy too: only that file is lost.
-    let offsite = daemon.dir.path().join("offsite");
-    let copy = walk_files(&offsite.join("data"))
+    let offsite = daemon.dir.path().join("offsite/repo");
+    let copy = packs(&offsite)
         .into_iter()
         .find(|p| p.file_name() == Some(pack.as_os_str()))
         .unwrap();
-    let mut bytes = std::fs::read(&copy).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&copy, bytes).unwrap();
+    flip_middle_byte(&copy, 0x40);
     let target = daemon.dir.path().join("both-bad");
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--job",
-        "files",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let mut args = restore_args("latest", &target);
+    args.extend(["--job", "files"]);
+    let out = daemon.drctl(&args);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_only_the_victim_is_damaged(&target.join(data.strip_prefix("/").unwrap()), &big);
 }
