@@ -5,7 +5,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use drd_integration_tests::{audit_rows, running_as_root, text, Daemon};
+use drd_integration_tests::{audit_rows, eventually, python3_with, running_as_root, text, Daemon};
 use drd_proto::codec;
 use drd_proto::{ClientFrame, ErrorKind, Hello, Response, ServerFrame, PROTOCOL_VERSION};
 
@@ -123,7 +123,7 @@ for _ in range(n):
     conns.append(s)
 print("opened", flush=True)
 def first_reply(s):
-    s.settimeout(20)
+    s.settimeout(120)
     data = b""
     try:
         while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
@@ -239,7 +239,9 @@ fn drctl_as(daemon: &Daemon, uid: u32, args: &[&str]) -> std::process::Output {
 }
 
 fn lockout_daemon(extra: &str) -> Option<Daemon> {
-    if !running_as_root("connecting as other users needs root") {
+    if !running_as_root("connecting as other users needs root")
+        || !python3_with("socket", "the holder of connections is a python3 child")
+    {
         return None;
     }
     Some(Daemon::start(&format!(
@@ -316,7 +318,7 @@ fn slots_are_kept_for_root_and_responders_when_the_shared_ones_are_taken() {
     // The readiness probe's connection may hold a shared slot for a moment after it
     // closed, so try until the viewer gets all four.
     let mut holder = None;
-    drd_integration_tests::eventually("the viewer to hold every shared slot", || {
+    eventually("the viewer to hold every shared slot", || {
         let mut h = Holder::open(&daemon, VIEWER, 10, false);
         h.read_replies();
         let full = h.count(Ok(())) == 4 && h.count(Err(ErrorKind::Busy)) == 6;
@@ -337,18 +339,26 @@ fn slots_are_kept_for_root_and_responders_when_the_shared_ones_are_taken() {
 
 #[test]
 fn silent_role_less_connections_do_not_keep_root_waiting() {
-    let Some(daemon) = lockout_daemon("handshake_timeout = \"5s\"") else {
+    // A handshake timeout far longer than getting in takes on a loaded machine: root
+    // and the responder must be in while the silent connections are still waited on.
+    let Some(daemon) = lockout_daemon("handshake_timeout = \"30s\"") else {
         return;
     };
     // 70 connections that never send their hello: 16 are waited on for it, the rest
     // are refused at once, and none takes a slot.
     let mut holder = Holder::open(&daemon, ROLELESS, 70, true);
-    let started = std::time::Instant::now();
     on_call_gets_in(&daemon);
-    let took = started.elapsed();
+    // Each is audited when refused: the 16 only at their timeout, so fewer than 70
+    // entries mean root and the responder did not wait for the timeout.
+    let refused = || {
+        audit_rows(&daemon.catalog())
+            .iter()
+            .filter(|r| r.0.starts_with(&format!("uid={ROLELESS} ")) && r.1 == "connect")
+            .count()
+    };
     assert!(
-        took < std::time::Duration::from_secs(3),
-        "root and a responder waited {took:?}"
+        refused() < 70,
+        "root and a responder got in only after the silent connections timed out"
     );
     holder.read_replies();
     assert_eq!(
