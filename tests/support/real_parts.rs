@@ -15,6 +15,23 @@ pub fn real_parts_required() -> bool {
     ci || std::env::var("DRD_REQUIRE_DOCKER").as_deref() == Ok("1")
 }
 
+/// True when the system's `/usr/bin/python3` runs and imports `modules` (Python
+/// code, e.g. `"sqlite3"`); otherwise [`real_part_missing`] says why the test does not
+/// run (and fails it under CI).
+#[track_caller]
+pub fn python3_with(modules: &str, install: &str) -> bool {
+    let ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        real_part_missing(&format!("python3 with {modules}"), install);
+    }
+    ok
+}
+
 /// The test cannot run because `what` is missing (`why`): panics where real parts are
 /// required, otherwise prints `skipped: ...` and returns, and the caller returns.
 #[track_caller]
