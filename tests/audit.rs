@@ -1,7 +1,7 @@
 //! The audit log through drctl: listing, filtering, and catching a forged entry.
 #![allow(clippy::unwrap_used)]
 
-use drd_integration_tests::{text, Daemon};
+use drd_integration_tests::{text, wait_clock_past, Daemon};
 
 #[test]
 fn audit_lists_entries_and_filters_by_time() {
@@ -21,10 +21,7 @@ fn audit_lists_entries_and_filters_by_time() {
 
     // Once the clock is more than a second past the last entry, "1s" finds none.
     let last = entries.last().unwrap()["unix_ms"].as_i64().unwrap();
-    let past = std::time::UNIX_EPOCH + std::time::Duration::from_millis(last as u64 + 1000);
-    while std::time::SystemTime::now() <= past {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    wait_clock_past(last + 1000);
     let out = daemon.drctl(&["audit", "--since", "1s", "--json"]);
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(entries.is_empty(), "{entries:?}");

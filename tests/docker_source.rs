@@ -363,8 +363,7 @@ fn an_engine_that_does_not_answer_fails_the_backup_and_keeps_the_record() {
         r#"{"containers":[{"id":"0123abcd","name":"web","action":"paused","since":"2026-01-01T00:00:00Z","pid":1}]}"#,
     )
     .unwrap();
-    daemon.signal(nix::sys::signal::Signal::SIGKILL);
-    daemon.wait_exit(Duration::from_secs(10));
+    daemon.kill();
     let nobody = format!("unix://{}", daemon.dir.path().join("nobody.sock").display());
     daemon.spawn(&[("DOCKER_HOST", nobody.as_str())]);
     daemon.wait_ready();

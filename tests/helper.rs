@@ -22,7 +22,7 @@ pub mod moto;
 
 #[path = "support/real_parts.rs"]
 pub mod real_parts;
-pub use real_parts::{real_part_missing, real_parts_required};
+pub use real_parts::{python3_with, real_part_missing, real_parts_required};
 
 #[path = "support/files.rs"]
 pub mod files;
@@ -173,6 +173,13 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("drd did not exit within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// Kills drd (SIGKILL) and waits until it is gone, as a crash or an OOM kill would
+    /// leave things; [`Daemon::spawn`] starts it again.
+    pub fn kill(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.wait_exit(Duration::from_secs(120));
     }
 
     /// Stops drd with SIGTERM, checks that it exited 0, and starts it again on the same
@@ -608,6 +615,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
         .output()
         .unwrap();
     assert!(out.status.success(), "cp -a: {}", text(&out));
+}
+
+/// Milliseconds since the Unix epoch, as drd stamps snapshots and audit entries.
+pub fn unix_ms_now() -> i64 {
+    i64::try_from(std::time::UNIX_EPOCH.elapsed().unwrap().as_millis()).unwrap()
+}
+
+/// Returns once the clock is past `unix_ms`, so what the test does next is stamped
+/// strictly later (a wait on the clock itself, not a guess at a delay).
+pub fn wait_clock_past(unix_ms: i64) {
+    while unix_ms_now() <= unix_ms {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// The state letter (`R`, `S`, `T`, `Z`, ...) in a `/proc/PID[/task/TID]/stat` file, or

@@ -51,8 +51,8 @@ fn assert_kept_restore(daemon: &Daemon, kept: &[(String, u64)], target: &Path) {
         let into = target.join(&id[..12]);
         let _ = std::fs::remove_dir_all(&into);
         let out = daemon.offline(
-            &["restore", "--backup-id", id, "--target"],
-            &[into.as_os_str()],
+            &["restore"],
+            &[os("--backup-id"), os(id), os("--target"), into.as_os_str()],
         );
         assert!(out.status.success(), "restore {id}: {}", text(&out));
         let data = into.join(daemon.dir.path().join("data").strip_prefix("/").unwrap());
@@ -286,8 +286,7 @@ fn prune_killed_at(daemon: &mut Daemon, step: Step, before: &BTreeMap<String, u6
         daemon.signal(Signal::SIGCONT);
         std::thread::sleep(Duration::from_micros(200));
     }
-    daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(Duration::from_secs(10));
+    daemon.kill();
     prune.join().unwrap().status.success()
 }
 
@@ -309,8 +308,7 @@ fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
     let out = daemon.drctl(&["prune"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_kept_restore(&daemon, &kept, &target);
-    daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(Duration::from_secs(10));
+    daemon.kill();
 
     // Then a kill at each step, from the repository before any prune. drd runs for
     // about 0.2 ms between looks, so a step is nearly always caught before the prune
@@ -388,8 +386,8 @@ fn backup_job(daemon: &Daemon, job: &str, files: &[FileSpec]) -> String {
 fn assert_restores_exactly(daemon: &Daemon, job: &str, id: &str, files: &[FileSpec]) {
     let into = daemon.dir.path().join("restored").join(&id[..12]);
     let out = daemon.offline(
-        &["restore", "--backup-id", id, "--target"],
-        &[into.as_os_str()],
+        &["restore"],
+        &[os("--backup-id"), os(id), os("--target"), into.as_os_str()],
     );
     assert!(out.status.success(), "restore {job} {id}: {}", text(&out));
     let dir = into.join(daemon.dir.path().join(job).strip_prefix("/").unwrap());

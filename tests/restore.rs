@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use drd_integration_tests::{
     backup_daemon, backup_daemon_with, copy_tree, drd, eventually, flip_middle_byte, generate_key,
-    open_tempdir, os, packs, random_bytes, restore_args, text, FILES_JOB, OFFSITE_FILES_JOB,
+    open_tempdir, os, packs, random_bytes, restore_args, text, unix_ms_now, wait_clock_past,
+    FILES_JOB, OFFSITE_FILES_JOB,
 };
 use nix::sys::signal::Signal;
 
@@ -19,23 +20,14 @@ fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
     std::fs::write(data.join("other"), "other").unwrap();
     // Times are in milliseconds: each step waits until the clock is past the one
     // before, so the two snapshots and the time between them are strictly ordered.
-    let now_ms = || {
-        let since = std::time::UNIX_EPOCH.elapsed().unwrap();
-        i64::try_from(since.as_millis()).unwrap()
-    };
-    let wait_past = |ms: i64| {
-        while now_ms() <= ms {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    };
     let first = daemon.drctl_json(&["backup", "--job", "files"]);
-    wait_past(first["snapshot"]["unix_ms"].as_i64().unwrap());
-    let between_ms = now_ms();
+    wait_clock_past(first["snapshot"]["unix_ms"].as_i64().unwrap());
+    let between_ms = unix_ms_now();
     let between = humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + Duration::from_millis(between_ms as u64),
     )
     .to_string();
-    wait_past(between_ms);
+    wait_clock_past(between_ms);
     std::fs::write(data.join("etc/app.conf"), "version 2").unwrap();
     let second = daemon.drctl_json(&["backup", "--job", "files"]);
 
@@ -65,7 +57,7 @@ fn at_picks_the_newest_snapshot_at_or_before_a_time_and_path_restores_part() {
     );
 
     // "1 second ago" is at or after the second snapshot once a second has passed.
-    wait_past(second["snapshot"]["unix_ms"].as_i64().unwrap() + 1000);
+    wait_clock_past(second["snapshot"]["unix_ms"].as_i64().unwrap() + 1000);
     let target = daemon.dir.path().join("t2");
     let mut args = restore_args("latest", &target);
     args.extend(["--at", "1 second ago"]);
@@ -234,8 +226,7 @@ fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
     eventually("the second backup to write packs", || {
         packs(&daemon.repo()).len() > packs_before + 2
     });
-    daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(Duration::from_secs(10));
+    daemon.kill();
     let out = backup.join().unwrap();
     assert!(
         !out.status.success(),
@@ -248,8 +239,13 @@ fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
     let target = daemon.dir.path().join("restored");
     let id = first["snapshot"]["id"].as_str().unwrap();
     let out = daemon.offline(
-        &["restore", "--backup-id", id, "--target"],
-        &[target.as_os_str()],
+        &["restore"],
+        &[
+            os("--backup-id"),
+            os(id),
+            os("--target"),
+            target.as_os_str(),
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let restored = target.join(data.strip_prefix("/").unwrap()).join("first");
@@ -421,8 +417,13 @@ fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_t
     daemon.wait_exit(Duration::from_secs(10));
     let target = daemon.dir.path().join("t-offline");
     let out = daemon.offline(
-        &["restore", "--backup-id", "latest", "--target"],
-        &[target.as_os_str()],
+        &["restore"],
+        &[
+            os("--backup-id"),
+            os("latest"),
+            os("--target"),
+            target.as_os_str(),
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("victim.bin"), "{}", text(&out));

@@ -372,8 +372,7 @@ fn kill_drd_mid_shutdown() -> (Services, Daemon, Held) {
     let mut daemon = Daemon::start(&services.config());
     let running = daemon.spawn_drctl(&["shutdown", "--trigger", "manual", "--yes"]);
     let slow = services.stopping("slow");
-    daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(HANG);
+    daemon.kill();
     let out = running.wait_with_output().unwrap();
     // 69: drd went away mid-request; the message says so and where to look.
     assert_eq!(out.status.code(), Some(69), "{}", text(&out));

@@ -10,11 +10,10 @@
 use drd_integration_tests::gate::Held;
 use drd_integration_tests::{audit_rows, text, Daemon};
 use drd_proto::Request;
-use nix::sys::signal::Signal;
 
 #[path = "support/services.rs"]
 mod services;
-use services::{gated, spec, wait_audited, Follow, Services, Spec, HANG};
+use services::{gated, spec, wait_audited, Follow, Services, Spec};
 
 const APPS: [&str; 2] = ["app1", "app2"];
 const WEBS: [&str; 2] = ["web1", "web2"];
@@ -61,8 +60,7 @@ fn crash_while_the_apps_stop(services: &mut Services) -> (Daemon, Vec<Held>) {
             "{steps:?}"
         );
     }
-    daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(HANG);
+    daemon.kill();
     daemon.spawn(&[]);
     daemon.wait_ready();
     let out = running.wait_with_output().unwrap();
@@ -225,8 +223,7 @@ fn drd_killed_during_a_rollback_is_finished_by_abort_without_a_second_copy() {
         rollback.contains(&("mid".to_owned(), "started".to_owned())),
         "{rollback:?}"
     );
-    daemon.signal(Signal::SIGKILL);
-    daemon.wait_exit(HANG);
+    daemon.kill();
     daemon.spawn(&[]);
     daemon.wait_ready();
     for client in [shutdown, abort] {

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use drd_integration_tests::docker::{require_docker, Container, SLEEP_FOREVER};
 use drd_integration_tests::gate::Gate;
-use drd_integration_tests::{audit_rows, text, Daemon};
+use drd_integration_tests::{audit_rows, Daemon};
 
 #[path = "support/services.rs"]
 mod services;
-use services::{json_of, wait_audited};
+use services::{json_of, shutdown, wait_audited};
 
 fn policy(container: &Container) -> String {
     container.inspect()["HostConfig"]["RestartPolicy"]["Name"]
@@ -56,8 +56,8 @@ fn containers_stop_in_dependency_order_with_restart_policy_held_at_no() {
         service("db", &db, &[], "5s")
     ));
 
-    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(web.status(), "exited");
     assert_eq!(db.status(), "exited");
     // FinishedAt is RFC 3339 in UTC with nanoseconds: comparable as text.
@@ -149,14 +149,13 @@ fn an_engine_that_does_not_answer_is_an_error_for_that_service() {
         &[("DOCKER_HOST", &format!("unix://{}", socket.display()))],
     );
     let started = Instant::now();
-    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
     assert!(
         started.elapsed() < Duration::from_secs(40),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(report["outcome"], "Incomplete");
     let problems = report["problems"].to_string();
     assert!(problems.contains("does not answer"), "{problems}");
@@ -204,8 +203,8 @@ fn compose_containers_are_found_by_their_labels_and_stopped_in_order() {
     );
     assert_eq!(web.status(), "running");
 
-    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(web.status(), "exited");
     assert_eq!(db.status(), "exited");
     assert!(

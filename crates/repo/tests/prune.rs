@@ -6,21 +6,16 @@
 
 mod common;
 
-use common::{describe, random_bytes, restored, Fixture};
+use common::{
+    describe, files_under, flip_middle_byte, random_bytes, restored, unix_ms_now, Fixture,
+};
 use drd_repo::{PruneOptions, Repository, Retention, VerifyOptions};
 
 fn dir_size(p: &std::path::Path) -> u64 {
-    let mut n = 0;
-    for e in std::fs::read_dir(p).unwrap() {
-        let e = e.unwrap();
-        let m = e.metadata().unwrap();
-        n += if m.is_dir() {
-            dir_size(&e.path())
-        } else {
-            m.len()
-        };
-    }
-    n
+    files_under(p)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
 }
 
 #[test]
@@ -104,10 +99,7 @@ fn prune_waits_for_no_one_and_refuses_while_a_backup_holds_the_lock() {
         r#"{{"host":"{}","pid":{},"exclusive":false,"started_ms":0,"heartbeat_ms":{},"lease_ms":600000}}"#,
         drd_repo::hostname(),
         std::os::unix::process::parent_id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
+        unix_ms_now()
     );
     std::fs::write(fx.repo_path().join("locks/other"), lock).unwrap();
     let err = fx.repo.prune(&PruneOptions::default()).unwrap_err();
@@ -118,13 +110,7 @@ fn prune_waits_for_no_one_and_refuses_while_a_backup_holds_the_lock() {
 
 /// Flips one byte in the middle of snapshot `id`'s file; returns the intact bytes.
 fn damage_snapshot(fx: &Fixture, id: &str) -> Vec<u8> {
-    let file = fx.repo_path().join("snapshots").join(id);
-    let intact = std::fs::read(&file).unwrap();
-    let mut bytes = intact.clone();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    std::fs::write(&file, bytes).unwrap();
-    intact
+    flip_middle_byte(&fx.repo_path().join("snapshots").join(id), 0x5a)
 }
 
 #[test]

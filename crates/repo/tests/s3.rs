@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::moto::{self, Moto};
-use common::{describe, random_bytes, restore_all, Fixture};
+use common::{describe, random_bytes, restore_all, unix_ms_now, Fixture};
 use drd_repo::{
     BackupOptions, BackupPlan, Error, InitOptions, LocalDir, RepoOptions, Repository, S3Options,
     S3Storage, Source, Storage, VerifyOptions,
@@ -315,13 +315,7 @@ fn locks_on_s3_exclude_and_stale_ones_are_broken() {
         Repository::init_on(Arc::clone(&storage), &fx.keys, &InitOptions::default()).unwrap();
     backup(&repo, &source);
 
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now_ms = unix_ms_now();
     let lock = |heartbeat_ms: i64| {
         serde_json::to_vec(&serde_json::json!({
             "host": "other-host", "pid": 4242, "exclusive": true,

@@ -195,6 +195,11 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     })
 }
 
+/// Milliseconds since the Unix epoch, as the repository stamps locks and snapshots.
+pub fn unix_ms_now() -> i64 {
+    i64::try_from(std::time::UNIX_EPOCH.elapsed().unwrap().as_millis()).unwrap()
+}
+
 /// Where a source root ends up below a restore target.
 pub fn restored(target: &Path, root: &Path) -> PathBuf {
     target.join(root.strip_prefix("/").unwrap())
