@@ -590,6 +590,18 @@ impl Daemon {
         drd(&all)
     }
 
+    /// Runs `drd restore --backup-id SELECTOR --target TARGET` offline (see
+    /// [`Daemon::offline`]).
+    pub fn offline_restore(&self, selector: &str, target: &Path) -> Output {
+        let args = [
+            os("--backup-id"),
+            os(selector),
+            os("--target"),
+            target.as_os_str(),
+        ];
+        self.offline(&["restore"], &args)
+    }
+
     /// Runs drctl against this daemon as user `uid` and group `gid` (the tests run as
     /// root, so they can).
     pub fn drctl_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {

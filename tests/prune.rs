@@ -50,10 +50,7 @@ fn assert_kept_restore(daemon: &Daemon, kept: &[(String, u64)], target: &Path) {
     for (id, i) in kept {
         let into = target.join(&id[..12]);
         let _ = std::fs::remove_dir_all(&into);
-        let out = daemon.offline(
-            &["restore"],
-            &[os("--backup-id"), os(id), os("--target"), into.as_os_str()],
-        );
+        let out = daemon.offline_restore(id, &into);
         assert!(out.status.success(), "restore {id}: {}", text(&out));
         let data = into.join(daemon.dir.path().join("data").strip_prefix("/").unwrap());
         assert!(
@@ -385,10 +382,7 @@ fn backup_job(daemon: &Daemon, job: &str, files: &[FileSpec]) -> String {
 /// Offline, as on a bare machine: snapshot `id` of `job` restores to exactly `files`.
 fn assert_restores_exactly(daemon: &Daemon, job: &str, id: &str, files: &[FileSpec]) {
     let into = daemon.dir.path().join("restored").join(&id[..12]);
-    let out = daemon.offline(
-        &["restore"],
-        &[os("--backup-id"), os(id), os("--target"), into.as_os_str()],
-    );
+    let out = daemon.offline_restore(id, &into);
     assert!(out.status.success(), "restore {job} {id}: {}", text(&out));
     let dir = into.join(daemon.dir.path().join(job).strip_prefix("/").unwrap());
     let expected: BTreeMap<String, u64> = files

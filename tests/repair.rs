@@ -41,15 +41,7 @@ fn one_flipped_index_byte_no_longer_blocks_the_bare_metal_commands() {
     );
 
     let target = daemon.dir.path().join("restored");
-    let out = daemon.offline(
-        &["restore"],
-        &[
-            os("--backup-id"),
-            os("latest"),
-            os("--target"),
-            target.as_os_str(),
-        ],
-    );
+    let out = daemon.offline_restore("latest", &target);
     assert!(out.status.success(), "{}", text(&out));
     assert_same_tree(&data, &target.join(data.strip_prefix("/").unwrap()));
 

@@ -238,15 +238,7 @@ fn a_daemon_killed_mid_backup_leaves_a_repository_that_verifies() {
     assert!(out.status.success(), "{}", text(&out));
     let target = daemon.dir.path().join("restored");
     let id = first["snapshot"]["id"].as_str().unwrap();
-    let out = daemon.offline(
-        &["restore"],
-        &[
-            os("--backup-id"),
-            os(id),
-            os("--target"),
-            target.as_os_str(),
-        ],
-    );
+    let out = daemon.offline_restore(id, &target);
     assert!(out.status.success(), "{}", text(&out));
     let restored = target.join(data.strip_prefix("/").unwrap()).join("first");
     assert_eq!(
@@ -416,15 +408,7 @@ fn a_blob_bad_on_every_tier_damages_only_its_file_and_the_restore_exits_1_with_t
     daemon.signal(Signal::SIGTERM);
     daemon.wait_exit(Duration::from_secs(10));
     let target = daemon.dir.path().join("t-offline");
-    let out = daemon.offline(
-        &["restore"],
-        &[
-            os("--backup-id"),
-            os("latest"),
-            os("--target"),
-            target.as_os_str(),
-        ],
-    );
+    let out = daemon.offline_restore("latest", &target);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("victim.bin"), "{}", text(&out));
     assert!(
