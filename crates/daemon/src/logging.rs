@@ -48,8 +48,22 @@ impl LogHandle {
     }
 }
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `--log-format journald` (or auto, with the socket present) but the journal
+    /// does not take a connection.
+    #[error(
+        "cannot open the journal at {JOURNAL_SOCKET}: {0}; use --log-format text to log to stderr"
+    )]
+    Journal(#[source] std::io::Error),
+    /// Something in this process installed a subscriber first.
+    #[error("a log subscriber is already installed: {0}")]
+    AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+}
+
 /// Installs the global subscriber. Call once, before anything logs.
-pub fn init(format: LogFormat, level: &str) -> anyhow::Result<LogHandle> {
+pub fn init(format: LogFormat, level: &str) -> Result<LogHandle, LogError> {
     let env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let filter = EnvFilter::builder().parse_lossy(env.as_deref().unwrap_or(level));
     let (filter, handle) = reload::Layer::new(filter);
@@ -60,7 +74,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<LogHandle> {
     };
     let output = match format {
         LogFormat::Journald => tracing_journald::layer()
-            .map_err(|err| anyhow::anyhow!("cannot open the journal at {JOURNAL_SOCKET}: {err}"))?
+            .map_err(LogError::Journal)?
             .with_syslog_identifier("drd".to_owned())
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
