@@ -20,7 +20,7 @@ fn job(v: &str, before_gate: bool, source_gate: bool) -> String {
         ""
     };
     let source = if source_gate {
-        format!("[\"cat\", \"{{dir}}/src.fifo\"]")
+        "[\"cat\", \"{dir}/src.fifo\"]".to_owned()
     } else {
         format!("[\"echo\", \"{v}\"]")
     };
@@ -73,11 +73,6 @@ fn assert_source(paths: &[String], v: &str, not: &str) {
     assert!(has(v) && !has(not), "want src-{v} only: {paths:?}");
 }
 
-/// Runs `drctl backup --job JOB --json` to the end; returns its snapshot id.
-fn backup(daemon: &Daemon, job: &str) -> String {
-    daemon.backup_now(job)
-}
-
 #[test]
 fn a_reload_during_the_before_hook_leaves_the_run_on_the_old_config() {
     let daemon = backup_daemon(&job("v1", true, false));
@@ -95,7 +90,7 @@ fn a_reload_during_the_before_hook_leaves_the_run_on_the_old_config() {
     assert_source(&restored_paths(&daemon, &first, "first"), "v1", "v2");
 
     // The next run is v2's.
-    let second = backup(&daemon, "j");
+    let second = daemon.backup_now("j");
     assert_eq!(
         hooks_log(&daemon),
         "before v1\nafter v1\nbefore v2\nafter v2\n"
@@ -119,7 +114,7 @@ fn a_reload_during_a_slow_source_leaves_the_run_on_the_old_config() {
     assert_eq!(hooks_log(&daemon), "before v1\nafter v1\n");
     assert_source(&restored_paths(&daemon, &first, "first"), "v1", "v2");
 
-    let second = backup(&daemon, "j");
+    let second = daemon.backup_now("j");
     assert_eq!(
         hooks_log(&daemon),
         "before v1\nafter v1\nbefore v2\nafter v2\n"
