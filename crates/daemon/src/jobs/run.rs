@@ -12,6 +12,7 @@ use super::runs::{self, Finish, Outcome};
 use super::{hooks, now_ms, retention, Trigger};
 use crate::audit::{Actor, Outcome as AuditOutcome};
 use crate::backup::{self, cache, report, BackupError};
+use crate::config::LoadedConfig;
 use crate::state::Shared;
 
 /// Where a run reports how far it has come: backup progress (task `backup JOB`) and
@@ -107,6 +108,8 @@ pub async fn run_job(
     actor: &Actor,
     progress: RunProgress,
 ) -> Result<BackupReport, RunError> {
+    // The run's one config snapshot: the hooks, the sources and retention all come
+    // from it, whatever a reload does meanwhile.
     let config = shared.config();
     let target = backup::job_target(&config, job).map_err(|err| match err {
         BackupError::NotFound(message) => RunError::NotFound(message),
@@ -149,7 +152,7 @@ pub async fn run_job(
         }
     }
 
-    let (result, cancelled) = back_up(shared, job, &progress).await;
+    let (result, cancelled) = back_up(shared, &config, job, &progress).await;
     let summary = match result {
         Ok(summary) => summary,
         Err(err) => {
@@ -264,13 +267,15 @@ pub async fn run_job(
 }
 
 /// The backup proper, on the blocking pool; cancelled when the daemon stops. Returns
-/// the result and whether it was cancelled.
+/// the result and whether it was cancelled. `config` is the run's snapshot, taken at
+/// its start: a reload during the run does not change the job it backs up.
 async fn back_up(
     shared: &Arc<Shared>,
+    config: &Arc<LoadedConfig>,
     job: &str,
     progress: &RunProgress,
 ) -> (Result<drd_repo::BackupSummary, BackupError>, bool) {
-    let config = shared.config();
+    let config = config.clone();
     let keys = match drd_repo::KeySet::load(&config.config.keys.files) {
         Ok(keys) => keys,
         Err(err) => return (Err(err.into()), false),
