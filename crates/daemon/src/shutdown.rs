@@ -116,7 +116,9 @@ struct Active {
     finished: watch::Receiver<Option<Finished>>,
 }
 
-static ACTIVE: tokio::sync::Mutex<Option<Arc<Active>>> = tokio::sync::Mutex::const_new(None);
+/// The daemon's one shutdown slot: the run that holds it, if any. `Shared` owns it.
+#[derive(Default)]
+pub struct ShutdownSlot(tokio::sync::Mutex<Option<Arc<Active>>>);
 
 /// A client's view of a running shutdown: its events, then how it ended.
 pub struct Following {
@@ -171,7 +173,7 @@ pub async fn start(
     request: StartRequest,
     actor: Actor,
 ) -> Result<Following, StartError> {
-    let mut slot = ACTIVE.lock().await;
+    let mut slot = shared.shutdown_slot.0.lock().await;
     if let Some(active) = slot.as_ref() {
         return Err(StartError::Busy(active.run_id));
     }
@@ -271,7 +273,7 @@ pub async fn abort(
     rollback: bool,
     actor: Actor,
 ) -> Result<Following, StartError> {
-    let mut slot = ACTIVE.lock().await;
+    let mut slot = shared.shutdown_slot.0.lock().await;
     if let Some(active) = slot.as_ref() {
         active.rollback.store(rollback, Ordering::SeqCst);
         active.abort.cancel();
@@ -375,11 +377,12 @@ fn launch(
         earlier,
         abort_now.is_some(),
     );
+    let slot_owner = shared.clone();
     tokio::spawn(async move {
         // In a task of its own, so that a panic still frees the slot (and the
         // followers see the run end without a report instead of waiting forever).
         let result = tokio::spawn(run.execute()).await;
-        let mut slot = ACTIVE.lock().await;
+        let mut slot = slot_owner.shutdown_slot.0.lock().await;
         if slot.as_ref().is_some_and(|a| a.run_id == run_id) {
             *slot = None;
         }
@@ -396,7 +399,13 @@ fn launch(
 
 /// The shutdown `drctl status` should mention: the running one, or an interrupted one.
 pub async fn status(shared: &Shared) -> Option<ShutdownStatus> {
-    let running = ACTIVE.lock().await.as_ref().map(|a| a.run_id);
+    let running = shared
+        .shutdown_slot
+        .0
+        .lock()
+        .await
+        .as_ref()
+        .map(|a| a.run_id);
     let run = match checkpoints::unfinished_run(&shared.catalog).await {
         Ok(run) => run?,
         Err(err) => {

@@ -36,6 +36,8 @@ pub struct Shared {
     pub running_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Woken when a snapshot lands, so the replication worker copies it offsite now.
     pub replication: tokio::sync::Notify,
+    /// The shutdown that runs now, if any (one at a time).
+    pub shutdown_slot: crate::shutdown::ShutdownSlot,
     log: Option<LogHandle>,
 }
 
@@ -60,6 +62,7 @@ impl Shared {
             stopping,
             running_jobs: std::sync::Mutex::default(),
             replication: tokio::sync::Notify::new(),
+            shutdown_slot: crate::shutdown::ShutdownSlot::default(),
             log,
         }
     }
