@@ -250,13 +250,9 @@ fn unknown_jobs_and_snapshots_are_named() {
     assert_eq!(out.status.code(), Some(66), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("no job named \"nope\"; the config has files"));
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "latest",
-        "--target",
-        "/tmp/x-drd-none",
-    ]);
+    let restore_nowhere =
+        |id: &str| daemon.drctl(&["restore", "--backup-id", id, "--target", "/tmp/x-drd-none"]);
+    let out = restore_nowhere("latest");
     assert_eq!(out.status.code(), Some(66), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is not a drd repository"),
@@ -264,13 +260,7 @@ fn unknown_jobs_and_snapshots_are_named() {
         text(&out)
     );
     daemon.drctl_json(&["backup", "--job", "files"]);
-    let out = daemon.drctl(&[
-        "restore",
-        "--backup-id",
-        "deadbeef",
-        "--target",
-        "/tmp/x-drd-none",
-    ]);
+    let out = restore_nowhere("deadbeef");
     assert_eq!(out.status.code(), Some(66), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("deadbeef"),

@@ -72,14 +72,10 @@ fn emergency_backup_runs_critical_jobs_in_priority_order_and_reports_each() {
 
     // Each run is recorded with the emergency trigger, in the order run; the
     // non-critical job did not run.
-    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
-    let runs: Vec<(String, String, String)> = conn
-        .prepare("SELECT job, trigger, outcome FROM runs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let runs: Vec<(String, String, String)> = catalog_runs(
+        &daemon,
+        "SELECT job, trigger, outcome FROM runs ORDER BY id",
+    );
     let expected = [("db", "ok"), ("broken", "failed"), ("a-config", "ok")];
     assert_eq!(runs.len(), 3, "{runs:?}");
     for ((job, trigger, outcome), (want_job, want)) in runs.iter().zip(expected) {
@@ -182,14 +178,10 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
     assert_eq!(run.outcome, "ok", "{report:#?}");
 
     // The emergency's run began after the manual run had ended.
-    let db = rusqlite::Connection::open(daemon.catalog()).unwrap();
-    let runs: Vec<(String, i64, i64)> = db
-        .prepare("SELECT trigger, started_ms, ended_ms FROM runs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let runs: Vec<(String, i64, i64)> = catalog_runs(
+        &daemon,
+        "SELECT trigger, started_ms, ended_ms FROM runs ORDER BY id",
+    );
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_eq!(runs[1].0, "emergency", "{runs:?}");
     assert!(runs[1].1 >= runs[0].2, "waited, then ran: {runs:?}");
@@ -201,4 +193,19 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
         run.snapshot.as_deref(),
         "the emergency's snapshot is the newer"
     );
+}
+
+/// Three columns of each row of the catalog's `runs` table, as `sql` selects them.
+fn catalog_runs<A, B, C>(daemon: &drd_integration_tests::Daemon, sql: &str) -> Vec<(A, B, C)>
+where
+    A: rusqlite::types::FromSql,
+    B: rusqlite::types::FromSql,
+    C: rusqlite::types::FromSql,
+{
+    let db = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let mut stmt = db.prepare(sql).unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
