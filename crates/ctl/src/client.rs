@@ -1,4 +1,8 @@
 //! Talking to drd: connect, handshake, send a request, collect events and the response.
+//!
+//! [`ask`] is the one way a command sends a request and waits for its reply; only
+//! `shutdown` and `abort`, which print events as lines or ask twice on one connection,
+//! use [`Client`] directly.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,6 +15,9 @@ use drd_proto::{
 use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::commands::Global;
+use crate::progress::Bar;
 
 /// What can go wrong between drctl and drd.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,23 @@ pub enum ClientError {
     /// drd answered with an error.
     #[error("{}", .0.message)]
     Refused(ErrorReply),
+}
+
+impl ClientError {
+    /// drd answered a request with a reply meant for another one.
+    pub fn unexpected(reply: &Reply) -> ClientError {
+        ClientError::Protocol(format!("unexpected reply {reply:?}"))
+    }
+}
+
+/// Connects to drd, sends `request` and returns its reply, showing the request's
+/// progress events as a live bar (hidden for `--json`).
+pub async fn ask(global: &Global, request: Request) -> Result<Reply, ClientError> {
+    let mut client = Client::connect(&global.socket).await?;
+    let mut bar = Bar::new(global.json);
+    let reply = client.request(request, |event| bar.show(&event)).await;
+    bar.finish();
+    reply
 }
 
 /// A connection that has passed the handshake.

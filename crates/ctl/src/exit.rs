@@ -7,6 +7,43 @@ use drd_proto::ErrorKind;
 
 use crate::client::ClientError;
 
+/// Why a command did not run to its end. Every command returns it, and `main` turns it
+/// into a message on stderr and the exit code below with [`Failure::report`].
+pub enum Failure {
+    /// Talking to drd failed, or drd refused.
+    Client(ClientError),
+    /// The command line makes no sense, found after parsing.
+    Usage(String),
+    /// The `--json` output could not be formatted (a bug in drctl).
+    Json(serde_json::Error),
+}
+
+impl From<ClientError> for Failure {
+    fn from(err: ClientError) -> Self {
+        Failure::Client(err)
+    }
+}
+
+impl Failure {
+    /// Prints why drctl stopped and returns the exit code for it.
+    pub fn report(self) -> ExitCode {
+        match self {
+            Failure::Client(err) => {
+                eprintln!("drctl: {err:#}");
+                code_for(&err)
+            }
+            Failure::Usage(message) => {
+                eprintln!("drctl: {message}");
+                ExitCode::from(USAGE)
+            }
+            Failure::Json(err) => {
+                eprintln!("drctl: cannot format JSON: {err}");
+                ExitCode::from(SOFTWARE)
+            }
+        }
+    }
+}
+
 /// The request ran and failed, or what it checked is not right (a backup whose source
 /// failed, a key that does not open the repository, damage found, a broken audit chain).
 pub const FAILED: u8 = 1;
@@ -43,8 +80,17 @@ Exit codes:
   77  permission denied (role or socket permissions)
   78  drd refused the config (reload)";
 
+/// 1 when the request found a problem (see [`FAILED`]), else 0.
+pub fn failed_if(problem: bool) -> ExitCode {
+    if problem {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// The exit code for a failed request.
-pub fn code_for(err: &ClientError) -> ExitCode {
+fn code_for(err: &ClientError) -> ExitCode {
     let code = match err {
         ClientError::NotRunning { .. } => UNAVAILABLE,
         ClientError::SocketPermission { .. } => NOPERM,

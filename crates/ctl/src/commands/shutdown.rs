@@ -1,4 +1,4 @@
-//! `drctl shutdown` and `drctl abort`: the emergency shutdown from the terminal.
+//! `drctl shutdown`: the emergency shutdown from the terminal.
 //!
 //! A shutdown asks for confirmation on a terminal (showing the plan first) unless
 //! `--yes`, and refuses without a terminal unless `--yes`, so a script never stops
@@ -9,20 +9,18 @@ use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Args;
 use drd_proto::text::table;
 use drd_proto::{
-    AbortReport, Event, Reply, Request, ServiceResult, ShutdownEvent, ShutdownOutcome,
-    ShutdownPlan, ShutdownReport, ShutdownTrigger,
+    Event, Reply, Request, ServiceResult, ShutdownEvent, ShutdownOutcome, ShutdownPlan,
+    ShutdownReport, ShutdownTrigger,
 };
 
+use super::{print, Global};
 use crate::client::{Client, ClientError};
-use crate::commands::print;
-use crate::commands::Failure;
-use crate::{exit, Cli};
+use crate::exit::{self, Failure};
 
 /// Flags of `drctl shutdown`.
-#[derive(Args)]
+#[derive(clap::Args)]
 pub struct ShutdownArgs {
     /// Why: manual, system_failure, resource_exhaustion, data_corruption,
     /// network_partition or security_breach.
@@ -51,16 +49,8 @@ pub struct ShutdownArgs {
     resume: bool,
 }
 
-/// Flags of `drctl abort`.
-#[derive(Args)]
-pub struct AbortArgs {
-    /// Only halt: what was stopped stays stopped.
-    #[arg(long)]
-    no_rollback: bool,
-}
-
 /// Runs `drctl shutdown`.
-pub async fn shutdown(cli: &Cli, args: &ShutdownArgs) -> Result<ExitCode, Failure> {
+pub async fn run(global: &Global, args: &ShutdownArgs) -> Result<ExitCode, Failure> {
     let request = |dry_run: bool| Request::Shutdown {
         trigger: args.trigger.unwrap_or(ShutdownTrigger::Manual),
         force: args.force,
@@ -77,13 +67,14 @@ pub async fn shutdown(cli: &Cli, args: &ShutdownArgs) -> Result<ExitCode, Failur
                 .to_owned(),
         ));
     }
-    let mut client = Client::connect(&cli.socket).await?;
+    let mut client = Client::connect(&global.socket).await?;
     if args.dry_run || (confirm && !args.resume) {
         let Reply::ShutdownPlanned(plan) = client.request(request(true), |_| {}).await? else {
             return Err(ClientError::Protocol("expected a plan".to_owned()).into());
         };
         if args.dry_run {
-            return Ok(print(cli.json, &plan, || render_plan(&plan)));
+            print(global.json, &plan, || render_plan(&plan))?;
+            return Ok(ExitCode::SUCCESS);
         }
         print!("{}", render_plan(&plan));
     }
@@ -102,45 +93,22 @@ pub async fn shutdown(cli: &Cli, args: &ShutdownArgs) -> Result<ExitCode, Failur
             return Ok(ExitCode::from(exit::FAILED));
         }
     }
-    let json = cli.json;
-    let reply = client
+    let json = global.json;
+    let report = match client
         .request(request(false), |event| show_event(json, &event))
-        .await?;
-    let Reply::ShutdownFinished(report) = reply else {
-        return Err(ClientError::Protocol(format!("unexpected reply {reply:?}")).into());
+        .await?
+    {
+        Reply::ShutdownFinished(report) => report,
+        other => return Err(ClientError::unexpected(&other).into()),
     };
-    print(json, &report, || render_report(&report));
-    Ok(if report.outcome == ShutdownOutcome::Completed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::FAILED)
-    })
+    print(json, &report, || render_report(&report))?;
+    Ok(exit::failed_if(
+        report.outcome != ShutdownOutcome::Completed,
+    ))
 }
 
-/// Runs `drctl abort`.
-pub async fn abort(cli: &Cli, args: &AbortArgs) -> Result<ExitCode, Failure> {
-    let mut client = Client::connect(&cli.socket).await?;
-    let json = cli.json;
-    let reply = client
-        .request(
-            Request::Abort {
-                rollback: !args.no_rollback,
-            },
-            |event| show_event(json, &event),
-        )
-        .await?;
-    let Reply::Aborted(report) = reply else {
-        return Err(ClientError::Protocol(format!("unexpected reply {reply:?}")).into());
-    };
-    print(json, &report, || render_abort(&report));
-    Ok(if report.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::FAILED)
-    })
-}
-
-fn show_event(json: bool, event: &Event) {
+/// Prints a shutdown step as a line as it happens (nothing for `--json`).
+pub fn show_event(json: bool, event: &Event) {
     if json {
         return;
     }
@@ -265,19 +233,33 @@ pub fn render_plan(plan: &ShutdownPlan) -> String {
     out
 }
 
-fn service_rows(services: &[ServiceResult]) -> Vec<Vec<String>> {
-    services
+/// Every service with its level, state, time taken and detail, as a table.
+pub fn services_table(services: &[ServiceResult]) -> String {
+    let rows: Vec<Vec<String>> = services
         .iter()
         .map(|s| {
             vec![
                 s.level.to_string(),
                 s.name.clone(),
-                s.state.clone(),
+                s.state.to_string(),
                 s.took_ms.map_or("-".to_owned(), |ms| format!("{ms} ms")),
                 s.detail.clone(),
             ]
         })
-        .collect()
+        .collect();
+    table(&["LEVEL", "SERVICE", "STATE", "TOOK", "DETAIL"], &rows)
+}
+
+/// The problems of a shutdown or abort, under a heading; nothing when there are none.
+pub fn problems_text(problems: &[String]) -> String {
+    let mut out = String::new();
+    if !problems.is_empty() {
+        out.push_str("\nProblems\n");
+        for p in problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    out
 }
 
 /// The end of a shutdown for a person.
@@ -290,96 +272,7 @@ pub fn render_report(report: &ShutdownReport) -> String {
         report.outcome.as_str(),
         secs(report.elapsed_ms)
     );
-    out.push_str(&table(
-        &["LEVEL", "SERVICE", "STATE", "TOOK", "DETAIL"],
-        &service_rows(&report.services),
-    ));
-    if !report.problems.is_empty() {
-        out.push_str("\nProblems\n");
-        for p in &report.problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
+    out.push_str(&services_table(&report.services));
+    out.push_str(&problems_text(&report.problems));
     out
-}
-
-/// The end of an abort for a person.
-pub fn render_abort(report: &AbortReport) -> String {
-    let started = report
-        .started
-        .iter()
-        .filter(|s| s.state == "started")
-        .count();
-    let mut out = format!(
-        "\nShutdown #{} aborted at {}; {}\n",
-        report.run_id,
-        report.stopped_at,
-        match (report.rolled_back, report.problems.len()) {
-            (true, 0) => format!("rolled back: {started} services started again"),
-            (true, n) => format!(
-                "rollback incomplete: {started} services started again, {n} problems (below)"
-            ),
-            (false, _) => "no rollback: what was stopped stays stopped".to_owned(),
-        }
-    );
-    if !report.started.is_empty() {
-        out.push_str(&table(
-            &["LEVEL", "SERVICE", "STATE", "TOOK", "DETAIL"],
-            &service_rows(&report.started),
-        ));
-    }
-    if !report.problems.is_empty() {
-        out.push_str("\nProblems\n");
-        for p in &report.problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn service(name: &str, state: &str) -> ServiceResult {
-        ServiceResult {
-            name: name.to_owned(),
-            level: 0,
-            state: state.to_owned(),
-            took_ms: Some(5),
-            detail: String::new(),
-        }
-    }
-
-    #[test]
-    fn an_abort_says_whether_its_rollback_did_all_it_was_asked() {
-        let mut report = AbortReport {
-            run_id: 3,
-            stopped_at: "stop level 1, where drd died".to_owned(),
-            rolled_back: true,
-            started: vec![service("app", "started"), service("web", "started")],
-            problems: Vec::new(),
-        };
-        let text = render_abort(&report);
-        assert!(
-            text.contains(
-                "Shutdown #3 aborted at stop level 1, where drd died; \
-                 rolled back: 2 services started again"
-            ),
-            "{text}"
-        );
-        report.started[1].state = "NOT STARTED".to_owned();
-        report
-            .problems
-            .push("web: not healthy within 1s".to_owned());
-        let text = render_abort(&report);
-        assert!(
-            text.contains("rollback incomplete: 1 services started again, 1 problems"),
-            "{text}"
-        );
-        report.rolled_back = false;
-        report.started.clear();
-        report.problems.clear();
-        assert!(render_abort(&report).contains("no rollback"));
-    }
 }
