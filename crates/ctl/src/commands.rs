@@ -50,3 +50,20 @@ pub fn print<T: Serialize>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::process::ExitCode;
+
+    use super::*;
+
+    #[test]
+    fn json_that_cannot_be_formatted_is_an_internal_error_exit_70() {
+        // JSON maps need string keys; this one cannot be written.
+        let value = BTreeMap::from([((1, 2), 3)]);
+        let failure = print(true, &value, String::new).expect_err("not JSON");
+        assert_eq!(failure.report(), ExitCode::from(70));
+        assert!(print(false, &value, String::new).is_ok());
+    }
+}

@@ -137,3 +137,17 @@ fn main() -> ExitCode {
         .block_on(dispatch(&cli))
         .unwrap_or_else(Failure::report)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_flags_and_their_rules_are_consistent() {
+        // Flags now live beside each command; a `requires` or conflict naming a flag
+        // that moved or was renamed would only fail when a user typed it.
+        Cli::command().debug_assert();
+    }
+}
