@@ -19,7 +19,6 @@ pub mod scheduler;
 use std::sync::OnceLock;
 
 pub use run::{run_job, RunError, RunProgress};
-pub use runs::MIGRATION;
 
 /// What started a run; stored with the run and shown by `drctl jobs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,25 +13,6 @@ use std::collections::{BTreeSet, HashMap};
 use drd_proto::SnapshotInfo;
 use rusqlite::{params, Connection};
 
-/// The migration that creates the cache table.
-pub const MIGRATION: &str = "CREATE TABLE snapshots (
-        tier TEXT NOT NULL,
-        id TEXT NOT NULL,
-        job TEXT NOT NULL,
-        host TEXT NOT NULL,
-        unix_ms INTEGER NOT NULL,
-        parent TEXT,
-        size INTEGER NOT NULL,
-        files INTEGER NOT NULL,
-        PRIMARY KEY (tier, id)
-    );
-    CREATE INDEX snapshots_job ON snapshots (job, unix_ms);";
-
-/// The migration that lets a row say its snapshot file was found damaged (why, and
-/// the file), keeping what was read from it before.
-pub const MIGRATION_DAMAGED: &str = "ALTER TABLE snapshots ADD COLUMN damaged TEXT;
-    ALTER TABLE snapshots ADD COLUMN file TEXT;";
-
 /// The snapshot ids present on a tier, without opening the repository (see
 /// docs/repository-format.md: one file per snapshot under `snapshots/`, named by its
 /// 64-digit hex id). One listing, which is cheap on a directory and on S3 alike.
@@ -175,9 +156,7 @@ mod tests {
 
     #[test]
     fn a_damaged_snapshot_keeps_what_was_read_before_and_leaves_the_sound_list() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATION).unwrap();
-        conn.execute_batch(MIGRATION_DAMAGED).unwrap();
+        let mut conn = crate::catalog::migrations::in_memory();
         insert(&conn, &info("a", "db", None)).unwrap();
         insert(&conn, &info("b", "db", None)).unwrap();
         insert(&conn, &info("gone", "db", None)).unwrap();

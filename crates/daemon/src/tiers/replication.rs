@@ -25,19 +25,6 @@ use crate::config::replication_pairs;
 use crate::state::Shared;
 use crate::util::unix_ms_now;
 
-/// The catalog table of replication attempts, one row per (landing, offsite) pair.
-pub const MIGRATION: &str = "CREATE TABLE replication (
-        source TEXT NOT NULL,
-        dest TEXT NOT NULL,
-        last_attempt_ms INTEGER,
-        last_ok_ms INTEGER,
-        last_error TEXT,
-        failures INTEGER NOT NULL DEFAULT 0,
-        files_copied INTEGER NOT NULL DEFAULT 0,
-        bytes_copied INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (source, dest)
-    );";
-
 /// A copy that succeeded is checked again after this long even with no new snapshot,
 /// so a copy damaged or deleted by hand is repaired.
 const RECHECK_EVERY: Duration = Duration::from_secs(3600);
