@@ -69,6 +69,9 @@ impl Clock for SystemClock {
 
 /// Unix milliseconds now, on the [`SystemClock`].
 pub fn now_ms() -> i64 {
+    // Not daemon state: a constant of the process, read once from the environment it
+    // was started with (tests start the binary with it set), the same for every daemon,
+    // offline command and test the process runs, and never changed afterwards.
     static OFFSET_MS: OnceLock<i64> = OnceLock::new();
     let offset = *OFFSET_MS.get_or_init(|| {
         std::env::var("DRD_TEST_CLOCK_OFFSET")

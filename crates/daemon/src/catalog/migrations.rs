@@ -27,7 +27,7 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
-    // 2: the snapshot cache (backup::cache), rebuilt from the repositories
+    // 2: the snapshot cache (tiers::snapshot_cache), rebuilt from the repositories
     // whenever it is stale.
     "CREATE TABLE snapshots (
         tier TEXT NOT NULL,

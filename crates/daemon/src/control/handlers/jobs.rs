@@ -11,7 +11,7 @@ use std::sync::PoisonError;
 use drd_proto::{JobInfo, OffsiteLag, Reply, RunInfo};
 
 use super::{internal, Ctx, HandlerResult};
-use crate::backup::cache;
+use crate::tiers::snapshot_cache as cache;
 use crate::jobs::runs::{self, RunRecord};
 use crate::jobs::{now_ms, retention, scheduler};
 use crate::tiers::replication;
