@@ -1,7 +1,8 @@
 //! Backup jobs as the coordinator runs them: one run of a job (`run`), the record of
 //! every run in the catalog (`runs`), `before` / `after` hooks (`hooks`), retention and
 //! garbage collection (`retention`), schedules and the scheduler worker (`schedule`,
-//! `scheduler`), and the emergency backup of every critical job (`emergency`).
+//! `scheduler`), the emergency backup of every critical job (`emergency`), and what
+//! `drctl jobs` shows of each job, its RPO among it (`overview`).
 //!
 //! Everything that starts a backup (a `drctl backup` request, the scheduler, an
 //! emergency backup, the emergency shutdown's preserve phase) goes through
@@ -10,6 +11,7 @@
 
 pub mod emergency;
 pub mod hooks;
+pub mod overview;
 pub mod retention;
 pub mod run;
 pub mod runs;
