@@ -438,6 +438,30 @@ mod tests {
         assert_eq!(loaded.config.daemon.reserved_connections, 8);
     }
 
+    /// The keys are read when the config is loaded and held until the next load: a
+    /// key file that goes away later does not stop what opens repositories, and a
+    /// config without key files says so when keys are asked for.
+    #[test]
+    fn keys_are_read_once_per_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("main.key");
+        drd_repo::generate_key_file(&key).unwrap();
+        let loaded = load(&format!(
+            "[keys]\nfiles = [{:?}]\n",
+            key.display().to_string()
+        ))
+        .unwrap();
+        std::fs::remove_file(&key).unwrap();
+        assert!(loaded.keys().is_ok());
+        assert!(
+            format!("{:?}", loaded.keys).contains(".."),
+            "never the keys themselves"
+        );
+
+        let err = load("").unwrap().keys().err().unwrap();
+        assert!(matches!(err, drd_repo::Error::NoKeys), "{err}");
+    }
+
     #[test]
     fn bad_duration_says_how_to_write_one() {
         let err = load("[daemon]\nidle_timeout = \"soon\"\n").unwrap_err();

@@ -17,7 +17,9 @@ use crate::state::Shared;
 use crate::tiers::snapshot_cache;
 
 /// Where a run reports how far it has come: backup progress (task `backup JOB`) and
-/// the hook and retention phases (task `JOB: PHASE`).
+/// the hook and retention phases (task `JOB: PHASE`). Handlers report their other
+/// long work (restore, verify, the audit check) through the same shape; see
+/// `control::handlers::Ctx::progress`.
 pub type RunProgress = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// Why a run did not produce a snapshot.
