@@ -292,20 +292,16 @@ mod tests {
         };
         std::fs::create_dir_all(dir.path().join("tier/index")).unwrap();
 
+        let write = |opener: &TierOpener, name: &str| {
+            let storage = opener.storage(&tier).unwrap();
+            storage.write_atomic(name, b"an index file").unwrap();
+        };
         let offline = TierOpener::offline();
-        offline
-            .storage(&tier)
-            .unwrap()
-            .write_atomic("index/aa", b"written offline")
-            .unwrap();
+        write(&offline, "index/aa");
         assert_eq!(cached_index_files(&catalog), 0);
 
         let daemon = TierOpener::with_index_cache(catalog.clone());
-        daemon
-            .storage(&tier)
-            .unwrap()
-            .write_atomic("index/bb", b"written by the daemon")
-            .unwrap();
+        write(&daemon, "index/bb");
         assert_eq!(cached_index_files(&catalog), 1);
         // Both files are on the tier whichever opener wrote them.
         let listed = offline.storage(&tier).unwrap().list("index").unwrap();
