@@ -5,7 +5,6 @@
 //! Everything here is blocking code; request handlers run it on the blocking pool, and
 //! the offline `drd restore` / `drd verify` commands call it directly.
 
-pub mod cache;
 mod command;
 pub mod docker;
 pub mod report;
@@ -16,7 +15,7 @@ mod sqlite;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use drd_repo::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, KeySet};
+use drd_repo::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, Repository};
 
 pub use select::{select, Selected};
 
@@ -70,6 +69,24 @@ impl BackupError {
     }
 }
 
+impl From<crate::tiers::TierError> for BackupError {
+    /// Flattens a tier's failure into the same variants, so callers that match on the
+    /// engine's error (a held lock, a missing repository) see it whichever layer met it.
+    fn from(err: crate::tiers::TierError) -> Self {
+        use crate::tiers::TierError;
+        match err {
+            TierError::Repo(err) => BackupError::Repo(err),
+            TierError::NotFound(message) | TierError::Ambiguous(message) => {
+                BackupError::NotFound(message)
+            }
+            // Only the snapshot listing meets the catalog, and no backup runs it.
+            TierError::Catalog(err) => {
+                BackupError::Repo(drd_repo::Error::Internal(err.to_string()))
+            }
+        }
+    }
+}
+
 /// A job and the tier it writes to, looked up in the config.
 pub struct JobTarget<'a> {
     /// The job's name.
@@ -87,22 +104,7 @@ pub fn job_target<'a>(
     config: &'a LoadedConfig,
     name: &'a str,
 ) -> Result<JobTarget<'a>, BackupError> {
-    let jobs = &config.config.jobs;
-    let job = jobs.get(name).ok_or_else(|| {
-        let known: Vec<&str> = jobs.keys().map(String::as_str).collect();
-        BackupError::NotFound(if known.is_empty() {
-            format!("no job named {name:?}: the config defines no jobs")
-        } else {
-            format!("no job named {name:?}; the config has {}", known.join(", "))
-        })
-    })?;
-    // Config validation guarantees the job has one tier and that it exists.
-    let tier_name = job.tiers.first().map(String::as_str).unwrap_or_default();
-    let tier = config
-        .config
-        .tiers
-        .get(tier_name)
-        .ok_or_else(|| BackupError::NotFound(format!("job {name:?} names no defined tier")))?;
+    let (job, tier_name, tier) = crate::tiers::landing(config, name)?;
     Ok(JobTarget {
         name,
         job,
@@ -111,58 +113,16 @@ pub fn job_target<'a>(
     })
 }
 
-/// The tiers a request is about, as (name, tier): `tier` if named (checked against
-/// `job`'s tiers when both are given), else the named job's landing tier, else every
-/// tier some job lands its backups on.
-pub fn tiers_for(
-    config: &LoadedConfig,
-    job: Option<&str>,
-    tier: Option<&str>,
-) -> Result<Vec<(String, TierConfig)>, BackupError> {
-    if let Some(name) = tier {
-        let found = config
-            .config
-            .tiers
-            .get(name)
-            .ok_or_else(|| BackupError::NotFound(crate::tiers::unknown_tier(config, name)))?;
-        if let Some(job) = job {
-            let target = job_target(config, job)?;
-            if !target.job.tiers.iter().any(|t| t == name) {
-                return Err(BackupError::NotFound(format!(
-                    "job {job:?} does not write to tier {name:?}; its tiers are {}",
-                    target.job.tiers.join(", ")
-                )));
-            }
-        }
-        return Ok(vec![(name.to_owned(), found.clone())]);
-    }
-    if let Some(job) = job {
-        let target = job_target(config, job)?;
-        return Ok(vec![(target.tier_name.to_owned(), target.tier.clone())]);
-    }
-    let mut tiers: Vec<(String, TierConfig)> = config
-        .config
-        .jobs
-        .values()
-        .filter_map(|j| j.tiers.first())
-        .filter_map(|t| config.config.tiers.get_key_value(t))
-        .map(|(name, tier)| (name.clone(), tier.clone()))
-        .collect();
-    tiers.sort_by(|a, b| a.0.cmp(&b.0));
-    tiers.dedup_by(|a, b| a.0 == b.0);
-    Ok(tiers)
-}
-
-/// Runs one backup of `target` and returns what the engine reports.
+/// Runs one backup of `target` into `repo` (its tier's repository, opened with
+/// `TierOpener::open_or_init`) and returns what the engine reports.
 pub fn run_backup(
+    mut repo: Repository,
     target: &JobTarget<'_>,
-    keys: &KeySet,
     scratch: &Path,
     options: &BackupOptions,
     waiting: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&BackupProgress),
 ) -> Result<BackupSummary, BackupError> {
-    let mut repo = crate::tiers::open_or_init(target.tier, keys)?;
     let mut warnings = Vec::new();
     // Wait for a prune or repair before the sources are prepared: containers stay
     // paused and dumps stay unstarted while the backup waits.

@@ -4,7 +4,9 @@
 //! runtime never blocks on SQLite and there is exactly one writer. The database runs in
 //! WAL mode with a busy timeout; its schema version lives in the `meta` table and
 //! migrations run in IMMEDIATE transactions, so a crash mid-migration leaves the old
-//! schema whole.
+//! schema whole. The schema itself is in [`migrations`].
+
+pub mod migrations;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
+
+use migrations::MIGRATIONS;
 
 /// A catalog failure.
 #[derive(Debug, thiserror::Error)]
@@ -57,39 +61,6 @@ pub struct Catalog {
     tx: mpsc::Sender<Message>,
     path: PathBuf,
 }
-
-/// Migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    // 1: the hash-chained audit log. Triggers make it append-only for anyone who goes
-    // through SQLite honestly; the hash chain catches everyone else.
-    "CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        unix_ms INTEGER NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );
-    CREATE INDEX audit_time ON audit (unix_ms);
-    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
-    // 2: the snapshot cache, rebuilt from the repositories whenever it is stale.
-    crate::backup::cache::MIGRATION,
-    // 3: replication state of each (landing, offsite) tier pair.
-    crate::tiers::replication::MIGRATION,
-    // 4: each tier's index files, so opening a remote repository costs one listing.
-    crate::tiers::index_cache::MIGRATION,
-    // 5: the record of every job run (trigger, start, end, outcome, snapshot, error).
-    crate::jobs::MIGRATION,
-    // 6: emergency shutdown runs and their checkpointed steps.
-    crate::shutdown::checkpoints::MIGRATION,
-    // 7: snapshot cache rows that say their snapshot file was found damaged.
-    crate::backup::cache::MIGRATION_DAMAGED,
-];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

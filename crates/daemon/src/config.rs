@@ -189,6 +189,61 @@ pub struct LoadedConfig {
     pub roles: ResolvedRoles,
     /// The socket group as a gid, if one was configured.
     pub socket_gid: Option<u32>,
+    /// The key files' keys, read once per load (a reload reads them again).
+    pub keys: LoadedKeys,
+}
+
+/// The keys of `[keys] files`, read when the config was loaded; none when the config
+/// names no key file (it has no jobs then).
+#[derive(Clone, Default)]
+pub struct LoadedKeys(Option<drd_repo::KeySet>);
+
+impl fmt::Debug for LoadedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the keys themselves.
+        f.write_str(if self.0.is_some() {
+            "LoadedKeys(..)"
+        } else {
+            "LoadedKeys(none)"
+        })
+    }
+}
+
+impl LoadedConfig {
+    /// The keys that open the repositories, or the engine's "no key files" error (which
+    /// says how to make one) when the config names none.
+    pub fn keys(&self) -> Result<&drd_repo::KeySet, drd_repo::Error> {
+        self.keys.0.as_ref().ok_or(drd_repo::Error::NoKeys)
+    }
+
+    /// Job `name`, or "no job named X; the config has a, b".
+    pub fn job(&self, name: &str) -> Result<&JobConfig, String> {
+        self.config
+            .jobs
+            .get(name)
+            .ok_or_else(|| unknown("job", name, self.config.jobs.keys()))
+    }
+
+    /// Tier `name`, or "no tier named X; the config has a, b".
+    pub fn tier(&self, name: &str) -> Result<&TierConfig, String> {
+        self.config
+            .tiers
+            .get(name)
+            .ok_or_else(|| unknown("tier", name, self.config.tiers.keys()))
+    }
+}
+
+/// "no KIND named NAME; the config has a, b" (or "defines no KINDs").
+fn unknown<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    if known.is_empty() {
+        format!("no {kind} named {name:?}: the config defines no {kind}s")
+    } else {
+        format!(
+            "no {kind} named {name:?}; the config has {}",
+            known.join(", ")
+        )
+    }
 }
 
 /// Role members with every name turned into a number.
@@ -287,6 +342,22 @@ impl Config {
         let (roles, socket_gid, mut problems) = validate::check(&config, text);
         problems.extend(services::problems(&config, text));
         problems.extend(restore::problems(&config, text));
+        // Each key file was read on its own by the checks above; the set is read once
+        // here and shared by everything that opens a repository until the next load.
+        let keys = match (problems.is_empty(), config.keys.files.is_empty()) {
+            (true, false) => match drd_repo::KeySet::load(&config.keys.files) {
+                Ok(keys) => Some(keys),
+                Err(err) => {
+                    problems.push(Problem {
+                        field: "keys.files".to_owned(),
+                        line: locate::line_of(text, "keys.files"),
+                        message: err.to_string(),
+                    });
+                    None
+                }
+            },
+            _ => None,
+        };
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -295,6 +366,7 @@ impl Config {
             config,
             roles,
             socket_gid,
+            keys: LoadedKeys(keys),
         })
     }
 }
@@ -364,6 +436,30 @@ mod tests {
         let loaded = load("").unwrap();
         assert_eq!(loaded.config.daemon.max_connections_per_uid, 16);
         assert_eq!(loaded.config.daemon.reserved_connections, 8);
+    }
+
+    /// The keys are read when the config is loaded and held until the next load: a
+    /// key file that goes away later does not stop what opens repositories, and a
+    /// config without key files says so when keys are asked for.
+    #[test]
+    fn keys_are_read_once_per_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("main.key");
+        drd_repo::generate_key_file(&key).unwrap();
+        let loaded = load(&format!(
+            "[keys]\nfiles = [{:?}]\n",
+            key.display().to_string()
+        ))
+        .unwrap();
+        std::fs::remove_file(&key).unwrap();
+        assert!(loaded.keys().is_ok());
+        assert!(
+            format!("{:?}", loaded.keys).contains(".."),
+            "never the keys themselves"
+        );
+
+        let err = load("").unwrap().keys().err().unwrap();
+        assert!(matches!(err, drd_repo::Error::NoKeys), "{err}");
     }
 
     #[test]

@@ -57,7 +57,6 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
             source,
         })?;
     let catalog = Catalog::open(&daemon.state_dir.join("catalog.db"))?;
-    crate::tiers::use_index_cache(catalog.clone());
     let signals = signals::install().map_err(RunError::Signals)?;
     let bound = socket::bind(&daemon.socket, config.socket_gid).await?;
 

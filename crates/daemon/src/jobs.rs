@@ -1,7 +1,8 @@
 //! Backup jobs as the coordinator runs them: one run of a job (`run`), the record of
 //! every run in the catalog (`runs`), `before` / `after` hooks (`hooks`), retention and
 //! garbage collection (`retention`), schedules and the scheduler worker (`schedule`,
-//! `scheduler`), and the emergency backup of every critical job (`emergency`).
+//! `scheduler`), the emergency backup of every critical job (`emergency`), and what
+//! `drctl jobs` shows of each job, its RPO among it (`overview`).
 //!
 //! Everything that starts a backup (a `drctl backup` request, the scheduler, an
 //! emergency backup, the emergency shutdown's preserve phase) goes through
@@ -10,6 +11,7 @@
 
 pub mod emergency;
 pub mod hooks;
+pub mod overview;
 pub mod retention;
 pub mod run;
 pub mod runs;
@@ -19,7 +21,6 @@ pub mod scheduler;
 use std::sync::OnceLock;
 
 pub use run::{run_job, RunError, RunProgress};
-pub use runs::MIGRATION;
 
 /// What started a run; stored with the run and shown by `drctl jobs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,9 @@ impl Clock for SystemClock {
 
 /// Unix milliseconds now, on the [`SystemClock`].
 pub fn now_ms() -> i64 {
+    // Not daemon state: a constant of the process, read once from the environment it
+    // was started with (tests start the binary with it set), the same for every daemon,
+    // offline command and test the process runs, and never changed afterwards.
     static OFFSET_MS: OnceLock<i64> = OnceLock::new();
     let offset = *OFFSET_MS.get_or_init(|| {
         std::env::var("DRD_TEST_CLOCK_OFFSET")

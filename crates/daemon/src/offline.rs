@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::backup::{self, report, BackupError};
+use crate::tiers::snapshot_cache;
 
 /// What an offline command failed at.
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +104,11 @@ pub fn snapshots(args: &RepoArgs, job: Option<&str>, json: bool) -> Result<(), O
         .snapshots
         .iter()
         .filter(|s| job.is_none_or(|j| s.job == j))
-        .map(|s| report::snapshot_info(s, "offline"))
+        .map(|s| snapshot_cache::snapshot_info(s, "offline"))
         .chain(
             all.damaged
                 .iter()
-                .map(|d| report::damaged_info(d, "offline")),
+                .map(|d| snapshot_cache::damaged_info(d, "offline")),
         )
         .collect();
     list.sort_by(|a, b| a.unix_ms.cmp(&b.unix_ms).then(a.id.cmp(&b.id)));

@@ -38,6 +38,8 @@ pub struct Shared {
     pub replication: tokio::sync::Notify,
     /// The shutdown that runs now, if any (one at a time).
     pub shutdown_slot: crate::shutdown::ShutdownSlot,
+    /// Opens tiers, with index files served from the catalog.
+    pub tiers: crate::tiers::TierOpener,
     log: Option<LogHandle>,
 }
 
@@ -57,6 +59,7 @@ impl Shared {
             config_loaded: RwLock::new(SystemTime::now()),
             started: SystemTime::now(),
             audit: AuditLog::new(catalog.clone()),
+            tiers: crate::tiers::TierOpener::with_index_cache(catalog.clone()),
             catalog,
             workers,
             stopping,

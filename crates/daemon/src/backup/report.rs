@@ -2,46 +2,15 @@
 //! offline commands print).
 
 use drd_proto::{
-    AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport, SnapshotInfo,
-    VerifyProblem, VerifyReport,
+    AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport, VerifyProblem,
+    VerifyReport,
 };
-use drd_repo::{BackupSummary, DamagedSnapshot, Problem, RepairSummary, RestoreSummary, Snapshot};
+use drd_repo::{BackupSummary, Problem, RepairSummary, RestoreSummary, Snapshot};
+
+use crate::tiers::snapshot_cache::snapshot_info;
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A snapshot as listed.
-pub fn snapshot_info(snapshot: &Snapshot, tier: &str) -> SnapshotInfo {
-    SnapshotInfo {
-        id: snapshot.id.clone(),
-        job: snapshot.job.clone(),
-        host: snapshot.host.clone(),
-        unix_ms: snapshot.time_ms,
-        parent: snapshot.parent.clone(),
-        size: snapshot.stats.total_size,
-        files: snapshot.stats.file_count,
-        tier: tier.to_owned(),
-        damaged: None,
-        file: None,
-    }
-}
-
-/// A damaged snapshot file as listed: what is known of it is its id, its file, why it
-/// cannot be read, and (as a hint) when it was written.
-pub fn damaged_info(damaged: &DamagedSnapshot, tier: &str) -> SnapshotInfo {
-    SnapshotInfo {
-        id: damaged.id.clone(),
-        job: String::new(),
-        host: String::new(),
-        unix_ms: damaged.written_ms.unwrap_or(0),
-        parent: None,
-        size: 0,
-        files: 0,
-        tier: tier.to_owned(),
-        damaged: Some(damaged.reason.clone()),
-        file: Some(damaged.path.display().to_string()),
-    }
 }
 
 /// A finished backup.

@@ -31,9 +31,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A sender for events from blocking code.
+    /// The raw event channel, for forwarding events another task produced as they are
+    /// (a shutdown run's). A handler's own progress goes through [`Ctx::progress`].
     pub fn event_sender(&self) -> mpsc::Sender<Event> {
         self.events.clone()
+    }
+
+    /// Where a handler's work reports progress, from async or blocking code: each
+    /// report goes to the client as an event, and is dropped when the client is slow.
+    /// The one way progress reaches a client.
+    pub fn progress(&self) -> crate::jobs::RunProgress {
+        let events = self.events.clone();
+        Arc::new(move |progress| {
+            let _ = events.try_send(Event::Progress(progress));
+        })
     }
 }
 
@@ -130,6 +141,22 @@ fn backup_error(err: &crate::backup::BackupError) -> ErrorReply {
     }
 }
 
+/// A tier's failure as a reply: not-found kinds become `NotFound`, a request that
+/// fits several tiers `BadRequest`, a catalog failure `Internal`, the rest `Failed`.
+fn tier_error(err: &crate::tiers::TierError) -> ErrorReply {
+    use crate::tiers::TierError;
+    let kind = match err {
+        TierError::Catalog(_) => return internal(err),
+        TierError::Ambiguous(_) => ErrorKind::BadRequest,
+        _ if err.is_not_found() => ErrorKind::NotFound,
+        _ => ErrorKind::Failed,
+    };
+    ErrorReply {
+        kind,
+        message: err.to_string(),
+    }
+}
+
 /// Runs blocking repository work on the blocking pool; a panic there becomes an
 /// internal error instead of taking the connection down.
 async fn blocking<T: Send + 'static>(
@@ -138,21 +165,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|join| Err(internal(&join)))
-}
-
-/// A progress event sender for blocking code: `send(task, done, total, unit, detail)`.
-fn progress_sender(
-    events: mpsc::Sender<Event>,
-) -> impl Fn(&str, u64, Option<u64>, drd_proto::ProgressUnit, String) + Send + 'static {
-    move |task, done, total, unit, detail| {
-        let _ = events.try_send(Event::Progress(drd_proto::Progress {
-            task: task.to_owned(),
-            done,
-            total,
-            unit,
-            detail,
-        }));
-    }
 }
 
 /// An internal failure as a reply, logged on the way.

@@ -23,6 +23,7 @@ use drd_repo::{PruneOptions, Repository, Retention};
 
 use crate::backup::BackupError;
 use crate::config::LoadedConfig;
+use crate::tiers::TierOpener;
 
 /// A policy in words, like `keep_last=3, keep_within=30d`, or `keep all`.
 pub fn describe(policy: &Retention) -> String {
@@ -55,13 +56,19 @@ pub fn describe(policy: &Retention) -> String {
 /// Applies `job`'s `policy` on its landing tier after a run, then collects garbage if
 /// anything was forgotten. Returns a line for the log and the audit entry.
 pub async fn apply_after_run(
+    tiers: &TierOpener,
     config: &std::sync::Arc<LoadedConfig>,
     job: &str,
     policy: &Retention,
 ) -> Result<String, BackupError> {
-    let (config, job, policy) = (config.clone(), job.to_owned(), policy.clone());
+    let (tiers, config, job, policy) = (
+        tiers.clone(),
+        config.clone(),
+        job.to_owned(),
+        policy.clone(),
+    );
     tokio::task::spawn_blocking(move || {
-        let report = prune(&config, Some(&job), false, Some(&policy))?;
+        let report = prune(&tiers, &config, Some(&job), false, Some(&policy))?;
         let removed: usize = report
             .tiers
             .iter()
@@ -97,12 +104,13 @@ pub async fn apply_after_run(
 /// decisions and changes nothing. Snapshots of jobs the config does not name are
 /// left alone.
 pub fn prune<'a>(
+    tiers: &TierOpener,
     config: &'a LoadedConfig,
     job: Option<&'a str>,
     dry_run: bool,
     policy: Option<&Retention>,
 ) -> Result<PruneReport, BackupError> {
-    let keys = drd_repo::KeySet::load(&config.config.keys.files)?;
+    let keys = config.keys()?;
     // Tier -> the jobs that write to it (only `job` when named). Offsite copies apply
     // the same rules on their own (rather than mirroring deletions, which would carry a
     // mass deletion on the host to every copy); landing tiers go first.
@@ -131,9 +139,9 @@ pub fn prune<'a>(
         // A landing tier reads through its offsite copies, so garbage collection can
         // learn what a damaged snapshot file refers to from an intact copy.
         let opened = if offsite {
-            crate::tiers::open(tier, &keys)
+            tiers.open(tier, keys)
         } else {
-            crate::tiers::open_for_read(config, tier_name, &keys)
+            tiers.open_for_read(config, tier_name)
         };
         let repo = match opened {
             Ok(repo) => repo,
@@ -149,7 +157,7 @@ pub fn prune<'a>(
                 });
                 continue;
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         };
         let mut out = TierPrune {
             tier: tier_name.to_owned(),

@@ -11,12 +11,15 @@ use drd_proto::{BackupReport, ErrorKind, Progress, ProgressUnit};
 use super::runs::{self, Finish, Outcome};
 use super::{hooks, now_ms, retention, Trigger};
 use crate::audit::{Actor, Outcome as AuditOutcome};
-use crate::backup::{self, cache, report, BackupError};
+use crate::backup::{self, report, BackupError};
 use crate::config::LoadedConfig;
 use crate::state::Shared;
+use crate::tiers::snapshot_cache;
 
 /// Where a run reports how far it has come: backup progress (task `backup JOB`) and
-/// the hook and retention phases (task `JOB: PHASE`).
+/// the hook and retention phases (task `JOB: PHASE`). Handlers report their other
+/// long work (restore, verify, the audit check) through the same shape; see
+/// `control::handlers::Ctx::progress`.
 pub type RunProgress = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// Why a run did not produce a snapshot.
@@ -189,7 +192,9 @@ pub async fn run_job(
     let info = report.snapshot.clone();
     if let Err(err) = shared
         .catalog
-        .call("cache snapshot", move |conn| cache::insert(conn, &info))
+        .call("cache snapshot", move |conn| {
+            snapshot_cache::insert(conn, &info)
+        })
         .await
     {
         // The snapshot is safe in the repository; the cache rebuilds on the next list.
@@ -227,7 +232,7 @@ pub async fn run_job(
     let mut retained = String::new();
     if !policy.is_empty() {
         phase(&progress, job, "retention", 1);
-        match retention::apply_after_run(&config, job, &policy).await {
+        match retention::apply_after_run(&shared.tiers, &config, job, &policy).await {
             Ok(line) => retained = format!("; {line}"),
             Err(err) => {
                 let note = format!("retention did not run: {err}");
@@ -275,11 +280,7 @@ async fn back_up(
     job: &str,
     progress: &RunProgress,
 ) -> (Result<drd_repo::BackupSummary, BackupError>, bool) {
-    let config = config.clone();
-    let keys = match drd_repo::KeySet::load(&config.config.keys.files) {
-        Ok(keys) => keys,
-        Err(err) => return (Err(err.into()), false),
-    };
+    let (config, opener) = (config.clone(), shared.tiers.clone());
     let scratch = backup::scratch_dir(&shared.state_dir);
     // A daemon that is stopping cancels the backup; what was written stays valid
     // (packs without an index are reclaimed later) and no snapshot is recorded.
@@ -327,7 +328,8 @@ async fn back_up(
                 ),
             });
         };
-        backup::run_backup(&target, &keys, &scratch, &options, &mut waiting, &mut |p| {
+        let repo = opener.open_or_init(target.tier, config.keys()?)?;
+        backup::run_backup(repo, &target, &scratch, &options, &mut waiting, &mut |p| {
             progress(Progress {
                 task: task.clone(),
                 done: p.bytes_done,

@@ -12,21 +12,6 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-/// The migration that creates the `runs` table (appended to the catalog's list).
-pub const MIGRATION: &str = "CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        job TEXT NOT NULL,
-        trigger TEXT NOT NULL,
-        started_ms INTEGER NOT NULL,
-        ended_ms INTEGER,
-        outcome TEXT NOT NULL,
-        snapshot TEXT,
-        tier TEXT,
-        stats TEXT,
-        error TEXT
-    );
-    CREATE INDEX runs_job ON runs (job, started_ms);";
-
 /// How a run ended (or that it has not yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -239,9 +224,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATION).unwrap();
-        conn
+        crate::catalog::migrations::in_memory()
     }
 
     fn end(outcome: Outcome, at: i64, error: Option<&str>) -> Finish<'static> {

@@ -11,32 +11,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::catalog::{Catalog, CatalogError};
 use crate::util::unix_ms_now;
 
-/// The catalog migration that adds the checkpoint tables.
-pub const MIGRATION: &str = "
-    CREATE TABLE shutdown_runs (
-        id INTEGER PRIMARY KEY,
-        started_ms INTEGER NOT NULL,
-        trigger TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        force INTEGER NOT NULL,
-        only_services TEXT NOT NULL,
-        state TEXT NOT NULL,
-        ended_ms INTEGER
-    );
-    CREATE TABLE shutdown_steps (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES shutdown_runs (id),
-        phase TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        state TEXT NOT NULL,
-        started_ms INTEGER NOT NULL,
-        ended_ms INTEGER,
-        detail TEXT NOT NULL DEFAULT '',
-        record TEXT
-    );
-    CREATE INDEX shutdown_steps_run ON shutdown_steps (run_id);";
-
 /// A run as recorded.
 #[derive(Debug, Clone)]
 pub struct RunRow {

@@ -21,14 +21,6 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::catalog::Catalog;
 
-/// The cache table, keyed by the tier's location (so a renamed tier keeps its rows).
-pub const MIGRATION: &str = "CREATE TABLE index_files (
-        location TEXT NOT NULL,
-        name TEXT NOT NULL,
-        body BLOB NOT NULL,
-        PRIMARY KEY (location, name)
-    );";
-
 /// A tier's storage whose index files are served from the catalog.
 pub struct CachedIndex {
     inner: Arc<dyn Storage>,

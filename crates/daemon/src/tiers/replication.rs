@@ -19,24 +19,11 @@ use std::time::{Duration, Instant};
 use drd_proto::SnapshotInfo;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::{snapshot_cache, TierError, TierOpener};
 use crate::audit::{Actor, Outcome};
-use crate::backup::{cache, BackupError};
 use crate::config::replication_pairs;
 use crate::state::Shared;
 use crate::util::unix_ms_now;
-
-/// The catalog table of replication attempts, one row per (landing, offsite) pair.
-pub const MIGRATION: &str = "CREATE TABLE replication (
-        source TEXT NOT NULL,
-        dest TEXT NOT NULL,
-        last_attempt_ms INTEGER,
-        last_ok_ms INTEGER,
-        last_error TEXT,
-        failures INTEGER NOT NULL DEFAULT 0,
-        files_copied INTEGER NOT NULL DEFAULT 0,
-        bytes_copied INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (source, dest)
-    );";
 
 /// A copy that succeeded is checked again after this long even with no new snapshot,
 /// so a copy damaged or deleted by hand is repaired.
@@ -87,12 +74,13 @@ impl Replicator {
         let config = self.shared.config();
         let retry_max = config.config.daemon.replication_retry_max;
         let (src, dst) = (source.to_owned(), dest.to_owned());
-        let run_config = config.clone();
-        let result = tokio::task::spawn_blocking(move || copy_blocking(&run_config, &src, &dst))
-            .await
-            .unwrap_or_else(|join| {
-                Err(drd_repo::Error::Internal(format!("the copy task failed: {join}")).into())
-            });
+        let (run_config, opener) = (config.clone(), self.shared.tiers.clone());
+        let result =
+            tokio::task::spawn_blocking(move || copy_blocking(&opener, &run_config, &src, &dst))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(drd_repo::Error::Internal(format!("the copy task failed: {join}")).into())
+                });
         let key = (source.to_owned(), dest.to_owned());
         let now_ms = unix_ms_now();
         let actor = Actor::Daemon;
@@ -123,8 +111,8 @@ impl Replicator {
                     .catalog
                     .call("record replication", move |c| {
                         record_ok(c, &s, &d, now_ms, &summary)?;
-                        cache::replace(c, &s, &copied.on_source)?;
-                        cache::replace(c, &d, &copied.on_dest)
+                        snapshot_cache::replace(c, &s, &copied.on_source)?;
+                        snapshot_cache::replace(c, &d, &copied.on_dest)
                     })
                     .await;
                 if let Err(err) = record {
@@ -242,18 +230,19 @@ struct Copied {
 }
 
 fn copy_blocking(
+    opener: &TierOpener,
     config: &crate::config::LoadedConfig,
     source: &str,
     dest: &str,
-) -> Result<Copied, BackupError> {
+) -> Result<Copied, TierError> {
     let tiers = &config.config.tiers;
     let (Some(src_tier), Some(dst_tier)) = (tiers.get(source), tiers.get(dest)) else {
-        return Err(BackupError::NotFound(format!(
+        return Err(TierError::NotFound(format!(
             "tier {source:?} or {dest:?} is no longer configured"
         )));
     };
-    let keys = drd_repo::KeySet::load(&config.config.keys.files)?;
-    let src_storage = super::storage(src_tier)?;
+    let keys = config.keys()?;
+    let src_storage = opener.storage(src_tier)?;
     if src_storage.size("config")?.is_none() {
         // Nothing has landed yet; nothing to copy.
         return Ok(Copied {
@@ -262,26 +251,26 @@ fn copy_blocking(
             on_dest: Vec::new(),
         });
     }
-    let repo = drd_repo::Repository::open_on(src_storage, &keys, drd_repo::RepoOptions::default())?;
-    let dst_storage = super::storage(dst_tier)?;
+    let repo = drd_repo::Repository::open_on(src_storage, keys, drd_repo::RepoOptions::default())?;
+    let dst_storage = opener.storage(dst_tier)?;
     let summary = repo.replicate_to(&dst_storage, &mut |_| {})?;
-    let ids_on_dest: BTreeSet<String> = cache::ids_on_tier(dst_storage.as_ref())?;
+    let ids_on_dest: BTreeSet<String> = snapshot_cache::ids_on_tier(dst_storage.as_ref())?;
     let list = repo.snapshot_list()?;
     let on_dest = list
         .snapshots
         .iter()
         .filter(|s| ids_on_dest.contains(&s.id))
-        .map(|s| crate::backup::report::snapshot_info(s, dest))
+        .map(|s| snapshot_cache::snapshot_info(s, dest))
         .collect();
     // Damaged files too, so the cache keeps what it read from them before.
     let on_source = list
         .snapshots
         .iter()
-        .map(|s| crate::backup::report::snapshot_info(s, source))
+        .map(|s| snapshot_cache::snapshot_info(s, source))
         .chain(
             list.damaged
                 .iter()
-                .map(|d| crate::backup::report::damaged_info(d, source)),
+                .map(|d| snapshot_cache::damaged_info(d, source)),
         )
         .collect();
     Ok(Copied {

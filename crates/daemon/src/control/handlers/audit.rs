@@ -1,6 +1,6 @@
 //! `audit` and `audit verify`.
 
-use drd_proto::{Event, Progress, ProgressUnit, Reply};
+use drd_proto::{Progress, ProgressUnit, Reply};
 
 use super::{internal, Ctx, HandlerResult};
 
@@ -14,17 +14,17 @@ pub(super) async fn list(ctx: &Ctx, since_unix_ms: Option<i64>, limit: u32) -> H
 }
 
 pub(super) async fn verify(ctx: &Ctx) -> HandlerResult {
-    let events = ctx.event_sender();
+    let progress = ctx.progress();
     ctx.shared
         .audit
         .verify(move |done, total| {
-            let _ = events.try_send(Event::Progress(Progress {
+            progress(Progress {
                 task: "verifying audit chain".to_owned(),
                 done,
                 total: Some(total),
                 unit: ProgressUnit::Items,
                 detail: String::new(),
-            }));
+            });
         })
         .await
         .map(Reply::AuditVerified)

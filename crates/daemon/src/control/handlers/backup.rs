@@ -1,12 +1,10 @@
 //! `backup --job NAME`: run a job now through the job runner, streaming progress;
 //! `backup emergency`: run every critical job now, in priority order.
 
-use std::sync::Arc;
-
-use drd_proto::{ErrorReply, Event, Reply};
+use drd_proto::{ErrorReply, Reply};
 
 use super::{Ctx, HandlerResult};
-use crate::jobs::{self, RunError, RunProgress, Trigger};
+use crate::jobs::{self, RunError, Trigger};
 
 pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
     jobs::run_job(
@@ -14,7 +12,7 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
         &job,
         Trigger::Manual,
         &ctx.peer.actor(),
-        progress_events(ctx),
+        ctx.progress(),
     )
     .await
     .map(Reply::BackedUp)
@@ -22,18 +20,10 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
 }
 
 pub(super) async fn emergency(ctx: &Ctx) -> HandlerResult {
-    jobs::emergency::run_emergency(&ctx.shared, &ctx.peer.actor(), progress_events(ctx))
+    jobs::emergency::run_emergency(&ctx.shared, &ctx.peer.actor(), ctx.progress())
         .await
         .map(Reply::EmergencyBackedUp)
         .map_err(|err| run_error(&err))
-}
-
-/// A run's progress as events to the client; dropped when the client is slow.
-pub(super) fn progress_events(ctx: &Ctx) -> RunProgress {
-    let events = ctx.event_sender();
-    Arc::new(move |progress| {
-        let _ = events.try_send(Event::Progress(progress));
-    })
 }
 
 /// A run's failure as a reply.

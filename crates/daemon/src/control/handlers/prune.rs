@@ -18,9 +18,9 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
     // Runs that hold this prune's tiers, named if the prune meets their lock.
     let holders = running_on_tiers(ctx, &config, job.as_deref());
     let report = {
-        let job = job.clone();
+        let (job, opener) = (job.clone(), ctx.shared.tiers.clone());
         blocking(move || {
-            retention::prune(&config, job.as_deref(), dry_run, None).map_err(|e| {
+            retention::prune(&opener, &config, job.as_deref(), dry_run, None).map_err(|e| {
                 let mut reply = backup_error(&e);
                 if matches!(
                     e,

@@ -8,9 +8,10 @@
 
 use drd_proto::{ErrorKind, Reply};
 
-use super::{backup_error, blocking, Ctx, HandlerResult};
+use super::{blocking, tier_error, Ctx, HandlerResult};
 use crate::audit::Outcome;
-use crate::backup::{self, report, BackupError};
+use crate::backup::report;
+use crate::tiers::{self, TierError};
 
 pub(super) async fn repair_index(
     ctx: &Ctx,
@@ -24,26 +25,26 @@ pub(super) async fn repair_index(
         (Some(job), None) => format!("repair index --job {job}"),
         (None, None) => "repair index".to_owned(),
     };
+    let opener = ctx.shared.tiers.clone();
     let result = blocking(move || {
-        let tiers = backup::tiers_for(&config, job.as_deref(), tier.as_deref())
-            .map_err(|e| backup_error(&e))?;
-        let keys = drd_repo::KeySet::load(&config.config.keys.files)
-            .map_err(|e| backup_error(&e.into()))?;
+        let chosen = tiers::for_request(&config, job.as_deref(), tier.as_deref())
+            .map_err(|e| tier_error(&e))?;
+        let keys = config.keys().map_err(|e| tier_error(&e.into()))?;
         let mut reports = Vec::new();
-        for (name, tier_config) in tiers {
-            let run = || -> Result<_, BackupError> {
-                let repo = crate::tiers::open_uncached(&tier_config, &keys)?;
+        for (name, tier_config) in chosen {
+            let run = || -> Result<_, TierError> {
+                let repo = tiers::open_uncached(&tier_config, keys)?;
                 let summary = repo.repair_index()?;
                 // Opening through the cache once lists the tier (which drops the rows of
                 // the removed files) and caches the new index file.
-                if let Err(err) = crate::tiers::open(&tier_config, &keys) {
+                if let Err(err) = opener.open(&tier_config, keys) {
                     tracing::warn!(tier = name, cause = %err, "cannot refresh the index cache after a repair");
                 }
                 Ok(report::repair_report(&summary, &name, &tier_config.location()))
             };
             reports.push(run().map_err(|e| {
-                let mut reply = backup_error(&e);
-                if matches!(e, BackupError::Repo(drd_repo::Error::Locked { .. })) {
+                let mut reply = tier_error(&e);
+                if matches!(e, TierError::Repo(drd_repo::Error::Locked { .. })) {
                     reply.kind = ErrorKind::Busy;
                     reply.message.push_str(
                         "; a backup, prune or restore holds the repository; try again when it ends",

@@ -1,11 +1,12 @@
 //! `verify`: check each repository the jobs use (or one tier); with `read_data`, every
 //! blob.
 
-use drd_proto::{ProgressUnit, Reply};
+use drd_proto::{Progress, ProgressUnit, Reply};
 use drd_repo::VerifyOptions;
 
-use super::{backup_error, blocking, progress_sender, Ctx, HandlerResult};
-use crate::backup::{self, report, BackupError};
+use super::{blocking, tier_error, Ctx, HandlerResult};
+use crate::backup::report;
+use crate::tiers::{self, TierError};
 
 pub(super) async fn verify(
     ctx: &Ctx,
@@ -15,19 +16,18 @@ pub(super) async fn verify(
     subset_percent: Option<f64>,
 ) -> HandlerResult {
     let config = ctx.shared.config();
-    let tiers = backup::tiers_for(&config, job.as_deref(), tier.as_deref())
-        .map_err(|e| backup_error(&e))?;
-    let keys =
-        drd_repo::KeySet::load(&config.config.keys.files).map_err(|e| backup_error(&e.into()))?;
+    let chosen =
+        tiers::for_request(&config, job.as_deref(), tier.as_deref()).map_err(|e| tier_error(&e))?;
+    let keys = config.keys().map_err(|e| tier_error(&e.into()))?;
     let mut reports = Vec::new();
     // Each tier is verified on its own, without falling back to a copy or reading the
     // catalog's index cache: the point is to learn what this tier holds.
-    for (tier, tier_config) in tiers {
-        let send = progress_sender(ctx.event_sender());
+    for (tier, tier_config) in chosen {
+        let progress = ctx.progress();
         let (keys, job) = (keys.clone(), job.clone());
         let report = blocking(move || {
-            let run = || -> Result<_, BackupError> {
-                let repo = crate::tiers::open_uncached(&tier_config, &keys)?;
+            let run = || -> Result<_, TierError> {
+                let repo = tiers::open_uncached(&tier_config, &keys)?;
                 let options = VerifyOptions {
                     read_data,
                     subset_percent,
@@ -36,13 +36,13 @@ pub(super) async fn verify(
                 };
                 let task = format!("verify {tier}");
                 let result = repo.verify(&options, &mut |p| {
-                    send(
-                        &task,
-                        p.packs_done,
-                        Some(p.packs_total),
-                        ProgressUnit::Items,
-                        format!("{} bytes read", p.bytes_done),
-                    );
+                    progress(Progress {
+                        task: task.clone(),
+                        done: p.packs_done,
+                        total: Some(p.packs_total),
+                        unit: ProgressUnit::Items,
+                        detail: format!("{} bytes read", p.bytes_done),
+                    });
                 })?;
                 Ok(report::verify_report(
                     &result,
@@ -50,7 +50,7 @@ pub(super) async fn verify(
                     &tier_config.location(),
                 ))
             };
-            run().map_err(|e| backup_error(&e))
+            run().map_err(|e| tier_error(&e))
         })
         .await?;
         reports.push(report);

@@ -6,31 +6,127 @@
 //! damaged keeps the job, host and time read from it while it was intact, with the
 //! damage marked: that is how a listing can still say whose snapshot is damaged, and
 //! how a restore of another job's `latest` knows the file is not in its way.
-//! [`list`] gives the sound ones (`drctl jobs` reads each job's newest there).
+//! [`list`] gives the sound ones (`drctl jobs` reads each job's newest there), and
+//! [`read_tier`] reads a tier and brings its rows in step.
 
 use std::collections::{BTreeSet, HashMap};
 
 use drd_proto::SnapshotInfo;
+use drd_repo::{DamagedSnapshot, KeySet, Snapshot};
 use rusqlite::{params, Connection};
 
-/// The migration that creates the cache table.
-pub const MIGRATION: &str = "CREATE TABLE snapshots (
-        tier TEXT NOT NULL,
-        id TEXT NOT NULL,
-        job TEXT NOT NULL,
-        host TEXT NOT NULL,
-        unix_ms INTEGER NOT NULL,
-        parent TEXT,
-        size INTEGER NOT NULL,
-        files INTEGER NOT NULL,
-        PRIMARY KEY (tier, id)
-    );
-    CREATE INDEX snapshots_job ON snapshots (job, unix_ms);";
+use super::{TierError, TierOpener};
+use crate::catalog::Catalog;
+use crate::config::TierConfig;
 
-/// The migration that lets a row say its snapshot file was found damaged (why, and
-/// the file), keeping what was read from it before.
-pub const MIGRATION_DAMAGED: &str = "ALTER TABLE snapshots ADD COLUMN damaged TEXT;
-    ALTER TABLE snapshots ADD COLUMN file TEXT;";
+/// A snapshot as listed.
+pub fn snapshot_info(snapshot: &Snapshot, tier: &str) -> SnapshotInfo {
+    SnapshotInfo {
+        id: snapshot.id.clone(),
+        job: snapshot.job.clone(),
+        host: snapshot.host.clone(),
+        unix_ms: snapshot.time_ms,
+        parent: snapshot.parent.clone(),
+        size: snapshot.stats.total_size,
+        files: snapshot.stats.file_count,
+        tier: tier.to_owned(),
+        damaged: None,
+        file: None,
+    }
+}
+
+/// A damaged snapshot file as listed: what is known of it is its id, its file, why it
+/// cannot be read, and (as a hint) when it was written.
+pub fn damaged_info(damaged: &DamagedSnapshot, tier: &str) -> SnapshotInfo {
+    SnapshotInfo {
+        id: damaged.id.clone(),
+        job: String::new(),
+        host: String::new(),
+        unix_ms: damaged.written_ms.unwrap_or(0),
+        parent: None,
+        size: 0,
+        files: 0,
+        tier: tier.to_owned(),
+        damaged: Some(damaged.reason.clone()),
+        file: Some(damaged.path.display().to_string()),
+    }
+}
+
+/// What a tier holds, read from its snapshot files.
+#[derive(Debug, Default)]
+pub struct TierListing {
+    /// The snapshots whose files read whole.
+    pub sound: Vec<SnapshotInfo>,
+    /// The damaged snapshot files, each with what the cache read from it while it was
+    /// intact (its job, host and time), or with an empty job when it never was.
+    pub damaged: Vec<SnapshotInfo>,
+}
+
+/// Reads and decrypts every snapshot file on tier `name` (without loading the
+/// repository's index: a file that rots in place keeps its name), logs the damaged
+/// ones, and brings the tier's rows in the cache in step with what was read.
+pub async fn read_tier(
+    catalog: &Catalog,
+    opener: &TierOpener,
+    name: &str,
+    tier: &TierConfig,
+    keys: &KeySet,
+) -> Result<TierListing, TierError> {
+    // Opening a tier's storage may block (an S3 client), so it happens on the blocking
+    // pool like the reading.
+    let (opener, tier, keys, tier_name) =
+        (opener.clone(), tier.clone(), keys.clone(), name.to_owned());
+    let read = tokio::task::spawn_blocking(move || -> Result<_, TierError> {
+        let storage = opener.storage(&tier)?;
+        let list = drd_repo::read_snapshots(storage.as_ref(), &keys)?;
+        let sound: Vec<SnapshotInfo> = list
+            .snapshots
+            .iter()
+            .map(|s| snapshot_info(s, &tier_name))
+            .collect();
+        let damaged: Vec<SnapshotInfo> = list
+            .damaged
+            .iter()
+            .map(|d| damaged_info(d, &tier_name))
+            .collect();
+        Ok((sound, damaged))
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(drd_repo::Error::Internal(format!("the snapshot listing task failed: {join}")).into())
+    });
+    let (sound, damaged) = read?;
+    for d in &damaged {
+        tracing::warn!(
+            tier = name,
+            file = d.file.as_deref().unwrap_or_default(),
+            reason = d.damaged.as_deref().unwrap_or_default(),
+            "snapshot file is damaged"
+        );
+    }
+    // In step with what was read; a damaged file keeps (and is listed with) what was
+    // read from it while it was intact.
+    let (tier_name, mut fresh) = (name.to_owned(), sound.clone());
+    fresh.extend(damaged.iter().cloned());
+    let damaged = catalog
+        .call("refresh snapshot cache", move |c| {
+            replace(c, &tier_name, &fresh)?;
+            let known = known(c, &tier_name)?;
+            Ok(damaged
+                .into_iter()
+                .map(|d| match known.get(&d.id) {
+                    Some(k) => SnapshotInfo {
+                        damaged: d.damaged,
+                        file: d.file,
+                        ..k.clone()
+                    },
+                    None => d,
+                })
+                .collect())
+        })
+        .await?;
+    Ok(TierListing { sound, damaged })
+}
 
 /// The snapshot ids present on a tier, without opening the repository (see
 /// docs/repository-format.md: one file per snapshot under `snapshots/`, named by its
@@ -175,9 +271,7 @@ mod tests {
 
     #[test]
     fn a_damaged_snapshot_keeps_what_was_read_before_and_leaves_the_sound_list() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATION).unwrap();
-        conn.execute_batch(MIGRATION_DAMAGED).unwrap();
+        let mut conn = crate::catalog::migrations::in_memory();
         insert(&conn, &info("a", "db", None)).unwrap();
         insert(&conn, &info("b", "db", None)).unwrap();
         insert(&conn, &info("gone", "db", None)).unwrap();
