@@ -52,6 +52,20 @@ fn assert_left_nothing(pidfile: &Path, user: &str) {
     }
 }
 
+/// Runs `run` (a drctl call whose command times out after 1 s) and checks that it
+/// ended within a minute: a grandchild that kept the command's output open would
+/// hold it for its ten minutes.
+fn bounded<T>(run: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = run();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the command's end waited {:?} for what it started",
+        started.elapsed()
+    );
+    out
+}
+
 #[test]
 fn a_before_hook_that_times_out_leaves_no_process_behind() {
     let hook = toml(&forks_and_waits("{dir}/hook.pid"));
@@ -61,7 +75,7 @@ fn a_before_hook_that_times_out_leaves_no_process_behind() {
          before = [{{ run = {hook}, timeout = \"1s\" }}]\n"
     ));
     std::fs::create_dir_all(daemon.dir.path().join("data")).unwrap();
-    let out = daemon.drctl(&["backup", "--job", "app"]);
+    let out = bounded(|| daemon.drctl(&["backup", "--job", "app"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("before[0] hook sh: timed out after 1s"),
@@ -78,7 +92,7 @@ fn a_command_source_that_times_out_leaves_no_process_behind() {
         "[jobs.dump]\ntiers = [\"local\"]\n\
          sources = [{{ kind = \"command\", name = \"pg\", run = {dump}, timeout = \"1s\" }}]\n"
     ));
-    let out = daemon.drctl(&["backup", "--job", "dump"]);
+    let out = bounded(|| daemon.drctl(&["backup", "--job", "dump"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("timed out after 1s"), "{}", text(&out));
     assert_eq!(daemon.drctl_json(&["backups"]).as_array().unwrap().len(), 0);
