@@ -45,6 +45,8 @@ pub struct Spec {
     pub start_gate: bool,
     /// Its start command (for a rollback) is `/bin/false`.
     pub broken_start: bool,
+    /// Its start command (for a rollback), instead of a copy of itself.
+    pub start: Option<Vec<String>>,
     /// Its stop, once it has logged `term`, blocks until the test releases it (see
     /// [`Services::stopping`]).
     pub stop_gate: bool,
@@ -199,7 +201,9 @@ impl Services {
     pub fn config(&self) -> String {
         let mut out = String::new();
         for spec in &self.specs {
-            let start: Vec<String> = if spec.broken_start {
+            let start: Vec<String> = if let Some(start) = &spec.start {
+                start.iter().map(|a| format!("{a:?}")).collect()
+            } else if spec.broken_start {
                 vec![format!("{:?}", "/bin/false")]
             } else {
                 self.argv(spec).iter().map(|a| format!("{a:?}")).collect()

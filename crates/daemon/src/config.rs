@@ -4,6 +4,7 @@
 //! folder, and runs every check it can before the daemon touches anything, so that
 //! `drd check-config` and a SIGHUP reload see the same problems a start would.
 
+mod hook;
 mod jobs;
 mod locate;
 mod restore;
@@ -18,10 +19,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use hook::{HookConfig, JOB_HOOK_TIMEOUT, SERVICE_HOOK_TIMEOUT};
 pub use jobs::{DockerConsistency, DockerSource};
-pub use jobs::{JobConfig, JobHookConfig, KeysConfig, RetentionConfig, SourceConfig};
+pub use jobs::{JobConfig, KeysConfig, RetentionConfig, SourceConfig};
 pub use restore::RestoreConfig;
-pub use services::{find_cycle, DriverKind, HookConfig, ServiceConfig, ShutdownConfig};
+pub use services::{find_cycle, DriverKind, ServiceConfig, ShutdownConfig};
 pub use tiers::{replication_pairs, TierConfig, TierKind};
 pub use validate::Problem;
 

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod backup;
 pub mod catalog;
+pub mod command;
 pub mod config;
 pub mod control;
 pub mod daemon;

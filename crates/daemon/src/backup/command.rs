@@ -1,43 +1,35 @@
 //! Command sources: a program's standard output, stored as one stream.
 //!
-//! The reader hands out the output as it comes and, at its end, checks how the
-//! program ended: a non-zero exit or a timeout turns the end of the stream into an
-//! error, so the repository engine fails the whole snapshot instead of storing a
-//! truncated dump.
+//! The command runs through [`crate::command`] (its own process group, ended with
+//! everything it started at its timeout or when the backup drops it). The reader
+//! hands out the output as it comes and, at its end, checks how the program ended: a
+//! non-zero exit or a timeout turns the end of the stream into an error, so the
+//! repository engine fails the whole snapshot instead of storing a truncated dump.
+//!
+//! The engine reads sources on blocking threads, so the stream is a plain file and the
+//! end is awaited on the runtime the backup was started from.
 
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use tokio::runtime::Handle;
 
 use super::BackupError;
-
-/// How much of the command's stderr is kept for the error message.
-const STDERR_TAIL: usize = 2048;
+use crate::command::{Command, Ending, Running};
 
 /// A running command whose stdout is read as a stream.
 pub(super) struct CommandOutput {
     name: String,
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stderr_reader: Option<std::thread::JoinHandle<()>>,
-    timed_out: Arc<AtomicBool>,
-    timeout: Duration,
-    /// Dropping this stops the timer.
-    _timer: mpsc::Sender<()>,
+    running: Running,
+    stdout: File,
+    runtime: Handle,
     finished: bool,
 }
 
 impl CommandOutput {
-    /// Starts `run` in its own process group, with a timer that kills the group after
-    /// `timeout`.
+    /// Starts `run`, to be ended with its process group after `timeout`. Called from
+    /// a blocking thread of drd's runtime.
     pub(super) fn start(
         name: &str,
         run: &[String],
@@ -47,93 +39,50 @@ impl CommandOutput {
             source_name: format!("command {name}"),
             message,
         };
-        let (program, args) = run
-            .split_first()
-            .ok_or_else(|| fail("no program to run".to_owned()))?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
+        let runtime = Handle::try_current().map_err(|err| {
+            fail(format!(
+                "cannot run it outside drd's async runtime ({err}); this is a bug in drd"
+            ))
+        })?;
+        let mut running = Command::new(run, timeout)
+            .stream_stdout()
             .spawn()
-            .map_err(|e| fail(format!("cannot start {program}: {e}")))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| fail("no stdout pipe".to_owned()))?;
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_reader = child.stderr.take().map(|mut pipe| {
-            let tail = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
-                    tail.extend_from_slice(&buf[..n]);
-                    let excess = tail.len().saturating_sub(STDERR_TAIL);
-                    tail.drain(..excess);
-                }
-            })
-        });
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let (timer, stop) = mpsc::channel::<()>();
-        let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-        let flag = timed_out.clone();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(timeout) {
-                flag.store(true, Ordering::SeqCst);
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
-        });
+            .map_err(|err| fail(err.to_string()))?;
+        let stdout = running
+            .take_stdout()
+            .ok_or_else(|| fail("no stdout pipe".to_owned()))?
+            .into_owned_fd()
+            .map_err(|err| fail(format!("cannot read its stdout: {err}")))?;
         Ok(CommandOutput {
             name: name.to_owned(),
-            child,
-            stdout,
-            stderr,
-            stderr_reader,
-            timed_out,
-            timeout,
-            _timer: timer,
+            running,
+            stdout: File::from(stdout),
+            runtime,
             finished: false,
         })
     }
 
-    fn pgid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX))
-    }
-
     fn check_exit(&mut self) -> io::Result<()> {
-        let status = self.child.wait()?;
+        let finished = self
+            .runtime
+            .block_on(self.running.wait())
+            .map_err(io::Error::other)?;
         self.finished = true;
-        if self.timed_out.load(Ordering::SeqCst) {
+        if let Ending::TimedOut(after) = finished.ending {
             return Err(io::Error::other(format!(
                 "command {} timed out after {} and was killed; nothing was stored",
                 self.name,
-                humantime::format_duration(self.timeout)
+                humantime::format_duration(after)
             )));
         }
-        if status.success() {
+        if finished.success() {
             return Ok(());
         }
-        // Anything the command left behind in its group goes too, so that its stderr
-        // closes and the reader thread ends with the command's last words.
-        let _ = killpg(self.pgid(), Signal::SIGKILL);
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        let tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-        let said = String::from_utf8_lossy(&tail).trim().to_owned();
-        let how = match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(signal)) => format!("was killed by signal {signal}"),
-            _ => "failed".to_owned(),
-        };
+        let said = finished.said();
         Err(io::Error::other(format!(
-            "command {} {how}; nothing was stored{}",
+            "command {} {}; nothing was stored{}",
             self.name,
+            finished.ending,
             if said.is_empty() {
                 String::new()
             } else {
@@ -153,25 +102,22 @@ impl Read for CommandOutput {
     }
 }
 
-impl Drop for CommandOutput {
-    fn drop(&mut self) {
-        if !self.finished {
-            // The backup failed elsewhere: do not leave the command running.
-            let _ = killpg(self.pgid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Reads `script`'s output the way a backup does: on a blocking thread of a
+    /// multi-threaded runtime.
     fn sh(script: &str, timeout: Duration) -> io::Result<Vec<u8>> {
         let run = ["sh".to_owned(), "-c".to_owned(), script.to_owned()];
-        let mut out = CommandOutput::start("t", &run, timeout).unwrap();
-        let mut buf = Vec::new();
-        out.read_to_end(&mut buf).map(|_| buf)
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime
+            .block_on(runtime.spawn_blocking(move || {
+                let mut out = CommandOutput::start("t", &run, timeout).unwrap();
+                let mut buf = Vec::new();
+                out.read_to_end(&mut buf).map(|_| buf)
+            }))
+            .unwrap()
     }
 
     #[test]

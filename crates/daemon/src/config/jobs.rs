@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::humantime_serde_compat;
-use super::TierConfig;
+use super::{HookConfig, TierConfig};
 
 /// The `[keys]` table.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -55,11 +55,11 @@ pub struct JobConfig {
     pub rpo: Option<Duration>,
     /// Commands run before the backup; one that fails or times out skips the run.
     #[serde(default)]
-    pub before: Vec<JobHookConfig>,
+    pub before: Vec<HookConfig>,
     /// Commands run after the backup, whether it succeeded or failed (so they can
     /// undo what a `before` hook did).
     #[serde(default)]
-    pub after: Vec<JobHookConfig>,
+    pub after: Vec<HookConfig>,
 }
 
 /// The priority of a job that names none.
@@ -97,21 +97,6 @@ pub struct RetentionConfig {
     pub keep_within: Option<Duration>,
 }
 
-/// A `before` or `after` hook: a command with a time limit (no shell).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobHookConfig {
-    /// The program and its arguments.
-    pub run: Vec<String>,
-    /// How long it may run before it is killed (and counts as failed). Default 5m.
-    #[serde(default = "default_hook_timeout", with = "humantime_serde_compat")]
-    pub timeout: Duration,
-}
-
-fn default_hook_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-
 impl JobConfig {
     /// The retention policy in force: the `retention` table with `retention_days`
     /// folded in as `keep_within`.
@@ -133,7 +118,7 @@ impl JobConfig {
 }
 
 /// Optional durations written like `"30s"`, or left out.
-mod optional_duration {
+pub(super) mod optional_duration {
     use std::time::Duration;
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
@@ -328,16 +313,8 @@ fn check_job_extras(
     }
     for (kind, hooks) in [("before", &job.before), ("after", &job.after)] {
         for (i, hook) in hooks.iter().enumerate() {
-            let here = field(&format!("{kind}[{i}]"));
-            if hook.run.first().is_none_or(String::is_empty) {
-                problem(
-                    &here,
-                    "run must name a program, like [\"systemctl\", \"stop\", \"app\"]".to_owned(),
-                );
-            }
-            if hook.timeout.is_zero() {
-                problem(&here, "timeout must be longer than zero".to_owned());
-            }
+            let example = r#"["systemctl", "stop", "app"]"#;
+            hook.check(&field(&format!("{kind}[{i}]")), example, problem);
         }
     }
 }

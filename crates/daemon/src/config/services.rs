@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::humantime_serde_compat;
 use super::jobs::{valid_name, JobConfig, NAME_RULE};
+use super::HookConfig;
 
 /// How a service is stopped and started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -86,26 +87,11 @@ pub struct ServiceConfig {
     pub health: Option<HookConfig>,
 }
 
-/// A command with a time limit (no shell).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HookConfig {
-    /// The program and its arguments.
-    pub run: Vec<String>,
-    /// How long it may run. Default 30s.
-    #[serde(default = "default_hook_timeout", with = "humantime_serde_compat")]
-    pub timeout: Duration,
-}
-
 /// `stop_timeout` written like `"30s"`, or left out.
 fn optional_duration<'de, D: serde::Deserializer<'de>>(
     de: D,
 ) -> Result<Option<Duration>, D::Error> {
     humantime_serde_compat::deserialize(de).map(Some)
-}
-
-fn default_hook_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// The default for `stop_timeout`.
@@ -246,15 +232,7 @@ fn check(
             .map(|(i, h)| (format!("drain[{i}]"), h))
             .chain(service.health.iter().map(|h| ("health".to_owned(), h)));
         for (at, hook) in hooks {
-            if hook.run.first().is_none_or(String::is_empty) {
-                problem(
-                    &field(&at),
-                    "run must name a program, like [\"/usr/local/bin/lb\", \"drain\"]".to_owned(),
-                );
-            }
-            if hook.timeout.is_zero() {
-                problem(&field(&at), "timeout must be longer than zero".to_owned());
-            }
+            hook.check(&field(&at), r#"["/usr/local/bin/lb", "drain"]"#, problem);
         }
     }
     if let Some(cycle) = find_cycle(services) {

@@ -4,109 +4,49 @@
 //! run described in its environment (`DRD_JOB`, `DRD_TRIGGER`, and for `after` hooks
 //! `DRD_OUTCOME` and `DRD_SNAPSHOT`). A hook that exits non-zero, is killed, or
 //! outlives its timeout fails; its stderr's last lines go into the error so the
-//! operator sees why without digging through logs. On timeout the whole process group
-//! is killed, so a hook's children do not linger.
+//! operator sees why without digging through logs. Hooks run through
+//! [`crate::command`], so on timeout the whole process group goes, and a hook's
+//! children do not linger.
 
-use std::process::Stdio;
-
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-
-use crate::config::JobHookConfig;
-
-/// How much of a failing hook's output is kept for the message.
-const OUTPUT_TAIL: usize = 1024;
+use crate::config::{HookConfig, JOB_HOOK_TIMEOUT};
 
 /// Runs `hooks` in order with `env` set; stops at the first failure and returns its
 /// message (naming the hook's position in `kind`, like `before[0]`).
 pub async fn run_all(
     kind: &str,
-    hooks: &[JobHookConfig],
+    hooks: &[HookConfig],
     env: &[(&str, String)],
 ) -> Result<(), String> {
     for (i, hook) in hooks.iter().enumerate() {
         run_one(hook, env)
             .await
-            .map_err(|why| format!("{kind}[{i}] hook {}: {why}", program(hook)))?;
+            .map_err(|why| format!("{kind}[{i}] hook {}: {why}", hook.program()))?;
     }
     Ok(())
 }
 
 /// Runs every hook in `hooks` whatever the others do; returns the failures.
-pub async fn run_each(kind: &str, hooks: &[JobHookConfig], env: &[(&str, String)]) -> Vec<String> {
+pub async fn run_each(kind: &str, hooks: &[HookConfig], env: &[(&str, String)]) -> Vec<String> {
     let mut failures = Vec::new();
     for (i, hook) in hooks.iter().enumerate() {
         if let Err(why) = run_one(hook, env).await {
-            failures.push(format!("{kind}[{i}] hook {}: {why}", program(hook)));
+            failures.push(format!("{kind}[{i}] hook {}: {why}", hook.program()));
         }
     }
     failures
 }
 
-fn program(hook: &JobHookConfig) -> &str {
-    hook.run.first().map(String::as_str).unwrap_or_default()
-}
-
-/// Runs one hook to its end or its timeout.
-async fn run_one(hook: &JobHookConfig, env: &[(&str, String)]) -> Result<(), String> {
-    let (program, args) = hook
-        .run
-        .split_first()
-        .ok_or_else(|| "no program to run".to_owned())?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = command
-        .spawn()
-        .map_err(|err| format!("cannot start {program}: {err}"))?;
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    let output = match tokio::time::timeout(hook.timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(err)) => return Err(format!("cannot wait for {program}: {err}")),
-        Err(_) => {
-            if let Some(pgid) = pgid {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
-            return Err(format!(
-                "timed out after {} and was killed",
-                humantime::format_duration(hook.timeout)
-            ));
-        }
-    };
-    if output.status.success() {
-        return Ok(());
+/// Runs one hook to its end or its timeout; the error says how it ended and what it
+/// said last.
+async fn run_one(hook: &HookConfig, env: &[(&str, String)]) -> Result<(), String> {
+    let command = env
+        .iter()
+        .fold(hook.command(JOB_HOOK_TIMEOUT), |c, (k, v)| c.env(k, v));
+    match command.run().await {
+        Ok(finished) if finished.success() => Ok(()),
+        Ok(finished) => Err(finished.to_string()),
+        Err(err) => Err(err.to_string()),
     }
-    use std::os::unix::process::ExitStatusExt;
-    let how = match (output.status.code(), output.status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        _ => "failed".to_owned(),
-    };
-    let said = tail(if output.stderr.is_empty() {
-        &output.stdout
-    } else {
-        &output.stderr
-    });
-    Err(if said.is_empty() {
-        how
-    } else {
-        format!("{how}; it said: {said}")
-    })
-}
-
-/// The last [`OUTPUT_TAIL`] bytes of `bytes` as trimmed text.
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(OUTPUT_TAIL);
-    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
 }
 
 #[cfg(test)]
@@ -114,10 +54,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn sh(script: &str, timeout: Duration) -> JobHookConfig {
-        JobHookConfig {
+    fn sh(script: &str, timeout: Duration) -> HookConfig {
+        HookConfig {
             run: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
-            timeout,
+            timeout: Some(timeout),
         }
     }
 
@@ -200,9 +140,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_named() {
-        let hook = JobHookConfig {
+        let hook = HookConfig {
             run: vec!["/nonexistent/stop-app".to_owned()],
-            timeout: Duration::from_secs(1),
+            timeout: Some(Duration::from_secs(1)),
         };
         let err = run_all("before", &[hook], &[]).await.unwrap_err();
         assert!(err.contains("cannot start /nonexistent/stop-app"), "{err}");

@@ -12,9 +12,9 @@ mod systemd;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
-use crate::config::{DriverKind, HookConfig, ServiceConfig};
+use crate::command::{Command, CommandError, Finished};
+use crate::config::{DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
 
 /// A service's state before the shutdown touched it; recorded in the assess
 /// checkpoint so a rollback (even by a later drd) knows what to bring back.
@@ -133,67 +133,40 @@ impl Driver {
     }
 }
 
-/// Runs `hook` (no shell) within its timeout; Ok when it exits 0. The child is
-/// killed if the timeout passes.
+/// Runs a drain or health `hook` within its timeout; Ok when it exits 0. On timeout
+/// its whole process group is ended.
 pub async fn run_hook(hook: &HookConfig) -> std::result::Result<(), String> {
-    let output = run_command(&hook.run, hook.timeout).await?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} exited with {}: {}",
-            hook.run.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    let command = hook.command(SERVICE_HOOK_TIMEOUT);
+    ran_ok(&hook.run, command.run().await)
 }
 
-/// Runs `argv` with stdin closed and its output captured, killed after `timeout`.
-pub async fn run_command(
+/// Ok when `argv` ran and exited 0, else what happened, naming it.
+fn ran_ok(
     argv: &[String],
-    timeout: Duration,
-) -> std::result::Result<std::process::Output, String> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| "no program to run".to_owned())?;
-    let child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|err| format!("cannot run {program}: {err}"))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(err)) => Err(format!("{program}: {err}")),
-        Err(_) => Err(format!(
-            "{} did not finish within {}; it was killed",
-            argv.join(" "),
-            humantime::format_duration(timeout)
-        )),
+    ran: std::result::Result<Finished, CommandError>,
+) -> std::result::Result<(), String> {
+    match ran {
+        Ok(finished) if finished.success() => Ok(()),
+        Ok(finished) => Err(format!("{} {finished}", argv.join(" "))),
+        Err(err) => Err(err.to_string()),
     }
 }
 
 /// Waits for `service`'s health check to pass, trying every 200 ms until its
 /// timeout has passed in all.
 pub async fn wait_healthy(hook: &HookConfig) -> std::result::Result<(), String> {
-    let deadline = tokio::time::Instant::now() + hook.timeout;
+    let timeout = hook.timeout_or(SERVICE_HOOK_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut last = String::new();
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             return Err(format!(
                 "not healthy within {}: {last}",
-                humantime::format_duration(hook.timeout)
+                humantime::format_duration(timeout)
             ));
         }
-        let attempt = HookConfig {
-            run: hook.run.clone(),
-            timeout: left,
-        };
-        match run_hook(&attempt).await {
+        match ran_ok(&hook.run, Command::new(&hook.run, left).run().await) {
             Ok(()) => return Ok(()),
             Err(err) => last = err,
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use drd_proto::{PlannedHook, PlannedPreserve, PlannedService, ShutdownPhase, ShutdownPlan};
 
-use crate::config::{Config, DriverKind, HookConfig, ServiceConfig};
+use crate::config::{Config, DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
 
 /// After SIGKILL (or `docker kill`), how long a service may take to disappear before
 /// it is reported as not stopped (a process stuck in the kernel, say).
@@ -181,7 +181,11 @@ impl Plan {
         } else {
             self.preserve_deadline
         };
-        let drain: Duration = self.drain.iter().map(|(_, h)| h.timeout).sum();
+        let drain: Duration = self
+            .drain
+            .iter()
+            .map(|(_, h)| h.timeout_or(SERVICE_HOOK_TIMEOUT))
+            .sum();
         let stop: Duration = self
             .levels
             .iter()
@@ -243,7 +247,7 @@ impl Plan {
                 .map(|(service, hook)| PlannedHook {
                     service: service.clone(),
                     run: hook.run.clone(),
-                    timeout_ms: ms(hook.timeout),
+                    timeout_ms: ms(hook.timeout_or(SERVICE_HOOK_TIMEOUT)),
                 })
                 .collect(),
             preserve_deadline_ms: ms(self.preserve_deadline),

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::{Assessment, DriverError, Result, Stopped};
+use crate::command::{Command, Ending};
 use crate::config::ServiceConfig;
 use crate::shutdown::plan::KILL_WAIT;
 
@@ -138,68 +139,78 @@ impl Process {
     }
 
     pub(super) async fn start(&self, before: &Assessment, timeout: Duration) -> Result<()> {
-        let Some((program, args)) = self.start.split_first() else {
+        if self.start.is_empty() {
             return Err(self.error(
                 "start",
                 "no start command is configured (services.NAME.start); start it by hand".to_owned(),
             ));
-        };
-        // Its own process group, so it outlives drd and is not hit by signals meant
-        // for drd's group; reaped in the background if it exits.
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
+        }
+        // Its own process group, so it is not hit by signals meant for drd's group.
+        // Bounded by `timeout` until the service is up: a start that hangs without
+        // writing the pidfile is ended with everything it started.
+        let mut running = Command::new(&self.start, timeout)
+            .discard_output()
             .spawn()
-            .map_err(|err| self.error("start", format!("cannot run {program}: {err}")))?;
-        let first_pid = child.id();
+            .map_err(|err| self.error("start", err.to_string()))?;
         // Up once the pidfile names a live process other than the one stopped. A
         // start command that fails before that is reported at once; one that exits 0
         // (a launcher that forks the service) is given the time to write it.
         let deadline = Instant::now() + timeout;
-        let mut exited = None;
+        let mut exited = false;
         loop {
             if let Ok(Some(pid)) = self.read_pid() {
                 if let Some(ticks) = proc_state(pid) {
                     if before.pid != Some(pid) || before.start_ticks != Some(ticks) {
-                        if exited.is_none() {
-                            // Reaped in the background when it exits.
-                            tokio::spawn(async move {
-                                let _ = child.wait().await;
-                            });
-                        }
+                        // Up: it lives on, reaped when it exits.
+                        running.detach();
                         return Ok(());
                     }
                 }
             }
-            if exited.is_none() {
-                exited = child.try_wait().ok().flatten();
-                if let Some(status) = exited.filter(|s| !s.success()) {
-                    return Err(self.error(
-                        "start",
-                        format!(
-                            "{} exited with {status} before the pidfile named a live \
-                             process; run it by hand to see why",
-                            self.start.join(" ")
-                        ),
-                    ));
+            if exited {
+                if Instant::now() >= deadline {
+                    return Err(self.never_up(running.id(), timeout, ""));
                 }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
-            if Instant::now() >= deadline {
-                return Err(self.error(
-                    "start",
-                    format!(
-                        "{} (pid {}) did not write a live pid to the pidfile within {}",
-                        self.start.join(" "),
-                        first_pid.map_or("?".to_owned(), |p| p.to_string()),
-                        humantime::format_duration(timeout)
-                    ),
-                ));
+            // Until it exits, the runner bounds it (and ends its group at the timeout).
+            tokio::select! {
+                ended = running.wait() => {
+                    let finished = ended.map_err(|err| self.error("start", err.to_string()))?;
+                    if let Ending::TimedOut(_) = finished.ending {
+                        let ended = "; it was ended with its process group";
+                        return Err(self.never_up(running.id(), timeout, ended));
+                    }
+                    if !finished.success() {
+                        return Err(self.error(
+                            "start",
+                            format!(
+                                "{} {} before the pidfile named a live process; run it \
+                                 by hand to see why",
+                                self.start.join(" "),
+                                finished.ending
+                            ),
+                        ));
+                    }
+                    exited = true;
+                }
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The start command (pid `pid`) gave no live pid within `timeout`; `then` says
+    /// what became of it.
+    fn never_up(&self, pid: u32, timeout: Duration, then: &str) -> DriverError {
+        self.error(
+            "start",
+            format!(
+                "{} (pid {pid}) did not write a live pid to the pidfile within {}{then}",
+                self.start.join(" "),
+                humantime::format_duration(timeout)
+            ),
+        )
     }
 }
 

@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use super::{run_command, Assessment, DriverError, Result, Stopped};
+use super::{Assessment, DriverError, Result, Stopped};
+use crate::command::Command;
 use crate::config::ServiceConfig;
 
 /// Extra time given to systemctl beyond the unit's own stop timeout.
@@ -46,21 +47,14 @@ impl Systemd {
         let mut argv = vec!["systemctl".to_owned()];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         argv.push(self.unit.clone());
-        let output = run_command(&argv, timeout)
+        let finished = Command::new(&argv, timeout)
+            .run()
             .await
-            .map_err(|message| self.error(op, message))?;
-        if !output.status.success() {
-            return Err(self.error(
-                op,
-                format!(
-                    "systemctl {} exited with {}: {}",
-                    args.join(" "),
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ),
-            ));
+            .map_err(|err| self.error(op, err.to_string()))?;
+        if !finished.success() {
+            return Err(self.error(op, format!("systemctl {} {finished}", args.join(" "))));
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(String::from_utf8_lossy(&finished.stdout).into_owned())
     }
 
     async fn show(&self) -> Result<Show> {
