@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod docker;
 pub mod jobs;
 pub mod logging;
 pub mod offline;

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Actor, AuditLog, Outcome};
+use crate::backup::docker::held::HoldRegistry;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, LoadedConfig};
 use crate::logging::LogHandle;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub replication: tokio::sync::Notify,
     /// The shutdown that runs now, if any (one at a time).
     pub shutdown_slot: crate::shutdown::ShutdownSlot,
+    /// Containers paused or stopped by backups, and the record that outlives a crash.
+    pub holds: Arc<HoldRegistry>,
     log: Option<LogHandle>,
 }
 
@@ -50,6 +53,7 @@ impl Shared {
         stopping: CancellationToken,
         log: Option<LogHandle>,
     ) -> Shared {
+        let holds = Arc::new(HoldRegistry::new(&config.config.daemon.state_dir));
         Shared {
             socket: config.config.daemon.socket.clone(),
             state_dir: config.config.daemon.state_dir.clone(),
@@ -63,6 +67,7 @@ impl Shared {
             running_jobs: std::sync::Mutex::default(),
             replication: tokio::sync::Notify::new(),
             shutdown_slot: crate::shutdown::ShutdownSlot::default(),
+            holds,
             log,
         }
     }

@@ -281,6 +281,7 @@ async fn back_up(
         Err(err) => return (Err(err.into()), false),
     };
     let scratch = backup::scratch_dir(&shared.state_dir);
+    let holds = shared.holds.clone();
     // A daemon that is stopping cancels the backup; what was written stays valid
     // (packs without an index are reclaimed later) and no snapshot is recorded.
     let cancel = Arc::new(AtomicBool::new(false));
@@ -327,15 +328,23 @@ async fn back_up(
                 ),
             });
         };
-        backup::run_backup(&target, &keys, &scratch, &options, &mut waiting, &mut |p| {
-            progress(Progress {
-                task: task.clone(),
-                done: p.bytes_done,
-                total: p.bytes_expected,
-                unit: ProgressUnit::Bytes,
-                detail: format!("{} files; {}", p.files_done, p.current_path),
-            });
-        })
+        backup::run_backup(
+            &target,
+            &keys,
+            &scratch,
+            &holds,
+            &options,
+            &mut waiting,
+            &mut |p| {
+                progress(Progress {
+                    task: task.clone(),
+                    done: p.bytes_done,
+                    total: p.bytes_expected,
+                    unit: ProgressUnit::Bytes,
+                    detail: format!("{} files; {}", p.files_done, p.current_path),
+                });
+            },
+        )
     })
     .await
     .unwrap_or_else(|join| {
