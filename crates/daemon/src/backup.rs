@@ -114,11 +114,13 @@ pub fn job_target<'a>(
 }
 
 /// Runs one backup of `target` into `repo` (its tier's repository, opened with
-/// `TierOpener::open_or_init`) and returns what the engine reports.
+/// `TierOpener::open_or_init`) and returns what the engine reports; its
+/// containers are held in `holds`.
 pub fn run_backup(
     mut repo: Repository,
     target: &JobTarget<'_>,
     scratch: &Path,
+    holds: &std::sync::Arc<docker::held::HoldRegistry>,
     options: &BackupOptions,
     waiting: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&BackupProgress),
@@ -131,7 +133,7 @@ pub fn run_backup(
     // only for the moment a prune takes to see ours and back off; retry past that.
     repo.set_lock_wait(LOCK_RETRY);
     let parent = repo.latest(Some(target.name))?.map(|s| s.id);
-    let prepared = sources::prepare(&target.job.sources, scratch)?;
+    let prepared = sources::prepare(&target.job.sources, scratch, holds)?;
     let plan = BackupPlan {
         job: target.name.to_owned(),
         host: None,

@@ -85,12 +85,12 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         )
         .await;
 
-    // Containers a killed drd left paused or stopped mid-backup run again.
-    tracker.spawn(crate::backup::docker::resume_at_start(
-        shared.clone(),
-        daemon.state_dir.clone(),
+    // Containers a killed drd left paused or stopped mid-backup run again, and every
+    // hold a backup makes is audited.
+    supervisor.spawn(crate::backup::docker::HoldWorker::new(
+        shared.holds.clone(),
+        shared.audit.clone(),
     ));
-    tracker.spawn(crate::backup::docker::audit_holds(shared.clone()));
     supervisor.spawn(CatalogMaintenance {
         catalog: catalog.clone(),
         every: CATALOG_MAINTENANCE_EVERY,

@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod docker;
 pub mod jobs;
 pub mod logging;
 pub mod offline;

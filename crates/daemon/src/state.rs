@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Actor, AuditLog, Outcome};
+use crate::backup::docker::held::HoldRegistry;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, LoadedConfig};
 use crate::logging::LogHandle;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub shutdown_slot: crate::shutdown::ShutdownSlot,
     /// Opens tiers, with index files served from the catalog.
     pub tiers: crate::tiers::TierOpener,
+    /// Containers paused or stopped by backups, and the record that outlives a crash.
+    pub holds: Arc<HoldRegistry>,
     log: Option<LogHandle>,
 }
 
@@ -52,6 +55,7 @@ impl Shared {
         stopping: CancellationToken,
         log: Option<LogHandle>,
     ) -> Shared {
+        let holds = Arc::new(HoldRegistry::new(&config.config.daemon.state_dir));
         Shared {
             socket: config.config.daemon.socket.clone(),
             state_dir: config.config.daemon.state_dir.clone(),
@@ -66,6 +70,7 @@ impl Shared {
             running_jobs: std::sync::Mutex::default(),
             replication: tokio::sync::Notify::new(),
             shutdown_slot: crate::shutdown::ShutdownSlot::default(),
+            holds,
             log,
         }
     }

@@ -11,26 +11,25 @@
 //! The containers are held (paused or stopped) before any other source of the job is
 //! read, and the [`Hold`] guard brings them back when it is dropped: after the backup,
 //! after a failure, after a panic. A drd killed in between leaves a record behind that
-//! the next start acts on ([`resume_at_start`]).
+//! the next start acts on ([`HoldWorker`]).
 
-pub(super) mod engine;
 pub mod held;
+mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
 use drd_repo::Source;
 
-use self::engine::{Engine, EngineError};
-use self::held::Action;
+use self::held::{Action, HoldRegistry};
+pub use self::worker::HoldWorker;
 use super::BackupError;
-use crate::audit::{Actor, Outcome};
 use crate::config::{DockerConsistency, DockerSource};
-use crate::state::Shared;
+use crate::docker::{Blocking, Connect};
 
 /// A container a job's docker sources chose, with what to do to it.
 struct Chosen {
@@ -44,8 +43,8 @@ struct Chosen {
 
 /// Containers held for one backup; dropping it brings them back.
 pub(super) struct Hold {
-    engine: Engine,
-    record: PathBuf,
+    engine: Blocking,
+    holds: Arc<HoldRegistry>,
     ids: Vec<String>,
 }
 
@@ -53,7 +52,7 @@ impl Drop for Hold {
     fn drop(&mut self) {
         // Last held, first released: the reverse of the order they were stopped in.
         for id in self.ids.iter().rev() {
-            held::release(&self.engine, &self.record, id);
+            self.holds.release(&self.engine, id);
         }
     }
 }
@@ -69,34 +68,19 @@ pub(super) struct Prepared {
     pub hold: Hold,
 }
 
-/// The record of held containers for a daemon whose scratch folder is `scratch`: it
-/// lives beside it, in the state directory (see [`crate::backup::scratch_dir`]).
-pub(super) fn record_for_scratch(scratch: &Path) -> PathBuf {
-    held::record_path(scratch.parent().unwrap_or(scratch))
-}
-
-/// Chooses the containers, holds them, and lists what to store. `record` is the
-/// held-container record file.
-pub(super) fn prepare(sources: &[&DockerSource], record: &Path) -> Result<Prepared, BackupError> {
-    let fail = |message: String| BackupError::Source {
-        source_name: "docker".to_owned(),
-        message,
-    };
-    let longest_stop = sources
-        .iter()
-        .map(|s| s.stop_timeout())
-        .max()
-        .unwrap_or_default();
-    let engine = Engine::connect(longest_stop).map_err(|e| fail(e.to_string()))?;
+/// Chooses the containers, holds them in `holds`, and lists what to store.
+pub(super) fn prepare(
+    sources: &[&DockerSource],
+    holds: &Arc<HoldRegistry>,
+) -> Result<Prepared, BackupError> {
+    let engine = Blocking::connect(&Connect::default()).map_err(fail)?;
     // Containers an earlier drd left held, that its next start could not resume.
-    for resumed in held::resume_leftovers(&engine, record).map_err(|e| fail(e.to_string()))? {
-        resumed.announce();
-    }
-    let chosen = choose(&engine, sources).map_err(|e| fail(e.to_string()))?;
+    holds.resume_leftovers(&engine).map_err(fail)?;
+    let chosen = choose(&engine, sources)?;
 
     let mut hold = Hold {
         engine,
-        record: record.to_owned(),
+        holds: holds.clone(),
         ids: Vec::new(),
     };
     for container in &chosen {
@@ -106,18 +90,19 @@ pub(super) fn prepare(sources: &[&DockerSource], record: &Path) -> Result<Prepar
             DockerConsistency::None => continue,
         };
         // On an error the guard releases the containers already held.
-        let holding = held::hold(
-            &hold.engine,
-            record,
-            &container.id,
-            &container.name,
-            action,
-            container.stop_timeout,
-        )
-        .map_err(|e| BackupError::Source {
-            source_name: format!("docker {}", container.name),
-            message: e.to_string(),
-        })?;
+        let holding = hold
+            .holds
+            .hold(
+                &hold.engine,
+                &container.id,
+                &container.name,
+                action,
+                container.stop_timeout,
+            )
+            .map_err(|e| BackupError::Source {
+                source_name: format!("docker {}", container.name),
+                message: e.to_string(),
+            })?;
         if holding {
             hold.ids.push(container.id.clone());
         }
@@ -150,26 +135,37 @@ pub(super) fn prepare(sources: &[&DockerSource], record: &Path) -> Result<Prepar
     })
 }
 
+/// A failure of the docker sources as a whole, for the backup's error.
+fn fail(err: impl std::fmt::Display) -> BackupError {
+    BackupError::Source {
+        source_name: "docker".to_owned(),
+        message: err.to_string(),
+    }
+}
+
 /// Resolves names and labels to containers, each once, with the strongest
 /// consistency and the longest stop timeout asked for it.
-fn choose(engine: &Engine, sources: &[&DockerSource]) -> Result<Vec<Chosen>, EngineError> {
+fn choose(engine: &Blocking, sources: &[&DockerSource]) -> Result<Vec<Chosen>, BackupError> {
+    let inspect = |name: &str| engine.run(|docker| docker.inspect(name)).map_err(fail);
     let mut chosen: Vec<Chosen> = Vec::new();
     for source in sources {
         let mut ids = Vec::new();
         for name in &source.containers {
-            ids.push((engine.inspect(name)?, name.clone()));
+            ids.push((inspect(name)?, name.clone()));
         }
         if !source.labels.is_empty() {
-            let found = engine.with_labels(&source.labels)?;
+            let found = engine
+                .run(|docker| docker.with_labels(&source.labels))
+                .map_err(fail)?;
             if found.is_empty() && source.containers.is_empty() {
-                return Err(EngineError::NoneWithLabels(format!(
-                    "the label{} {}",
+                return Err(fail(format!(
+                    "no container carries the label{} {}",
                     if source.labels.len() > 1 { "s" } else { "" },
                     source.labels.join(" and ")
                 )));
             }
-            for id in found {
-                ids.push((engine.inspect(&id)?, id));
+            for id in found.into_iter().filter_map(|c| c.id) {
+                ids.push((inspect(&id)?, id));
             }
         }
         for (inspect, asked) in ids {
@@ -268,65 +264,6 @@ fn outermost(roots: BTreeMap<PathBuf, BTreeSet<String>>) -> Vec<(PathBuf, Vec<St
         .collect()
 }
 
-/// At daemon start: brings back containers that a killed drd left paused or stopped,
-/// and audits each one. Logs and returns when there is nothing to do.
-pub async fn resume_at_start(shared: Arc<Shared>, state_dir: PathBuf) {
-    let record = held::record_path(&state_dir);
-    if !record.exists() {
-        return;
-    }
-    let resumed = match tokio::task::spawn_blocking(move || held::resume_all(&record)).await {
-        Ok(resumed) => resumed,
-        Err(join) => {
-            tracing::error!(cause = %join, "resuming held containers failed");
-            return;
-        }
-    };
-    for one in resumed {
-        let outcome = if one.outcome.is_ok() {
-            tracing::warn!(container = %one.name, "{}", one.detail());
-            Outcome::Ok
-        } else {
-            tracing::error!(container = %one.name, "{}", one.detail());
-            Outcome::Failed
-        };
-        shared
-            .audit(&Actor::Daemon, "resume container", outcome, one.detail())
-            .await;
-    }
-}
-
-/// Writes every container paused, stopped or brought back by a backup to the audit
-/// log, until the daemon stops.
-pub async fn audit_holds(shared: Arc<Shared>) {
-    let mut events = held::subscribe();
-    let stopping = shared.stopping.clone();
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => audit_hold(&shared, event).await,
-                None => return,
-            },
-            () = stopping.cancelled() => break,
-        }
-    }
-    // What the last backups did while the daemon was told to stop.
-    while let Ok(event) = events.try_recv() {
-        audit_hold(&shared, event).await;
-    }
-}
-
-async fn audit_hold(shared: &Shared, event: held::HoldEvent) {
-    let outcome = if event.ok {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    };
-    shared
-        .audit(&Actor::Daemon, event.action, outcome, event.detail)
-        .await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,9 +300,9 @@ mod tests {
 
     #[test]
     fn the_record_lives_in_the_state_directory_beside_scratch() {
-        let state = Path::new("/var/lib/drd");
+        let state = std::path::Path::new("/var/lib/drd");
         assert_eq!(
-            record_for_scratch(&crate::backup::scratch_dir(state)),
+            HoldRegistry::new(crate::backup::scratch_dir(state).parent().unwrap()).record_file(),
             held::record_path(state)
         );
     }

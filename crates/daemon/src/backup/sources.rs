@@ -1,10 +1,12 @@
 //! Turning configured sources into what the repository engine reads.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use drd_repo::Source;
 use tempfile::NamedTempFile;
 
+use super::docker::held::HoldRegistry;
 use super::{command::CommandOutput, docker, sqlite, BackupError};
 use crate::config::SourceConfig;
 
@@ -19,9 +21,13 @@ pub(super) struct Prepared {
 
 /// Prepares every source: paths as they are, SQLite databases copied through the
 /// online backup API into `scratch`, commands started with their output piped.
-/// Docker containers are held first, so every other source sees them paused or
-/// stopped.
-pub(super) fn prepare(configs: &[SourceConfig], scratch: &Path) -> Result<Prepared, BackupError> {
+/// Docker containers are held first (in `holds`), so every other source sees them
+/// paused or stopped.
+pub(super) fn prepare(
+    configs: &[SourceConfig],
+    scratch: &Path,
+    holds: &Arc<HoldRegistry>,
+) -> Result<Prepared, BackupError> {
     let mut prepared = Prepared {
         sources: Vec::new(),
         scratch: Vec::new(),
@@ -36,7 +42,7 @@ pub(super) fn prepare(configs: &[SourceConfig], scratch: &Path) -> Result<Prepar
         .collect();
     let mut docker_mounts = Vec::new();
     if !dockers.is_empty() {
-        let held = docker::prepare(&dockers, &docker::record_for_scratch(scratch))?;
+        let held = docker::prepare(&dockers, holds)?;
         prepared.sources.extend(held.documents);
         docker_mounts = held.mounts;
         prepared.docker = Some(held.hold);

@@ -282,6 +282,7 @@ async fn back_up(
 ) -> (Result<drd_repo::BackupSummary, BackupError>, bool) {
     let (config, opener) = (config.clone(), shared.tiers.clone());
     let scratch = backup::scratch_dir(&shared.state_dir);
+    let holds = shared.holds.clone();
     // A daemon that is stopping cancels the backup; what was written stays valid
     // (packs without an index are reclaimed later) and no snapshot is recorded.
     let cancel = Arc::new(AtomicBool::new(false));
@@ -329,7 +330,7 @@ async fn back_up(
             });
         };
         let repo = opener.open_or_init(target.tier, config.keys()?)?;
-        backup::run_backup(repo, &target, &scratch, &options, &mut waiting, &mut |p| {
+        backup::run_backup(repo, &target, &scratch, &holds, &options, &mut waiting, &mut |p| {
             progress(Progress {
                 task: task.clone(),
                 done: p.bytes_done,

@@ -5,15 +5,16 @@
 //! removes it once the container runs again. A drd killed in between leaves the record
 //! behind; the next start reads it and resumes what is listed ([`resume_all`]).
 //!
-//! Two backups running at once may hold the same container: the process-wide registry
-//! counts holders, and only the last release brings the container back. The registry
-//! lock is held across the Docker calls on purpose, so that a second backup waits for
-//! a container to be fully stopped before it reads that container's data.
+//! Two backups running at once may hold the same container: the daemon's one
+//! [`HoldRegistry`] (owned by `Shared`, handed to every backup) counts holders, and only
+//! the last release brings the container back. The registry lock is held across the
+//! Docker calls on purpose, so that a second backup waits for a container to be fully
+//! stopped before it reads that container's data.
 //!
 //! The registry reads the record file on first use and keeps what an earlier drd left
 //! (with no holders) until it is brought back, so a new hold never writes those
-//! records away; every backup retries them before it holds anything. One process
-//! serves one state directory, so one registry is enough.
+//! records away; every backup retries them before it holds anything. One daemon serves
+//! one state directory, so it keeps one registry.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,8 +23,36 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::engine::{Engine, EngineError, RunState};
+use crate::docker::{self, Blocking, Connect, RunState};
+
+/// What went wrong holding, releasing or resuming a container.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HoldError {
+    /// The engine failed.
+    #[error(transparent)]
+    Docker(#[from] docker::Error),
+    /// The record of held containers could not be written, so nothing was touched.
+    #[error("cannot write {path} (the record of held containers), so nothing was paused or stopped: {source}")]
+    Record {
+        /// The record file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The record of held containers could not be read, so holds cannot be tracked.
+    #[error(
+        "cannot read {path} (the record of containers held by backups): {source}; check \
+         that the containers it lists run, then fix or remove it"
+    )]
+    RecordUnreadable {
+        /// The record file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 /// What drd did to a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,28 +110,6 @@ struct Registry {
     held: BTreeMap<String, Record>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    loaded: false,
-    held: BTreeMap::new(),
-});
-
-/// The registry, with what `file` lists merged in on first use, so that every later
-/// write keeps the records of an earlier drd until they are dealt with.
-fn registry(file: &Path) -> Result<MutexGuard<'static, Registry>, EngineError> {
-    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    if !registry.loaded {
-        let left = read(file).map_err(|source| EngineError::RecordUnreadable {
-            path: file.to_owned(),
-            source,
-        })?;
-        for record in left {
-            registry.held.entry(record.id.clone()).or_insert(record);
-        }
-        registry.loaded = true;
-    }
-    Ok(registry)
-}
-
 /// A container paused, stopped or brought back, for the daemon's audit log.
 #[derive(Debug)]
 pub struct HoldEvent {
@@ -114,191 +121,326 @@ pub struct HoldEvent {
     pub detail: String,
 }
 
-/// Where hold events go, once the daemon listens ([`subscribe`]); offline, nowhere.
-static EVENTS: Mutex<Option<tokio::sync::mpsc::UnboundedSender<HoldEvent>>> = Mutex::new(None);
-
-/// Sends every later hold and release to the returned receiver.
-pub fn subscribe() -> tokio::sync::mpsc::UnboundedReceiver<HoldEvent> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    *EVENTS.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
-    rx
-}
-
-fn report(action: &'static str, ok: bool, detail: String) {
-    if let Some(tx) = EVENTS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-    {
-        let _ = tx.send(HoldEvent { action, ok, detail });
-    }
-}
-
 /// Attempts at bringing a container back before leaving it to the next start.
 const RELEASE_ATTEMPTS: u32 = 3;
 
-/// Holds `id` (named `name`) for one backup: joins the hold if it is held already,
-/// else pauses or stops it if it runs. Returns whether the caller holds it and must
-/// [`release`] it once; a container that does not run (or that someone else paused)
-/// is left as it is.
-pub(crate) fn hold(
-    engine: &Engine,
-    file: &Path,
-    id: &str,
-    name: &str,
-    action: Action,
-    stop_timeout: Duration,
-) -> Result<bool, EngineError> {
-    let mut registry = registry(file)?;
-    let held = &mut registry.held;
-    if let Some(record) = held.get_mut(id) {
-        record.holders += 1;
-        return Ok(true);
-    }
-    // Its state now, under the lock: not what it was when the job chose it.
-    let state = RunState::of(&engine.inspect(id)?);
-    if state != RunState::Running {
-        tracing::info!(container = name, ?state, "not running: read as it is");
-        return Ok(false);
-    }
-    // Written before acting: a kill between the two leaves a record of a container
-    // that was never touched, which the next start finds running and just forgets.
-    held.insert(
-        id.to_owned(),
-        Record {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            action,
-            since: crate::util::rfc3339(crate::util::unix_ms_now()),
-            pid: std::process::id(),
-            holders: 1,
-            held_at: None,
-        },
-    );
-    if let Err(err) = write(file, held) {
-        held.remove(id);
-        return Err(EngineError::Record {
-            path: file.to_owned(),
-            source: err,
-        });
-    }
-    let (done, verb) = match action {
-        Action::Paused => (engine.pause(id), "pause container"),
-        Action::Stopped => (engine.stop(id, stop_timeout), "stop container"),
-    };
-    if let Err(err) = done {
-        report(verb, false, format!("{name} for a backup: {err}"));
-        // A stop that timed out on the client side may still take effect: undo
-        // whatever did, and keep the record (for the next backup or start) if that
-        // cannot be done now.
-        let undone = held.get(id).map(|record| bring_back(engine, record));
-        match undone {
-            Some(Err(undo_err)) => {
-                tracing::error!(container = name, cause = %undo_err, "cannot undo a failed {verb}; the record stays");
-                if let Some(record) = held.get_mut(id) {
-                    record.holders = 0;
-                }
-            }
-            _ => {
-                held.remove(id);
-            }
-        }
-        if let Err(write_err) = write(file, held) {
-            tracing::warn!(cause = %write_err, file = %file.display(), "cannot update the held-container record");
-        }
-        return Err(err);
-    }
-    if let Some(record) = held.get_mut(id) {
-        record.held_at = Some(std::time::Instant::now());
-    }
-    tracing::info!(
-        container = name,
-        action = action.as_str(),
-        "container held for a backup"
-    );
-    report(
-        verb,
-        true,
-        format!("{} {name} for a backup", action.as_str()),
-    );
-    Ok(true)
+/// The containers backups hold, and the record file that outlives the process.
+pub struct HoldRegistry {
+    file: PathBuf,
+    registry: Mutex<Registry>,
+    /// Where hold events go once the daemon listens ([`HoldRegistry::subscribe`]);
+    /// until then, nowhere.
+    events: Mutex<Option<UnboundedSender<HoldEvent>>>,
 }
 
-/// Releases one hold on `id`; the last holder brings the container back. Failures are
-/// logged, and the record stays so that the next start tries again.
-pub(crate) fn release(engine: &Engine, file: &Path, id: &str) {
-    let mut registry = match registry(file) {
-        Ok(registry) => registry,
-        Err(err) => {
-            tracing::error!(cause = %err, "cannot release a held container");
+impl HoldRegistry {
+    /// The registry of a daemon whose state directory is `state_dir`; nothing is read
+    /// until it is first used.
+    pub fn new(state_dir: &Path) -> HoldRegistry {
+        HoldRegistry {
+            file: record_path(state_dir),
+            registry: Mutex::new(Registry {
+                loaded: false,
+                held: BTreeMap::new(),
+            }),
+            events: Mutex::new(None),
+        }
+    }
+
+    /// The record file.
+    pub fn record_file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Sends every later hold and release to the returned receiver.
+    pub fn subscribe(&self) -> UnboundedReceiver<HoldEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    pub(super) fn report(&self, action: &'static str, ok: bool, detail: String) {
+        if let Some(tx) = self
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.send(HoldEvent { action, ok, detail });
+        }
+    }
+
+    /// The registry, with what the record file lists merged in on first use, so that
+    /// every later write keeps the records of an earlier drd until they are dealt with.
+    fn lock(&self) -> Result<MutexGuard<'_, Registry>, HoldError> {
+        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        if !registry.loaded {
+            let left = read(&self.file).map_err(|source| HoldError::RecordUnreadable {
+                path: self.file.clone(),
+                source,
+            })?;
+            for record in left {
+                registry.held.entry(record.id.clone()).or_insert(record);
+            }
+            registry.loaded = true;
+        }
+        Ok(registry)
+    }
+
+    /// Holds `id` (named `name`) for one backup: joins the hold if it is held already,
+    /// else pauses or stops it if it runs. Returns whether the caller holds it and must
+    /// [`release`](Self::release) it once; a container that does not run (or that
+    /// someone else paused) is left as it is.
+    pub(crate) fn hold(
+        &self,
+        engine: &Blocking,
+        id: &str,
+        name: &str,
+        action: Action,
+        stop_timeout: Duration,
+    ) -> Result<bool, HoldError> {
+        let file = &self.file;
+        let mut registry = self.lock()?;
+        let held = &mut registry.held;
+        if let Some(record) = held.get_mut(id) {
+            record.holders += 1;
+            return Ok(true);
+        }
+        // Its state now, under the lock: not what it was when the job chose it.
+        let state = RunState::of(&engine.run(|docker| docker.inspect(id))?);
+        if state != RunState::Running {
+            tracing::info!(container = name, ?state, "not running: read as it is");
+            return Ok(false);
+        }
+        // Written before acting: a kill between the two leaves a record of a container
+        // that was never touched, which the next start finds running and just forgets.
+        held.insert(
+            id.to_owned(),
+            Record {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                action,
+                since: crate::util::rfc3339(crate::util::unix_ms_now()),
+                pid: std::process::id(),
+                holders: 1,
+                held_at: None,
+            },
+        );
+        if let Err(err) = write(file, held) {
+            held.remove(id);
+            return Err(HoldError::Record {
+                path: file.to_owned(),
+                source: err,
+            });
+        }
+        let (done, verb) = match action {
+            Action::Paused => (engine.run(|docker| docker.pause(id)), "pause container"),
+            Action::Stopped => (
+                engine.run(|docker| docker.stop(id, stop_timeout)),
+                "stop container",
+            ),
+        };
+        if let Err(err) = done {
+            self.report(verb, false, format!("{name} for a backup: {err}"));
+            // A stop that timed out on the client side may still take effect: undo
+            // whatever did, and keep the record (for the next backup or start) if that
+            // cannot be done now.
+            let undone = held.get(id).map(|record| bring_back(engine, record));
+            match undone {
+                Some(Err(undo_err)) => {
+                    tracing::error!(container = name, cause = %undo_err, "cannot undo a failed {verb}; the record stays");
+                    if let Some(record) = held.get_mut(id) {
+                        record.holders = 0;
+                    }
+                }
+                _ => {
+                    held.remove(id);
+                }
+            }
+            if let Err(write_err) = write(file, held) {
+                tracing::warn!(cause = %write_err, file = %file.display(), "cannot update the held-container record");
+            }
+            return Err(err.into());
+        }
+        if let Some(record) = held.get_mut(id) {
+            record.held_at = Some(std::time::Instant::now());
+        }
+        tracing::info!(
+            container = name,
+            action = action.as_str(),
+            "container held for a backup"
+        );
+        self.report(
+            verb,
+            true,
+            format!("{} {name} for a backup", action.as_str()),
+        );
+        Ok(true)
+    }
+
+    /// Releases one hold on `id`; the last holder brings the container back. Failures
+    /// are logged, and the record stays so that the next start tries again.
+    pub(crate) fn release(&self, engine: &Blocking, id: &str) {
+        let file = &self.file;
+        let mut registry = match self.lock() {
+            Ok(registry) => registry,
+            Err(err) => {
+                tracing::error!(cause = %err, "cannot release a held container");
+                return;
+            }
+        };
+        let held = &mut registry.held;
+        let Some(record) = held.get_mut(id) else {
+            return;
+        };
+        record.holders = record.holders.saturating_sub(1);
+        if record.holders > 0 {
             return;
         }
-    };
-    let held = &mut registry.held;
-    let Some(record) = held.get_mut(id) else {
-        return;
-    };
-    record.holders = record.holders.saturating_sub(1);
-    if record.holders > 0 {
-        return;
-    }
-    let record = record.clone();
-    let mut last_error = None;
-    for attempt in 1..=RELEASE_ATTEMPTS {
-        match bring_back(engine, &record) {
-            Ok(how) => {
-                let held_for = record
-                    .held_at
-                    .map(|at| {
-                        format!(
-                            ", {} for {:.1}s",
-                            record.action.as_str(),
-                            at.elapsed().as_secs_f64()
-                        )
-                    })
-                    .unwrap_or_default();
-                tracing::info!(container = %record.name, "{how} after the backup{held_for}");
-                report(
-                    undo_verb(record.action),
-                    true,
-                    format!("{how} {} after the backup{held_for}", record.name),
-                );
-                last_error = None;
-                break;
-            }
-            Err(err) => {
-                tracing::warn!(container = %record.name, attempt, cause = %err, "cannot bring the container back yet");
-                last_error = Some(err);
-                if attempt < RELEASE_ATTEMPTS {
-                    std::thread::sleep(Duration::from_secs(1));
+        let record = record.clone();
+        let mut last_error = None;
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match bring_back(engine, &record) {
+                Ok(how) => {
+                    let held_for = record
+                        .held_at
+                        .map(|at| {
+                            format!(
+                                ", {} for {:.1}s",
+                                record.action.as_str(),
+                                at.elapsed().as_secs_f64()
+                            )
+                        })
+                        .unwrap_or_default();
+                    tracing::info!(container = %record.name, "{how} after the backup{held_for}");
+                    self.report(
+                        undo_verb(record.action),
+                        true,
+                        format!("{how} {} after the backup{held_for}", record.name),
+                    );
+                    last_error = None;
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(container = %record.name, attempt, cause = %err, "cannot bring the container back yet");
+                    last_error = Some(err);
+                    if attempt < RELEASE_ATTEMPTS {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
                 }
             }
         }
+        if let Some(err) = last_error {
+            self.report(
+                undo_verb(record.action),
+                false,
+                format!(
+                    "{} stays {} after the backup ({err}); drd resumes it at its next start",
+                    record.name,
+                    record.action.as_str()
+                ),
+            );
+            tracing::error!(
+                container = %record.name,
+                cause = %err,
+                record = %file.display(),
+                "container left {} by the backup; drd resumes it at its next start, or run `docker {} {}`",
+                record.action.as_str(),
+                if record.action == Action::Paused { "unpause" } else { "start" },
+                record.name
+            );
+            return;
+        }
+        held.remove(id);
+        if let Err(err) = write(file, held) {
+            tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
+        }
     }
-    if let Some(err) = last_error {
-        report(
-            undo_verb(record.action),
-            false,
-            format!(
-                "{} stays {} after the backup ({err}); drd resumes it at its next start",
-                record.name,
-                record.action.as_str()
-            ),
-        );
-        tracing::error!(
-            container = %record.name,
-            cause = %err,
-            record = %file.display(),
-            "container left {} by the backup; drd resumes it at its next start, or run `docker {} {}`",
-            record.action.as_str(),
-            if record.action == Action::Paused { "unpause" } else { "start" },
-            record.name
-        );
-        return;
+
+    /// Brings back every container listed in the record by a drd that did not finish
+    /// its backup. Records that cannot be resumed now stay for the next try, except
+    /// those of containers that no longer exist. Blocking; call it off the async
+    /// runtime.
+    pub fn resume_all(&self) -> Vec<Resumed> {
+        let mut registry = match self.lock() {
+            Ok(registry) => registry,
+            Err(err) => {
+                return vec![Resumed {
+                    name: self.file.display().to_string(),
+                    action: "held",
+                    outcome: Err(err.to_string()),
+                }]
+            }
+        };
+        if !registry.held.values().any(|r| r.holders == 0) {
+            return Vec::new();
+        }
+        match Blocking::connect(&Connect::default()) {
+            Ok(engine) => self.resume_locked(&engine, &mut registry),
+            Err(err) => registry
+                .held
+                .values()
+                .filter(|r| r.holders == 0)
+                .map(|r| Resumed {
+                    name: r.name.clone(),
+                    action: r.action.as_str(),
+                    outcome: Err(err.to_string()),
+                })
+                .collect(),
+        }
     }
-    held.remove(id);
-    if let Err(err) = write(file, held) {
-        tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
+
+    /// [`resume_all`](Self::resume_all) with a connected engine, logged and reported:
+    /// what a backup does first, so that records the daemon could not resume at its
+    /// start are retried once the engine answers.
+    pub(crate) fn resume_leftovers(&self, engine: &Blocking) -> Result<(), HoldError> {
+        let mut registry = self.lock()?;
+        for resumed in self.resume_locked(engine, &mut registry) {
+            match &resumed.outcome {
+                Ok(_) => tracing::warn!(container = %resumed.name, "{}", resumed.detail()),
+                Err(_) => tracing::error!(container = %resumed.name, "{}", resumed.detail()),
+            }
+            self.report(
+                "resume container",
+                resumed.outcome.is_ok(),
+                resumed.detail(),
+            );
+        }
+        Ok(())
+    }
+
+    fn resume_locked(&self, engine: &Blocking, registry: &mut Registry) -> Vec<Resumed> {
+        let leftovers: Vec<Record> = registry
+            .held
+            .values()
+            .filter(|r| r.holders == 0)
+            .cloned()
+            .collect();
+        if leftovers.is_empty() {
+            return Vec::new();
+        }
+        let mut done = Vec::new();
+        for record in leftovers {
+            let outcome = match bring_back(engine, &record) {
+                Ok(how) => Ok(how),
+                Err(err) if err.is_no_such_container() => {
+                    Ok("gone: the container no longer exists".to_owned())
+                }
+                Err(err) => Err(err.to_string()),
+            };
+            if outcome.is_ok() {
+                registry.held.remove(&record.id);
+            }
+            done.push(Resumed {
+                name: record.name,
+                action: record.action.as_str(),
+                outcome,
+            });
+        }
+        if let Err(err) = write(&self.file, &registry.held) {
+            tracing::warn!(cause = %err, file = %self.file.display(), "cannot update the held-container record");
+        }
+        done
     }
 }
 
@@ -310,22 +452,23 @@ fn undo_verb(action: Action) -> &'static str {
 }
 
 /// Undoes `record.action` if the container still shows it; says what was done.
-fn bring_back(engine: &Engine, record: &Record) -> Result<String, EngineError> {
-    let state = RunState::of(&engine.inspect(&record.id)?);
+fn bring_back(engine: &Blocking, record: &Record) -> Result<String, docker::Error> {
+    let id = record.id.as_str();
+    let state = RunState::of(&engine.run(|docker| docker.inspect(id))?);
     match (record.action, state) {
         (Action::Paused, RunState::Paused) => {
-            engine.unpause(&record.id)?;
+            engine.run(|docker| docker.unpause(id))?;
             Ok("unpaused".to_owned())
         }
         (Action::Stopped, RunState::NotRunning) => {
-            engine.start(&record.id)?;
+            engine.run(|docker| docker.start(id))?;
             Ok("started".to_owned())
         }
         (_, state) => Ok(format!("left alone ({state:?} already)")),
     }
 }
 
-/// What [`resume_all`] did with one record left by an earlier drd.
+/// What [`HoldRegistry::resume_all`] did with one record left by an earlier drd.
 #[derive(Debug)]
 pub struct Resumed {
     /// The container's name.
@@ -350,88 +493,6 @@ impl Resumed {
             ),
         }
     }
-
-    /// Logs it, and hands it to the audit log when the daemon listens.
-    pub(crate) fn announce(&self) {
-        match &self.outcome {
-            Ok(_) => tracing::warn!(container = %self.name, "{}", self.detail()),
-            Err(_) => tracing::error!(container = %self.name, "{}", self.detail()),
-        }
-        report("resume container", self.outcome.is_ok(), self.detail());
-    }
-}
-
-/// Brings back every container listed in `file` by a drd that did not finish its
-/// backup. Records that cannot be resumed now stay for the next try, except those of
-/// containers that no longer exist. Blocking; call it off the async runtime.
-pub fn resume_all(file: &Path) -> Vec<Resumed> {
-    let mut registry = match registry(file) {
-        Ok(registry) => registry,
-        Err(err) => {
-            return vec![Resumed {
-                name: file.display().to_string(),
-                action: "held",
-                outcome: Err(err.to_string()),
-            }]
-        }
-    };
-    if !registry.held.values().any(|r| r.holders == 0) {
-        return Vec::new();
-    }
-    match Engine::connect(Duration::ZERO) {
-        Ok(engine) => resume_locked(&engine, file, &mut registry),
-        Err(err) => registry
-            .held
-            .values()
-            .filter(|r| r.holders == 0)
-            .map(|r| Resumed {
-                name: r.name.clone(),
-                action: r.action.as_str(),
-                outcome: Err(err.to_string()),
-            })
-            .collect(),
-    }
-}
-
-/// [`resume_all`] with a connected engine: what a backup does first, so that records
-/// the daemon could not resume at its start are retried once the engine answers.
-pub(crate) fn resume_leftovers(engine: &Engine, file: &Path) -> Result<Vec<Resumed>, EngineError> {
-    let mut registry = registry(file)?;
-    Ok(resume_locked(engine, file, &mut registry))
-}
-
-fn resume_locked(engine: &Engine, file: &Path, registry: &mut Registry) -> Vec<Resumed> {
-    let leftovers: Vec<Record> = registry
-        .held
-        .values()
-        .filter(|r| r.holders == 0)
-        .cloned()
-        .collect();
-    if leftovers.is_empty() {
-        return Vec::new();
-    }
-    let mut done = Vec::new();
-    for record in leftovers {
-        let outcome = match bring_back(engine, &record) {
-            Ok(how) => Ok(how),
-            Err(EngineError::NoSuchContainer(_)) => {
-                Ok("gone: the container no longer exists".to_owned())
-            }
-            Err(err) => Err(err.to_string()),
-        };
-        if outcome.is_ok() {
-            registry.held.remove(&record.id);
-        }
-        done.push(Resumed {
-            name: record.name,
-            action: record.action.as_str(),
-            outcome,
-        });
-    }
-    if let Err(err) = write(file, &registry.held) {
-        tracing::warn!(cause = %err, file = %file.display(), "cannot update the held-container record");
-    }
-    done
 }
 
 fn read(file: &Path) -> std::io::Result<Vec<Record>> {
@@ -508,7 +569,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(RECORD_FILE);
         std::fs::write(&file, "{ not json").unwrap();
-        let resumed = resume_all(&file);
+        let resumed = HoldRegistry::new(dir.path()).resume_all();
         assert_eq!(resumed.len(), 1);
         let detail = resumed[0].detail();
         assert!(resumed[0].outcome.is_err(), "{detail}");

@@ -12,17 +12,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
-use bollard::Docker;
-
 use crate::config::{Config, DriverKind, ServiceConfig};
+use crate::docker::{self, Client, Connect};
 
 const PROJECT: &str = "com.docker.compose.project";
 const SERVICE: &str = "com.docker.compose.service";
 const NUMBER: &str = "com.docker.compose.container-number";
 const DEPENDS_ON: &str = "com.docker.compose.depends_on";
 
-/// How long discovery may wait for the engine.
+/// How long discovery may wait for the engine, to connect and then to list.
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One container found for a compose service.
@@ -63,9 +61,20 @@ pub async fn expand(config: &Config) -> (Config, Vec<String>) {
     }
     let mut problems = Vec::new();
     let mut out = config.clone();
+    let how = Connect {
+        answer_within: DISCOVER_TIMEOUT,
+        request_timeout: DISCOVER_TIMEOUT,
+        ..Connect::default()
+    };
+    // One connection for every project; a failed one is each project's problem.
+    let client = Client::connect(&how).await;
     for (name, service) in compose {
         let project = service.project.clone().unwrap_or_default();
-        let found = match discover(&project).await {
+        let found = match &client {
+            Ok(client) => discover(client, &project).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        let found = match found {
             Ok(found) => found,
             Err(err) => {
                 problems.push(format!("compose service {name}: {err}"));
@@ -134,27 +143,10 @@ fn derive(name: &str, service: &ServiceConfig, found: &[Found]) -> BTreeMap<Stri
 }
 
 /// The containers (running or not) of compose project `project`.
-async fn discover(project: &str) -> Result<Vec<Found>, String> {
-    let work = async {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| e.to_string())?
-            .negotiate_version()
-            .await
-            .map_err(|e| e.to_string())?;
-        let filters = HashMap::from([("label", vec![format!("{PROJECT}={project}")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let list = tokio::time::timeout(DISCOVER_TIMEOUT, work)
-        .await
-        .map_err(|_| "the Docker engine does not answer; is dockerd running?".to_owned())?
-        .map_err(|e| format!("cannot list the project's containers: {e}"))?;
+async fn discover(client: &Client, project: &str) -> Result<Vec<Found>, docker::Error> {
+    let list = client
+        .with_labels(&[format!("{PROJECT}={project}")])
+        .await?;
     let mut found: Vec<Found> = list
         .into_iter()
         .filter_map(|c| {

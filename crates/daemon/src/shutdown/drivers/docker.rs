@@ -4,37 +4,26 @@
 //! checkpoint) and set to `no`, so an `always` or `unless-stopped` container does not
 //! come back when dockerd restarts during or after the emergency; a rollback puts the
 //! recorded policy back before starting it. `docker stop` with the service's timeout
-//! lets dockerd kill the container after it; the client's own timeout is longer than
-//! that, and connecting is bounded too, so an engine that does not answer is an error
-//! for this service, not a hang of the shutdown.
+//! lets dockerd kill the container after it; the client ([`crate::docker`]) bounds
+//! that request by a little more, and every other one and the connection too, so an
+//! engine that does not answer is an error for this service, not a hang of the
+//! shutdown.
 
 use std::time::Duration;
 
-use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerInspectResponse, ContainerUpdateBody, HealthStatusEnum, RestartPolicy,
-    RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{KillContainerOptionsBuilder, StopContainerOptionsBuilder};
-use bollard::Docker;
+use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::{Assessment, DriverError, Result, Stopped};
 use crate::config::ServiceConfig;
-use crate::shutdown::plan::KILL_WAIT;
-
-/// How long the engine may take to answer the version handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Added to the stop timeout for every request's client-side timeout.
-const REQUEST_SLACK: Duration = Duration::from_secs(30);
+use crate::docker::{self, Client};
 
 /// A container service.
 pub struct Container {
     name: String,
     signal: String,
-    stop_timeout: Duration,
-    client: OnceCell<Docker>,
+    client: OnceCell<Client>,
 }
 
 impl Container {
@@ -42,7 +31,6 @@ impl Container {
         Container {
             name: config.container.clone().unwrap_or_default(),
             signal: config.stop_signal().to_owned(),
-            stop_timeout: config.stop_timeout(),
             client: OnceCell::new(),
         }
     }
@@ -55,67 +43,33 @@ impl Container {
         }
     }
 
-    fn request(&self, op: &'static str) -> impl Fn(DockerError) -> DriverError + '_ {
-        move |err| match err {
-            DockerError::DockerResponseServerError {
-                status_code: 404, ..
-            } => self.error(op, "there is no such container".to_owned()),
-            other => self.error(op, other.to_string()),
-        }
+    /// The driver's wording of a Docker error: its own operation, the container, and
+    /// the client's reason.
+    fn request(&self, op: &'static str) -> impl Fn(docker::Error) -> DriverError + '_ {
+        move |err| self.error(op, err.reason())
     }
 
-    /// The client, connected and version-negotiated once (the engine may speak an
-    /// older API than bollard's default).
-    async fn docker(&self) -> Result<&Docker> {
+    /// The client, connected and version-negotiated once.
+    async fn docker(&self) -> Result<&Client> {
         self.client
             .get_or_try_init(|| async {
-                let address = std::env::var("DOCKER_HOST")
-                    .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
-                let no_answer = |cause: String| {
-                    self.error(
-                        "connect",
-                        format!("the Docker engine at {address} does not answer ({cause}); is dockerd running?"),
-                    )
-                };
-                let client = Docker::connect_with_local_defaults()
-                    .map_err(|e| no_answer(e.to_string()))?
-                    .with_timeout(self.stop_timeout + KILL_WAIT + REQUEST_SLACK);
-                match tokio::time::timeout(CONNECT_TIMEOUT, client.negotiate_version()).await {
-                    Ok(Ok(client)) => Ok(client),
-                    Ok(Err(err)) => Err(no_answer(err.to_string())),
-                    Err(_) => Err(no_answer(format!(
-                        "no answer within {}",
-                        humantime::format_duration(CONNECT_TIMEOUT)
-                    ))),
-                }
+                Client::connect_local()
+                    .await
+                    .map_err(self.request("connect"))
             })
             .await
     }
 
     async fn inspect(&self, op: &'static str) -> Result<ContainerInspectResponse> {
         let docker = self.docker().await?;
-        docker
-            .inspect_container(&self.name, None)
-            .await
-            .map_err(self.request(op))
+        docker.inspect(&self.name).await.map_err(self.request(op))
     }
 
     pub(super) async fn assess(&self) -> Result<Assessment> {
         let inspect = self.inspect("assess").await?;
         let state = inspect.state.as_ref();
         let running = state.and_then(|s| s.running).unwrap_or(false);
-        let policy = inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.restart_policy.as_ref());
-        let restart_policy = policy.and_then(|p| p.name).map(|n| {
-            let retries = policy.and_then(|p| p.maximum_retry_count).unwrap_or(0);
-            if n == RestartPolicyNameEnum::ON_FAILURE && retries > 0 {
-                format!("on-failure:{retries}")
-            } else {
-                n.to_string()
-            }
-        });
+        let restart_policy = docker::restart_policy(&inspect);
         let healthy = state
             .and_then(|s| s.health.as_ref())
             .and_then(|h| h.status)
@@ -140,27 +94,9 @@ impl Container {
 
     /// Sets the restart policy (`no`, `always`, `on-failure:3`, ...).
     async fn set_policy(&self, policy: &str) -> Result<()> {
-        let (name, retries) = match policy.split_once(':') {
-            Some((name, n)) => (name, n.parse().ok()),
-            None => (policy, None),
-        };
-        let name = match name {
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            "" => RestartPolicyNameEnum::EMPTY,
-            _ => RestartPolicyNameEnum::NO,
-        };
-        let body = ContainerUpdateBody {
-            restart_policy: Some(RestartPolicy {
-                name: Some(name),
-                maximum_retry_count: retries,
-            }),
-            ..ContainerUpdateBody::default()
-        };
         let docker = self.docker().await?;
         docker
-            .update_container(&self.name, body)
+            .set_restart_policy(&self.name, policy)
             .await
             .map_err(self.request("set restart policy"))
     }
@@ -186,18 +122,13 @@ impl Container {
         let t0 = Instant::now();
         if self.signal != "SIGTERM" {
             // docker stop sends the image's StopSignal; a configured one goes first.
-            let options = KillContainerOptionsBuilder::new()
-                .signal(&self.signal)
-                .build();
             docker
-                .kill_container(&self.name, Some(options))
+                .kill(&self.name, &self.signal)
                 .await
                 .map_err(self.request("signal"))?;
         }
-        let secs = i32::try_from(timeout.as_secs().max(1)).unwrap_or(i32::MAX);
-        let options = StopContainerOptionsBuilder::new().t(secs).build();
         docker
-            .stop_container(&self.name, Some(options))
+            .stop(&self.name, timeout)
             .await
             .map_err(self.request("stop"))?;
         let after = self.inspect("stop").await?;
@@ -228,7 +159,7 @@ impl Container {
         }
         let docker = self.docker().await?;
         docker
-            .start_container(&self.name, None)
+            .start(&self.name)
             .await
             .map_err(self.request("start"))?;
         // Running, and healthy where the image has a health check.
