@@ -330,15 +330,23 @@ async fn back_up(
             });
         };
         let repo = opener.open_or_init(target.tier, config.keys()?)?;
-        backup::run_backup(repo, &target, &scratch, &holds, &options, &mut waiting, &mut |p| {
-            progress(Progress {
-                task: task.clone(),
-                done: p.bytes_done,
-                total: p.bytes_expected,
-                unit: ProgressUnit::Bytes,
-                detail: format!("{} files; {}", p.files_done, p.current_path),
-            });
-        })
+        backup::run_backup(
+            repo,
+            &target,
+            &scratch,
+            &holds,
+            &options,
+            &mut waiting,
+            &mut |p| {
+                progress(Progress {
+                    task: task.clone(),
+                    done: p.bytes_done,
+                    total: p.bytes_expected,
+                    unit: ProgressUnit::Bytes,
+                    detail: format!("{} files; {}", p.files_done, p.current_path),
+                });
+            },
+        )
     })
     .await
     .unwrap_or_else(|join| {
