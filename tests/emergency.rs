@@ -175,7 +175,7 @@ fn an_emergency_waits_for_a_running_backup_of_a_job_and_then_runs_it_again() {
         }
     };
     let run = &report.runs[0];
-    assert_eq!(run.outcome, "ok", "{report:#?}");
+    assert_eq!(run.outcome.as_str(), "ok", "{report:#?}");
 
     // The emergency's run began after the manual run had ended.
     let runs: Vec<(String, i64, i64)> = catalog_runs(

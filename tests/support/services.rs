@@ -395,7 +395,8 @@ impl Follow {
         loop {
             match self.conn.read_frame().unwrap() {
                 Some(ServerFrame::Event(Event::Shutdown(event)))
-                    if event.subject.as_deref() == Some(subject) && event.state == state =>
+                    if event.subject.as_deref() == Some(subject)
+                        && event.state.as_str() == state =>
                 {
                     assert!(event.detail.contains(detail), "{event:?}");
                     return;

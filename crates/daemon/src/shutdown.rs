@@ -6,9 +6,10 @@
 //! [`checkpoints`] records it in the catalog, `record` reads that back after drd
 //! was restarted, and [`drivers`] act on services.
 //!
-//! At most one shutdown runs at a time. The slot is process-wide because one drd runs
-//! per process (tests start the binary); it is not in `Shared` so that the daemon's
-//! state does not grow a field for each subsystem.
+//! At most one shutdown runs at a time: [`ShutdownSlot`], owned by `Shared`, holds it.
+//! The coordinator is a task on the daemon's tracker, so a daemon that is stopping
+//! (SIGTERM) waits for it: it finishes the step under way, checkpoints it and leaves
+//! the run interrupted, to be resumed or aborted by the next drd.
 
 pub mod checkpoints;
 pub mod drivers;
@@ -20,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use drd_proto::{
-    AbortReport, ErrorKind, ErrorReply, Event, ShutdownPlan, ShutdownReport, ShutdownStatus,
-    ShutdownTrigger,
+    AbortReport, ErrorKind, ErrorReply, Event, RunState, ShutdownPlan, ShutdownReport,
+    ShutdownStatus, ShutdownTrigger,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +61,7 @@ pub enum StartError {
         /// The interrupted run.
         run_id: i64,
         /// Its trigger.
-        trigger: String,
+        trigger: ShutdownTrigger,
         /// Its last step.
         at: String,
     },
@@ -194,7 +195,6 @@ pub async fn start(
             })
         }
         (true, Some(run)) => {
-            let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
             let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
             if earlier.rolling_back() {
                 return Err(StartError::RollingBack(run.id));
@@ -214,14 +214,14 @@ pub async fn start(
                     ),
                 )
                 .await;
-            (run.id, trigger, run.force, run.only, earlier)
+            (run.id, run.trigger, run.force, run.only, earlier)
         }
         (false, None) => {
             Plan::build(&config, &request.only, request.force)?;
             let reason = request.reason.clone().unwrap_or_default();
             let run_id = checkpoints::begin_run(
                 catalog,
-                request.trigger.as_str(),
+                request.trigger,
                 &actor.to_string(),
                 &reason,
                 request.force,
@@ -259,10 +259,15 @@ pub async fn start(
             )
         }
     };
-    let plan = Plan::build(&config, &only, force)?;
-    Ok(launch(
-        shared, &mut slot, run_id, trigger, plan, actor, earlier, None,
-    ))
+    let spec = RunSpec {
+        run_id,
+        trigger,
+        plan: Plan::build(&config, &only, force)?,
+        actor,
+        earlier,
+        abort_now: None,
+    };
+    Ok(launch(shared, &mut slot, spec))
 }
 
 /// Stops the running shutdown at its next safe point, or, when drd died during one,
@@ -304,7 +309,6 @@ pub async fn abort(
     let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
     let config = expanded(&shared.config().config).await;
     let plan = Plan::build(&config, &run.only, run.force)?;
-    let trigger = ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual);
     shared
         .audit(
             &actor,
@@ -322,38 +326,39 @@ pub async fn abort(
             ),
         )
         .await;
-    Ok(launch(
-        shared,
-        &mut slot,
-        run.id,
-        trigger,
+    let spec = RunSpec {
+        run_id: run.id,
+        trigger: run.trigger,
         plan,
         actor,
         earlier,
-        Some(rollback),
-    ))
+        abort_now: Some(rollback),
+    };
+    Ok(launch(shared, &mut slot, spec))
 }
 
-/// Fills the slot and runs the coordinator in its own task. `earlier` is what the drd
-/// that died recorded of this run. `abort_now` takes an interrupted run straight to
-/// its abort (with rollback if `Some(true)`). The caller is subscribed before the run
-/// starts, so it sees every event.
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    shared: &Arc<Shared>,
-    slot: &mut Option<Arc<Active>>,
+/// What a coordinator is started on.
+struct RunSpec {
     run_id: i64,
     trigger: ShutdownTrigger,
     plan: Plan,
     actor: Actor,
+    /// What the drd that died recorded of this run (empty for a new run).
     earlier: Record,
+    /// Takes an interrupted run straight to its abort (with rollback if `Some(true)`).
     abort_now: Option<bool>,
-) -> Following {
+}
+
+/// Fills the slot and runs the coordinator in a task on the daemon's tracker, so a
+/// stopping daemon waits for the step under way. The caller is subscribed before the
+/// run starts, so it sees every event.
+fn launch(shared: &Arc<Shared>, slot: &mut Option<Arc<Active>>, spec: RunSpec) -> Following {
+    let run_id = spec.run_id;
     let (events, _) = broadcast::channel(4096);
     let (done_tx, done_rx) = watch::channel(None);
     let abort = CancellationToken::new();
-    let rollback = Arc::new(AtomicBool::new(abort_now.unwrap_or(false)));
-    if abort_now.is_some() {
+    let rollback = Arc::new(AtomicBool::new(spec.abort_now.unwrap_or(false)));
+    if spec.abort_now.is_some() {
         abort.cancel();
     }
     let active = Arc::new(Active {
@@ -367,18 +372,15 @@ fn launch(
     let following = Following::of(&active);
     let run = phases::Run::new(
         shared.clone(),
-        run_id,
-        trigger,
-        plan,
-        actor,
-        events,
-        abort,
-        rollback,
-        earlier,
-        abort_now.is_some(),
+        spec,
+        phases::Controls {
+            events,
+            abort,
+            rollback,
+        },
     );
     let slot_owner = shared.clone();
-    tokio::spawn(async move {
+    shared.workers.spawn_task(async move {
         // In a task of its own, so that a panic still frees the slot (and the
         // followers see the run end without a report instead of waiting forever).
         let result = tokio::spawn(run.execute()).await;
@@ -388,9 +390,11 @@ fn launch(
         }
         drop(slot);
         match result {
-            Ok(finished) => {
+            Ok(Some(finished)) => {
                 let _ = done_tx.send(Some(finished));
             }
+            // drd is stopping: the run stays interrupted; followers are told so.
+            Ok(None) => {}
             Err(err) => tracing::error!(cause = %err, run_id, "the shutdown coordinator failed"),
         }
     });
@@ -418,12 +422,12 @@ pub async fn status(shared: &Shared) -> Option<ShutdownStatus> {
         .unwrap_or_default();
     Some(ShutdownStatus {
         run_id: run.id,
-        trigger: ShutdownTrigger::parse(&run.trigger).unwrap_or(ShutdownTrigger::Manual),
+        trigger: run.trigger,
         started_unix_ms: run.started_ms,
         state: if running == Some(run.id) {
-            "running".to_owned()
+            RunState::Running
         } else {
-            "interrupted".to_owned()
+            RunState::Interrupted
         },
         last_step,
     })

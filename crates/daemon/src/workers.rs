@@ -85,6 +85,13 @@ impl Supervisor {
         });
     }
 
+    /// Runs `task` on the daemon's tracker: work that is not a loop (an emergency
+    /// shutdown's coordinator) but that a stopping daemon must wait for. It watches
+    /// the token itself, to stop at its next safe point.
+    pub fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
+    }
+
     /// Every worker's status, by name.
     pub fn statuses(&self) -> Vec<WorkerStatus> {
         self.statuses

@@ -2,6 +2,43 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::named::named;
+
+named! {
+    /// What started a backup run; the names are the catalog's `runs.trigger` column.
+    pub enum RunTrigger {
+        /// The job's schedule came due.
+        Schedule = "schedule",
+        /// A scheduled run was missed while drd was down; run once at start.
+        CatchUp = "catch-up",
+        /// `drctl backup --job NAME`.
+        Manual = "manual",
+        /// `drctl backup emergency`.
+        Emergency = "emergency",
+        /// The preserve phase of an emergency shutdown.
+        ShutdownPreserve = "shutdown-preserve",
+    }
+}
+
+named! {
+    /// How a backup run ended (or that it has not yet); the names are the catalog's
+    /// `runs.outcome` column.
+    pub enum RunOutcome {
+        /// Still going.
+        Running = "running",
+        /// A snapshot was written.
+        Ok = "ok",
+        /// The backup failed.
+        Failed = "failed",
+        /// A `before` hook failed, so the backup did not run.
+        Skipped = "skipped",
+        /// The daemon stopped during the run; no snapshot was written.
+        Cancelled = "cancelled",
+        /// drd died during the run (found at the next start).
+        Interrupted = "interrupted",
+    }
+}
+
 /// One job as `drctl jobs` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobInfo {
@@ -57,15 +94,14 @@ pub struct OffsiteLag {
 /// One recorded run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
-    /// What started it: `schedule`, `catch-up`, `manual`, `emergency`,
-    /// `shutdown-preserve`.
-    pub trigger: String,
+    /// What started it.
+    pub trigger: RunTrigger,
     /// When it started (Unix ms).
     pub started_unix_ms: i64,
     /// When it ended (Unix ms).
     pub ended_unix_ms: Option<i64>,
-    /// `ok`, `failed`, `skipped`, `cancelled` or `interrupted`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: RunOutcome,
     /// The snapshot written.
     pub snapshot: Option<String>,
     /// Why it failed (or notes on a success, such as a failed `after` hook).
@@ -141,8 +177,8 @@ pub struct EmergencyRun {
     pub job: String,
     /// Its priority.
     pub priority: i32,
-    /// `ok` or `failed`.
-    pub outcome: String,
+    /// Ok or failed.
+    pub outcome: RunOutcome,
     /// The snapshot written.
     pub snapshot: Option<String>,
     /// How long the run took (ms), waiting for an earlier run of the job included.

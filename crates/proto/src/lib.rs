@@ -12,6 +12,7 @@ pub mod codec;
 mod event;
 mod jobs;
 mod message;
+mod named;
 mod request;
 mod response;
 mod role;
@@ -26,7 +27,7 @@ pub use backup::{
 pub use event::{Event, Progress, ProgressUnit};
 pub use jobs::{
     EmergencyReport, EmergencyRun, GcReport, JobInfo, JobRetention, OffsiteLag, PruneReport,
-    RetainedSnapshot, RunInfo, TierPrune,
+    RetainedSnapshot, RunInfo, RunOutcome, RunTrigger, TierPrune,
 };
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
 pub use request::Request;
@@ -36,13 +37,14 @@ pub use response::{
 };
 pub use role::Role;
 pub use shutdown::{
-    AbortReport, PlannedHook, PlannedPreserve, PlannedService, ServiceResult, ShutdownEvent,
-    ShutdownOutcome, ShutdownPhase, ShutdownPlan, ShutdownReport, ShutdownStatus, ShutdownTrigger,
+    AbortReport, EventState, PlannedHook, PlannedPreserve, PlannedService, RunState, ServiceResult,
+    ServiceState, ShutdownEvent, ShutdownOutcome, ShutdownPhase, ShutdownPlan, ShutdownReport,
+    ShutdownStatus, ShutdownTrigger,
 };
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts, length prefix excluded. A peer that announces
 /// more is answered with an error and disconnected before anything is allocated.

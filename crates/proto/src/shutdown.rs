@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::named::named;
+
 /// Why a shutdown was started; recorded with the run and in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShutdownTrigger {
@@ -198,8 +200,8 @@ pub struct ShutdownEvent {
     pub phase: ShutdownPhase,
     /// The service, job or hook the step is about; `None` for the phase itself.
     pub subject: Option<String>,
-    /// `started`, `done`, `failed`, `stopping`, `stopped`, `killed`, ...
-    pub state: String,
+    /// Where the step is: `started`, `done`, `stopping`, `stopped`, `killed`, ...
+    pub state: EventState,
     /// Details: timings, reasons.
     pub detail: String,
 }
@@ -229,6 +231,131 @@ impl ShutdownOutcome {
     }
 }
 
+named! {
+    /// Where one service stands in a shutdown or its rollback.
+    pub enum ServiceState {
+        /// Up, as assessed.
+        Running = "running",
+        /// Down before the shutdown touched it.
+        NotRunning = "not running",
+        /// Its driver could not tell.
+        Unknown = "unknown",
+        /// Kept running on purpose (a dependant is still up, or its preserve failed).
+        Held = "held",
+        /// It stopped after its signal.
+        Stopped = "stopped",
+        /// It did not stop in time and was killed.
+        Killed = "killed",
+        /// It could not be stopped.
+        NotStopped = "NOT STOPPED",
+        /// It was stopped, and verify found it running again.
+        UpAgain = "UP AGAIN",
+        /// A rollback started it again.
+        Started = "started",
+        /// A rollback could not (or would not) start it again.
+        NotStarted = "NOT STARTED",
+    }
+}
+
+impl ServiceState {
+    /// Whether this run left the service down (verify checks that it stays so).
+    pub fn is_down(self) -> bool {
+        matches!(
+            self,
+            ServiceState::Stopped | ServiceState::Killed | ServiceState::NotRunning
+        )
+    }
+}
+
+named! {
+    /// The state a [`ShutdownEvent`] reports: a step's progress, a service's state, or
+    /// (for the `done` phase) how the run ended. One flat list, repeating the service
+    /// states, rather than [`ServiceState`] nested inside: bincode cannot read an
+    /// untagged enum, and this way the wire and `--json` carry a plain name and a
+    /// state read back compares equal to the one sent.
+    pub enum EventState {
+        /// A phase or step began.
+        Started = "started",
+        /// A step ended well.
+        Done = "done",
+        /// A step failed.
+        Failed = "failed",
+        /// A service was signalled and is being waited for.
+        Stopping = "stopping",
+        /// A rollback is starting a service.
+        Starting = "starting",
+        /// A started service is waited for until its health check passes.
+        WaitingForHealth = "waiting for health",
+        /// The run stopped at its safe point on an abort.
+        Aborted = "aborted",
+        /// See [`ServiceState::Running`].
+        Running = "running",
+        /// See [`ServiceState::NotRunning`].
+        NotRunning = "not running",
+        /// See [`ServiceState::Unknown`].
+        Unknown = "unknown",
+        /// See [`ServiceState::Held`].
+        Held = "held",
+        /// See [`ServiceState::Stopped`].
+        Stopped = "stopped",
+        /// See [`ServiceState::Killed`].
+        Killed = "killed",
+        /// See [`ServiceState::NotStopped`].
+        NotStopped = "NOT STOPPED",
+        /// See [`ServiceState::UpAgain`].
+        UpAgain = "UP AGAIN",
+        /// See [`ServiceState::NotStarted`].
+        NotStarted = "NOT STARTED",
+        /// See [`ShutdownOutcome::Completed`].
+        Completed = "completed",
+        /// See [`ShutdownOutcome::Incomplete`].
+        Incomplete = "incomplete",
+        /// See [`ShutdownOutcome::RolledBack`].
+        RolledBack = "rolled back",
+        /// See [`ShutdownOutcome::Halted`].
+        Halted = "halted",
+    }
+}
+
+impl From<ServiceState> for EventState {
+    fn from(state: ServiceState) -> EventState {
+        match state {
+            ServiceState::Running => EventState::Running,
+            ServiceState::NotRunning => EventState::NotRunning,
+            ServiceState::Unknown => EventState::Unknown,
+            ServiceState::Held => EventState::Held,
+            ServiceState::Stopped => EventState::Stopped,
+            ServiceState::Killed => EventState::Killed,
+            ServiceState::NotStopped => EventState::NotStopped,
+            ServiceState::UpAgain => EventState::UpAgain,
+            ServiceState::Started => EventState::Started,
+            ServiceState::NotStarted => EventState::NotStarted,
+        }
+    }
+}
+
+impl From<ShutdownOutcome> for EventState {
+    fn from(outcome: ShutdownOutcome) -> EventState {
+        match outcome {
+            ShutdownOutcome::Completed => EventState::Completed,
+            ShutdownOutcome::Incomplete => EventState::Incomplete,
+            ShutdownOutcome::RolledBack => EventState::RolledBack,
+            ShutdownOutcome::Halted => EventState::Halted,
+        }
+    }
+}
+
+named! {
+    /// Whether a shutdown `drctl status` mentions still has a coordinator.
+    pub enum RunState {
+        /// Its coordinator runs in this drd.
+        Running = "running",
+        /// The drd that ran it died or was stopped mid-run; it waits for
+        /// `drctl shutdown --resume` or `drctl abort`.
+        Interrupted = "interrupted",
+    }
+}
+
 /// What happened to one service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceResult {
@@ -237,7 +364,7 @@ pub struct ServiceResult {
     /// Its stop level (0 stops first).
     pub level: u32,
     /// `stopped`, `killed`, `not running`, `NOT STOPPED`, `held`, `started`, ...
-    pub state: String,
+    pub state: ServiceState,
     /// How long its stop (or start) took (milliseconds).
     pub took_ms: Option<u64>,
     /// Why, for anything but a clean stop.
@@ -289,8 +416,8 @@ pub struct ShutdownStatus {
     pub trigger: ShutdownTrigger,
     /// When it started (Unix milliseconds).
     pub started_unix_ms: i64,
-    /// `running`, or `interrupted` when the drd that ran it died.
-    pub state: String,
+    /// Running, or interrupted when the drd that ran it died or was stopped.
+    pub state: RunState,
     /// The last step recorded: phase, subject and state.
     pub last_step: String,
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{
     AuditEntry, AuditVerifyReport, BackupReport, DaemonState, RepairReport, RestoreReport,
-    SnapshotInfo, StatusReport, VerifyReport, WorkerState,
+    RunState, SnapshotInfo, StatusReport, VerifyReport, WorkerState,
 };
 
 /// `ms` since the epoch as RFC 3339 UTC, to the second.
@@ -91,7 +91,7 @@ pub fn status(report: &StatusReport) -> String {
         report.state_dir, report.catalog_schema
     );
     if let Some(shutdown) = &report.shutdown {
-        let what = if shutdown.state == "interrupted" {
+        let what = if shutdown.state == RunState::Interrupted {
             "INTERRUPTED (drd died mid-shutdown; `drctl shutdown --resume` carries on, `drctl abort` rolls back)"
         } else {
             "RUNNING (`drctl abort` stops it)"

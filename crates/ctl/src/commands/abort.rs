@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use drd_proto::{AbortReport, Reply, Request};
+use drd_proto::{AbortReport, Reply, Request, ServiceState};
 
 use super::shutdown::{problems_text, services_table, show_event};
 use super::{print, Global};
@@ -42,7 +42,7 @@ fn render_abort(report: &AbortReport) -> String {
     let started = report
         .started
         .iter()
-        .filter(|s| s.state == "started")
+        .filter(|s| s.state == ServiceState::Started)
         .count();
     let mut out = format!(
         "\nShutdown #{} aborted at {}; {}\n",
@@ -68,11 +68,11 @@ mod tests {
     use super::*;
     use drd_proto::ServiceResult;
 
-    fn service(name: &str, state: &str) -> ServiceResult {
+    fn service(name: &str, state: ServiceState) -> ServiceResult {
         ServiceResult {
             name: name.to_owned(),
             level: 0,
-            state: state.to_owned(),
+            state,
             took_ms: Some(5),
             detail: String::new(),
         }
@@ -84,7 +84,10 @@ mod tests {
             run_id: 3,
             stopped_at: "stop level 1, where drd died".to_owned(),
             rolled_back: true,
-            started: vec![service("app", "started"), service("web", "started")],
+            started: vec![
+                service("app", ServiceState::Started),
+                service("web", ServiceState::Started),
+            ],
             problems: Vec::new(),
         };
         let text = render_abort(&report);
@@ -95,7 +98,7 @@ mod tests {
             ),
             "{text}"
         );
-        report.started[1].state = "NOT STARTED".to_owned();
+        report.started[1].state = ServiceState::NotStarted;
         report
             .problems
             .push("web: not healthy within 1s".to_owned());

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use drd_proto::text::{self, short, span, table};
-use drd_proto::{EmergencyReport, EmergencyRun, Reply, Request};
+use drd_proto::{EmergencyReport, EmergencyRun, Reply, Request, RunOutcome};
 
 use super::{print, Global};
 use crate::client::{ask, ClientError};
@@ -68,7 +68,7 @@ async fn emergency(global: &Global) -> Result<ExitCode, Failure> {
 
 /// Whether a critical job's run in an emergency backup failed.
 fn failed(run: &EmergencyRun) -> bool {
-    run.outcome != "ok"
+    run.outcome != RunOutcome::Ok
 }
 
 /// The final table of an emergency backup, then the errors.

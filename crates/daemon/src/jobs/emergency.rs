@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drd_proto::{EmergencyReport, EmergencyRun, Progress, ProgressUnit};
+use drd_proto::{EmergencyReport, EmergencyRun, Progress, ProgressUnit, RunOutcome};
 
 use super::{run_job, RunError, RunProgress, Trigger};
 use crate::audit::{Actor, Outcome};
@@ -79,7 +79,11 @@ pub async fn run_emergency(
         report.runs.push(EmergencyRun {
             job: job.clone(),
             priority: *priority,
-            outcome: if result.is_ok() { "ok" } else { "failed" }.to_owned(),
+            outcome: if result.is_ok() {
+                RunOutcome::Ok
+            } else {
+                RunOutcome::Failed
+            },
             snapshot: result.as_ref().ok().map(|r| r.snapshot.id.clone()),
             elapsed_ms: u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
             error: result.err().map(|e| e.to_string()),
@@ -89,7 +93,7 @@ pub async fn run_emergency(
     let failed: Vec<&str> = report
         .runs
         .iter()
-        .filter(|r| r.outcome != "ok")
+        .filter(|r| r.outcome != RunOutcome::Ok)
         .map(|r| r.job.as_str())
         .collect();
     let detail = format!(

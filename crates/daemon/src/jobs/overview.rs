@@ -141,10 +141,10 @@ pub async fn overview(
 
 fn run_info(run: &RunRecord) -> RunInfo {
     RunInfo {
-        trigger: run.trigger.clone(),
+        trigger: run.trigger,
         started_unix_ms: run.started_ms,
         ended_unix_ms: run.ended_ms,
-        outcome: run.outcome.as_str().to_owned(),
+        outcome: run.outcome,
         snapshot: run.snapshot.clone(),
         error: run.error.clone(),
     }

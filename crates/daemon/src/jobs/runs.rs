@@ -9,51 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use drd_proto::RunTrigger;
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
 
-/// How a run ended (or that it has not yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Still going.
-    Running,
-    /// A snapshot was written.
-    Ok,
-    /// The backup failed.
-    Failed,
-    /// A `before` hook failed, so the backup did not run.
-    Skipped,
-    /// The daemon stopped during the run; no snapshot was written.
-    Cancelled,
-    /// drd died during the run (found at the next start).
-    Interrupted,
-}
-
-impl Outcome {
-    /// The name stored in the catalog.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Running => "running",
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-
-    fn parse(text: &str) -> Outcome {
-        match text {
-            "running" => Outcome::Running,
-            "ok" => Outcome::Ok,
-            "skipped" => Outcome::Skipped,
-            "cancelled" => Outcome::Cancelled,
-            "interrupted" => Outcome::Interrupted,
-            _ => Outcome::Failed,
-        }
-    }
-}
+/// How a run ended (or that it has not yet); the wire type, stored under its name.
+pub use drd_proto::RunOutcome as Outcome;
 
 /// One run as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +23,8 @@ pub struct RunRecord {
     pub id: i64,
     /// The job.
     pub job: String,
-    /// What started it (see [`super::Trigger::as_str`]).
-    pub trigger: String,
+    /// What started it (stored by [`super::Trigger::as_str`]).
+    pub trigger: RunTrigger,
     /// When it started (Unix ms).
     pub started_ms: i64,
     /// When it ended (Unix ms), if it has.
@@ -141,12 +102,31 @@ fn record(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         id: row.get(0)?,
         job: row.get(1)?,
-        trigger: row.get(2)?,
+        trigger: stored(row, 2, "runs.trigger", RunTrigger::parse)?,
         started_ms: row.get(3)?,
         ended_ms: row.get(4)?,
-        outcome: Outcome::parse(&row.get::<_, String>(5)?),
+        outcome: stored(row, 5, "runs.outcome", Outcome::parse)?,
         snapshot: row.get(6)?,
         error: row.get(7)?,
+    })
+}
+
+/// Column `idx` (named `column`, `TABLE.COLUMN`) read through `parse`: a stored name
+/// this drd does not know is an error that names the column and the value, never a
+/// guess. The shutdown checkpoints read their names through it too.
+pub fn stored<T>(
+    row: &Row<'_>,
+    idx: usize,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    parse(&text).ok_or_else(|| {
+        let message = format!(
+            "{column} holds {text:?}, which this drd does not know; \
+             was the catalog written by a newer drd?"
+        );
+        rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, message.into())
     })
 }
 
@@ -277,5 +257,17 @@ mod tests {
         let c = get(&conn, c).unwrap().unwrap();
         assert_eq!((c.outcome, c.ended_ms), (Outcome::Interrupted, Some(9_000)));
         assert_eq!(recent(&conn, Some("db"), 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_stored_name_this_drd_does_not_know_is_an_error_naming_it() {
+        let conn = db();
+        let id = start(&conn, "db", "hourly-ish", 1_000).unwrap();
+        let err = get(&conn, id).unwrap_err().to_string();
+        assert!(err.contains("runs.trigger holds \"hourly-ish\""), "{err}");
+        conn.execute("UPDATE runs SET trigger = 'manual', outcome = 'okay'", [])
+            .unwrap();
+        let err = get(&conn, id).unwrap_err().to_string();
+        assert!(err.contains("runs.outcome holds \"okay\""), "{err}");
     }
 }

@@ -6,9 +6,11 @@
 //! an interrupted run: only one drd uses a catalog, and a live run always ends by
 //! writing its outcome.
 
+use drd_proto::{ShutdownPhase, ShutdownTrigger};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::jobs::runs::stored;
 use crate::util::unix_ms_now;
 
 /// A run as recorded.
@@ -18,8 +20,8 @@ pub struct RunRow {
     pub id: i64,
     /// When it started (Unix milliseconds).
     pub started_ms: i64,
-    /// The trigger's name.
-    pub trigger: String,
+    /// What started it.
+    pub trigger: ShutdownTrigger,
     /// Who started it.
     pub actor: String,
     /// The reason given.
@@ -32,15 +34,46 @@ pub struct RunRow {
     pub state: String,
 }
 
+/// How a step ended, as `shutdown_steps.state` stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// It did what it was for.
+    Done,
+    /// It failed; the detail says why.
+    Failed,
+}
+
+impl StepEnd {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepEnd::Done => "done",
+            StepEnd::Failed => "failed",
+        }
+    }
+}
+
+impl StepEnd {
+    /// The state stored for a step: `None` is `started`, a step that never ended.
+    fn parse(text: &str) -> Option<Option<StepEnd>> {
+        match text {
+            "started" => Some(None),
+            "done" => Some(Some(StepEnd::Done)),
+            "failed" => Some(Some(StepEnd::Failed)),
+            _ => None,
+        }
+    }
+}
+
 /// A step as recorded.
 #[derive(Debug, Clone)]
 pub struct StepRow {
-    /// The phase's name.
-    pub phase: String,
+    /// Its phase.
+    pub phase: ShutdownPhase,
     /// The service, `job NAME` or `hook SERVICE #N`; empty for the phase itself.
     pub subject: String,
-    /// `started`, `done` or `failed`.
-    pub state: String,
+    /// How it ended; `None` while it runs, or when drd died during it.
+    pub ended: Option<StepEnd>,
     /// Details.
     pub detail: String,
     /// JSON the step needs later (an assessment).
@@ -50,13 +83,13 @@ pub struct StepRow {
 /// Records a new run and returns its id.
 pub async fn begin_run(
     catalog: &Catalog,
-    trigger: &str,
+    trigger: ShutdownTrigger,
     actor: &str,
     reason: &str,
     force: bool,
     only: &[String],
 ) -> Result<i64, CatalogError> {
-    let (trigger, actor, reason) = (trigger.to_owned(), actor.to_owned(), reason.to_owned());
+    let (trigger, actor, reason) = (trigger.as_str(), actor.to_owned(), reason.to_owned());
     let only = only.join("\n");
     catalog
         .call("record shutdown run", move |conn| {
@@ -112,12 +145,11 @@ pub async fn begin_steps(
         .await
 }
 
-/// Records how a step ended (`done` or `failed`), with details and an optional
-/// JSON record.
+/// Records how a step ended, with details and an optional JSON record.
 pub async fn end_step(
     catalog: &Catalog,
     step_id: i64,
-    state: &'static str,
+    state: StepEnd,
     detail: String,
     record: Option<String>,
 ) -> Result<(), CatalogError> {
@@ -126,7 +158,7 @@ pub async fn end_step(
             conn.execute(
                 "UPDATE shutdown_steps SET state = ?1, ended_ms = ?2, detail = ?3, record = ?4
                  WHERE id = ?5",
-                params![state, unix_ms_now(), detail, record, step_id],
+                params![state.as_str(), unix_ms_now(), detail, record, step_id],
             )
             .map(drop)
         })
@@ -135,29 +167,31 @@ pub async fn end_step(
 
 /// The newest run still marked `running`, if any.
 pub async fn unfinished_run(catalog: &Catalog) -> Result<Option<RunRow>, CatalogError> {
-    catalog
-        .call("read shutdown runs", |conn| {
-            conn.query_row(
-                "SELECT id, started_ms, trigger, actor, reason, force, only_services, state
-                 FROM shutdown_runs WHERE state = 'running' ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    let only: String = r.get(6)?;
-                    Ok(RunRow {
-                        id: r.get(0)?,
-                        started_ms: r.get(1)?,
-                        trigger: r.get(2)?,
-                        actor: r.get(3)?,
-                        reason: r.get(4)?,
-                        force: r.get(5)?,
-                        only: only.lines().map(str::to_owned).collect(),
-                        state: r.get(7)?,
-                    })
-                },
-            )
-            .optional()
-        })
-        .await
+    catalog.call("read shutdown runs", read_unfinished).await
+}
+
+fn read_unfinished(conn: &mut Connection) -> rusqlite::Result<Option<RunRow>> {
+    conn.query_row(
+        "SELECT id, started_ms, trigger, actor, reason, force, only_services, state
+         FROM shutdown_runs WHERE state = 'running' ORDER BY id DESC LIMIT 1",
+        [],
+        |r| {
+            let only: String = r.get(6)?;
+            Ok(RunRow {
+                id: r.get(0)?,
+                started_ms: r.get(1)?,
+                trigger: stored(r, 2, "shutdown_runs.trigger", |t| {
+                    ShutdownTrigger::parse(t).ok()
+                })?,
+                actor: r.get(3)?,
+                reason: r.get(4)?,
+                force: r.get(5)?,
+                only: only.lines().map(str::to_owned).collect(),
+                state: r.get(7)?,
+            })
+        },
+    )
+    .optional()
 }
 
 /// Every step of `run_id`, in the order they were recorded.
@@ -174,9 +208,9 @@ fn read_steps(conn: &Connection, run_id: i64) -> rusqlite::Result<Vec<StepRow>> 
     )?;
     let rows = stmt.query_map([run_id], |r| {
         Ok(StepRow {
-            phase: r.get(0)?,
+            phase: stored(r, 0, "shutdown_steps.phase", ShutdownPhase::parse)?,
             subject: r.get(1)?,
-            state: r.get(2)?,
+            ended: stored(r, 2, "shutdown_steps.state", StepEnd::parse)?,
             detail: r.get(3)?,
             record: r.get(4)?,
         })
@@ -206,4 +240,42 @@ pub async fn last_step(catalog: &Catalog, run_id: i64) -> Result<String, Catalog
             .map(|line| line.unwrap_or_else(|| "before its first step".to_owned()))
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_name_this_drd_does_not_know_is_an_error_naming_it() {
+        let mut conn = crate::catalog::migrations::in_memory();
+        conn.execute_batch(
+            "INSERT INTO shutdown_runs (started_ms, trigger, actor, reason, force, only_services, state)
+             VALUES (1, 'meteor', 'root', '', 0, '', 'running');
+             INSERT INTO shutdown_steps (run_id, phase, subject, state, started_ms)
+             VALUES (1, 'stop', 'web', 'halfway', 2);",
+        )
+        .unwrap();
+        let err = read_unfinished(&mut conn).unwrap_err().to_string();
+        assert!(
+            err.contains("shutdown_runs.trigger holds \"meteor\""),
+            "{err}"
+        );
+        let err = read_steps(&conn, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("shutdown_steps.state holds \"halfway\""),
+            "{err}"
+        );
+        conn.execute("UPDATE shutdown_runs SET trigger = 'manual'", [])
+            .unwrap();
+        conn.execute("UPDATE shutdown_steps SET state = 'started'", [])
+            .unwrap();
+        let run = read_unfinished(&mut conn).unwrap().unwrap();
+        assert_eq!(run.trigger, ShutdownTrigger::Manual);
+        let steps = read_steps(&conn, 1).unwrap();
+        assert_eq!(
+            (steps[0].phase, steps[0].ended),
+            (ShutdownPhase::Stop, None)
+        );
+    }
 }

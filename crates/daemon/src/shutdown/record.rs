@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use drd_proto::ShutdownPhase;
 
-use super::checkpoints::StepRow;
+use super::checkpoints::{StepEnd, StepRow};
 use super::drivers::Assessment;
 use super::plan::Plan;
 
@@ -36,11 +36,11 @@ pub(super) struct Record {
     /// Each service a rollback began to start, and whether that start never ended.
     starts: BTreeMap<String, bool>,
     /// (phase, subject) of every step that ended `done`.
-    done: BTreeSet<(String, String)>,
+    done: BTreeSet<(&'static str, String)>,
     /// Whether a rollback had begun.
     rolling_back: bool,
     /// The last step that was begun: (phase, subject).
-    last: Option<(String, String)>,
+    last: Option<(ShutdownPhase, String)>,
 }
 
 impl Record {
@@ -48,19 +48,18 @@ impl Record {
     pub(super) fn read(steps: &[StepRow]) -> Record {
         let mut record = Record::default();
         for step in steps {
-            let phase = ShutdownPhase::parse(&step.phase);
+            let phase = step.phase;
             if !step.subject.is_empty() {
-                record.last = Some((step.phase.clone(), step.subject.clone()));
-            } else if phase != Some(ShutdownPhase::Done) {
-                record.last = Some((step.phase.clone(), String::new()));
+                record.last = Some((phase, step.subject.clone()));
+            } else if phase != ShutdownPhase::Done {
+                record.last = Some((phase, String::new()));
             }
-            if step.state == "done" {
-                record
-                    .done
-                    .insert((step.phase.clone(), step.subject.clone()));
+            let done = step.ended == Some(StepEnd::Done);
+            if done {
+                record.done.insert((phase.as_str(), step.subject.clone()));
             }
             match phase {
-                Some(ShutdownPhase::Assess) if step.state == "done" => {
+                ShutdownPhase::Assess if done => {
                     // The first assessment is the one before anything was touched; a
                     // later drd records the same one again.
                     if let Some(before) = step
@@ -71,20 +70,20 @@ impl Record {
                         record.before.entry(step.subject.clone()).or_insert(before);
                     }
                 }
-                Some(ShutdownPhase::Stop) if !step.subject.is_empty() => {
-                    let mark = if step.state == "started" {
+                ShutdownPhase::Stop if !step.subject.is_empty() => {
+                    let mark = if step.ended.is_none() {
                         StopMark::InFlight
                     } else {
                         StopMark::Ended
                     };
                     record.stops.insert(step.subject.clone(), mark);
                 }
-                Some(ShutdownPhase::Rollback) => {
+                ShutdownPhase::Rollback => {
                     record.rolling_back = true;
                     if !step.subject.is_empty() {
                         record
                             .starts
-                            .insert(step.subject.clone(), step.state == "started");
+                            .insert(step.subject.clone(), step.ended.is_none());
                     }
                     // A rollback step on a service comes after its stop was over.
                     if let Some(mark) = record.stops.get_mut(&step.subject) {
@@ -115,8 +114,7 @@ impl Record {
 
     /// Whether the step `phase` / `subject` ended `done`.
     pub(super) fn done(&self, phase: ShutdownPhase, subject: &str) -> bool {
-        self.done
-            .contains(&(phase.as_str().to_owned(), subject.to_owned()))
+        self.done.contains(&(phase.as_str(), subject.to_owned()))
     }
 
     /// Whether the run was being rolled back when drd died: it must not be resumed.
@@ -130,15 +128,15 @@ impl Record {
         let Some((phase, subject)) = &self.last else {
             return "before its first step".to_owned();
         };
-        match ShutdownPhase::parse(phase) {
-            Some(ShutdownPhase::Stop) => match plan.steps.get(subject) {
+        match phase {
+            ShutdownPhase::Stop => match plan.steps.get(subject) {
                 Some(step) => format!("stop level {}", step.level),
                 None => "stop".to_owned(),
             },
-            Some(ShutdownPhase::Preserve | ShutdownPhase::Drain) if !subject.is_empty() => {
+            ShutdownPhase::Preserve | ShutdownPhase::Drain if !subject.is_empty() => {
                 format!("{phase} {subject}")
             }
-            _ => phase.clone(),
+            _ => phase.to_string(),
         }
     }
 }
@@ -149,9 +147,13 @@ mod tests {
 
     fn step(phase: &str, subject: &str, state: &str) -> StepRow {
         StepRow {
-            phase: phase.to_owned(),
+            phase: ShutdownPhase::parse(phase).unwrap(),
             subject: subject.to_owned(),
-            state: state.to_owned(),
+            ended: match state {
+                "started" => None,
+                "done" => Some(StepEnd::Done),
+                _ => Some(StepEnd::Failed),
+            },
             detail: String::new(),
             record: None,
         }

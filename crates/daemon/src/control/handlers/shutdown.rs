@@ -1,7 +1,7 @@
 //! `shutdown`: print the plan (dry run), or start an emergency shutdown and stream
 //! it to the caller until it ends.
 
-use drd_proto::Reply;
+use drd_proto::{ErrorKind, ErrorReply, Reply};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{internal, Ctx, HandlerResult};
@@ -27,7 +27,7 @@ pub(super) async fn shutdown(ctx: &Ctx, request: StartRequest, dry_run: bool) ->
 pub(super) async fn follow(
     ctx: &Ctx,
     mut following: Following,
-) -> Result<shutdown::Finished, drd_proto::ErrorReply> {
+) -> Result<shutdown::Finished, ErrorReply> {
     let events = ctx.event_sender();
     let forward = async {
         loop {
@@ -50,9 +50,19 @@ pub(super) async fn follow(
     while let Ok(event) = following.events.try_recv() {
         let _ = events.send(event).await;
     }
-    following.finished().await.ok_or_else(|| {
-        internal(&format!(
+    match following.finished().await {
+        Some(finished) => Ok(finished),
+        // The coordinator left the run at a safe point because drd is stopping.
+        None if ctx.shared.stopping.is_cancelled() => Err(ErrorReply {
+            kind: ErrorKind::ShuttingDown,
+            message: format!(
+                "drd is stopping: shutdown #{run_id} stopped after its current step and is \
+                 interrupted; once drd is back, carry on with `drctl shutdown --resume` or \
+                 roll back with `drctl abort`"
+            ),
+        }),
+        None => Err(internal(&format!(
             "shutdown #{run_id} ended without a report; see drd's log"
-        ))
-    })
+        ))),
+    }
 }

@@ -10,9 +10,12 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use drd_proto::{AbortReport, ServiceResult, ShutdownOutcome, ShutdownPhase};
+use drd_proto::{
+    AbortReport, EventState, ServiceResult, ServiceState, ShutdownOutcome, ShutdownPhase,
+};
 use futures::future::join_all;
 
+use super::steps::Step;
 use super::{Run, Svc};
 use crate::audit::Outcome;
 use crate::shutdown::drivers;
@@ -37,7 +40,7 @@ impl Run {
         self.emit(
             ShutdownPhase::Done,
             None,
-            "aborted",
+            EventState::Aborted,
             format!("stopped at {stopped_at}"),
         );
         self.audit(
@@ -122,7 +125,12 @@ impl Run {
                 }
                 if let Some(why) = self.dependency_down(&name, &failed).await {
                     abort.problems.push(format!("{name}: {why}"));
-                    self.emit(ShutdownPhase::Rollback, Some(&name), "NOT STARTED", why);
+                    self.emit(
+                        ShutdownPhase::Rollback,
+                        Some(&name),
+                        ServiceState::NotStarted,
+                        why,
+                    );
                     failed.insert(name);
                     continue;
                 }
@@ -140,7 +148,7 @@ impl Run {
                 this.emit(
                     ShutdownPhase::Rollback,
                     Some(name),
-                    "starting",
+                    EventState::Starting,
                     if svc.start_in_flight {
                         format!(
                             "waiting up to {}: its start began before drd was restarted",
@@ -168,7 +176,7 @@ impl Run {
                         this.emit(
                             ShutdownPhase::Rollback,
                             Some(name),
-                            "waiting for health",
+                            EventState::WaitingForHealth,
                             hook.run.join(" "),
                         );
                         result = drivers::wait_healthy(hook).await;
@@ -177,48 +185,39 @@ impl Run {
                 let took = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let (state, detail) = match &result {
                     Ok(()) if came_up => (
-                        "started",
+                        ServiceState::Started,
                         format!("up {took} ms after drd was restarted; its start began before"),
                     ),
-                    Ok(()) => ("started", format!("in {took} ms")),
-                    Err(err) => ("NOT STARTED", err.clone()),
+                    Ok(()) => (ServiceState::Started, format!("in {took} ms")),
+                    Err(err) => (ServiceState::NotStarted, err.clone()),
                 };
-                this.end_step(
-                    *id,
-                    if result.is_ok() { "done" } else { "failed" },
+                let ended = Step::new(
+                    ShutdownPhase::Rollback,
+                    Some(name),
+                    state,
+                    result.is_ok(),
                     detail.clone(),
-                    None,
-                )
-                .await;
-                this.emit(ShutdownPhase::Rollback, Some(name), state, detail.clone());
-                this.audit(
-                    &format!("rollback start {name}"),
-                    if result.is_ok() {
-                        Outcome::Ok
-                    } else {
-                        Outcome::Failed
-                    },
-                    detail.clone(),
-                )
-                .await;
+                );
+                this.ended(*id, ended.audited(format!("rollback start {name}")))
+                    .await;
                 ServiceResult {
                     name: name.clone(),
                     level: u32::try_from(step.level).unwrap_or(u32::MAX),
-                    state: state.to_owned(),
+                    state,
                     took_ms: Some(took),
                     detail,
                 }
             }))
             .await;
             for result in results {
-                if result.state != "started" {
+                if result.state != ServiceState::Started {
                     abort
                         .problems
                         .push(format!("{}: {}", result.name, result.detail));
                     failed.insert(result.name.clone());
                 }
                 if let Some(svc) = self.services.get_mut(&result.name) {
-                    svc.running = result.state == "started";
+                    svc.running = result.state == ServiceState::Started;
                     svc.result = result.clone();
                 }
                 abort.started.push(result);

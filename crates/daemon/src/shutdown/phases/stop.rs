@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use drd_proto::ShutdownPhase;
+use drd_proto::{EventState, ServiceState, ShutdownPhase};
 use futures::future::join_all;
 
+use super::steps::Step;
 use super::Run;
-use crate::audit::Outcome;
 use crate::shutdown::drivers::Stopped;
 
 impl Run {
@@ -21,43 +21,39 @@ impl Run {
         let mut to_stop = Vec::new();
         for name in &names {
             let svc = &self.services[name];
-            let (state, detail) = if let Some(why) = &svc.held {
-                ("held", why.clone())
+            let (state, detail) = if let Some(why) = self.holds.why(name) {
+                (ServiceState::Held, why.to_owned())
             } else if let Err(err) = &svc.driver {
-                ("NOT STOPPED", err.clone())
+                (ServiceState::NotStopped, err.clone())
             } else if !svc.running {
                 if svc.in_flight {
                     self.stopped_while_down(name).await;
                     continue;
                 }
                 if svc.touched {
-                    ("stopped", "stopped before drd was restarted".to_owned())
+                    (
+                        ServiceState::Stopped,
+                        "stopped before drd was restarted".to_owned(),
+                    )
                 } else {
-                    ("not running", svc.result.detail.clone())
+                    (ServiceState::NotRunning, svc.result.detail.clone())
                 }
             } else {
                 to_stop.push(name.clone());
                 continue;
             };
             self.emit(ShutdownPhase::Stop, Some(name), state, detail.clone());
-            let svc = self.services.get_mut(name).expect("planned service");
-            svc.result.state = state.to_owned();
-            svc.result.detail = detail;
+            if let Some(svc) = self.services.get_mut(name) {
+                svc.result.state = state;
+                svc.result.detail = detail;
+            }
         }
         // A driver that cannot even be built: report it and hold what it needs.
         for name in &names {
             let svc = &self.services[name];
-            if svc.result.state == "NOT STOPPED" && svc.held.is_none() {
+            if svc.result.state == ServiceState::NotStopped && self.holds.why(name).is_none() {
                 let detail = svc.result.detail.clone();
-                self.problems
-                    .push(format!("{name} was not stopped: {detail}"));
-                let deps = self.plan.steps[name].depends_on.clone();
-                for dep in deps {
-                    self.hold(
-                        &dep,
-                        &format!("kept running: {name}, which depends on it, is still up"),
-                    );
-                }
+                self.not_stopped(name, &detail);
             }
         }
         self.stop_services(to_stop).await;
@@ -90,12 +86,20 @@ impl Run {
     async fn stopped_while_down(&mut self, name: &str) {
         let detail = "stopped before drd was restarted".to_owned();
         let id = self.begin(ShutdownPhase::Stop, vec![name.to_owned()]).await[0];
-        self.end_step(id, "done", detail.clone(), None).await;
-        self.emit(ShutdownPhase::Stop, Some(name), "stopped", detail.clone());
-        let svc = self.services.get_mut(name).expect("planned service");
-        svc.in_flight = false;
-        svc.result.state = "stopped".to_owned();
-        svc.result.detail = detail;
+        let stopped = ServiceState::Stopped;
+        let step = Step::new(
+            ShutdownPhase::Stop,
+            Some(name),
+            stopped,
+            true,
+            detail.clone(),
+        );
+        self.ended(id, step).await;
+        if let Some(svc) = self.services.get_mut(name) {
+            svc.in_flight = false;
+            svc.result.state = stopped;
+            svc.result.detail = detail;
+        }
     }
 
     /// Stops `to_stop` in parallel: checkpoint, signal (unless the drd that died
@@ -126,7 +130,7 @@ impl Run {
             this.emit(
                 ShutdownPhase::Stop,
                 Some(name),
-                "stopping",
+                EventState::Stopping,
                 if signalled.contains(name) {
                     format!(
                         "waiting: {signal} was sent before drd was restarted; killed after {timeout}"
@@ -144,56 +148,39 @@ impl Run {
                 Err(err) => Err(err.clone()),
             };
             let took = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (state, detail, outcome) = match &result {
+            let (state, detail) = match &result {
                 Ok(Stopped::Clean) => (
-                    "stopped",
+                    ServiceState::Stopped,
                     format!("after {signal} in {took} ms"),
-                    Outcome::Ok,
                 ),
                 Ok(Stopped::Killed) => (
-                    "killed",
+                    ServiceState::Killed,
                     format!(
                         "did not stop within {} of {signal}; killed ({took} ms in all)",
                         humantime::format_duration(step.timeout)
                     ),
-                    Outcome::Ok,
                 ),
-                Ok(Stopped::WasNotRunning) => {
-                    ("not running", "already gone".to_owned(), Outcome::Ok)
-                }
-                Err(err) => ("NOT STOPPED", err.clone(), Outcome::Failed),
+                Ok(Stopped::WasNotRunning) => (ServiceState::NotRunning, "already gone".to_owned()),
+                Err(err) => (ServiceState::NotStopped, err.clone()),
             };
-            let checkpoint_state = if result.is_ok() { "done" } else { "failed" };
-            this.end_step(*id, checkpoint_state, detail.clone(), None)
+            let audit = format!("{state}: {detail}");
+            let step = Step::new(ShutdownPhase::Stop, Some(name), state, result.is_ok(), detail.clone());
+            this.ended(*id, step.audited_saying(format!("stop {name}"), audit))
                 .await;
-            this.emit(ShutdownPhase::Stop, Some(name), state, detail.clone());
-            this.audit(
-                &format!("stop {name}"),
-                outcome,
-                format!("{state}: {detail}"),
-            )
-            .await;
             (name.clone(), state, detail, took)
         }))
         .await;
         for (name, state, detail, took) in results {
-            if state == "NOT STOPPED" {
-                self.problems
-                    .push(format!("{name} was not stopped: {detail}"));
-                let deps = self.plan.steps[&name].depends_on.clone();
-                for dep in deps {
-                    self.hold(
-                        &dep,
-                        &format!("kept running: {name}, which depends on it, is still up"),
-                    );
-                }
+            if state == ServiceState::NotStopped {
+                self.not_stopped(&name, &detail);
             }
-            let svc = self.services.get_mut(&name).expect("planned service");
-            svc.in_flight = false;
-            svc.running = state == "NOT STOPPED";
-            svc.result.state = state.to_owned();
-            svc.result.detail = detail;
-            svc.result.took_ms = Some(took);
+            if let Some(svc) = self.services.get_mut(&name) {
+                svc.in_flight = false;
+                svc.running = state == ServiceState::NotStopped;
+                svc.result.state = state;
+                svc.result.detail = detail;
+                svc.result.took_ms = Some(took);
+            }
         }
     }
 }
