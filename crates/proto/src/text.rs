@@ -92,7 +92,7 @@ pub fn status(report: &StatusReport) -> String {
     );
     if let Some(shutdown) = &report.shutdown {
         let what = if shutdown.state == RunState::Interrupted {
-            "INTERRUPTED (drd died mid-shutdown; `drctl shutdown --resume` carries on, `drctl abort` rolls back)"
+            "INTERRUPTED (drd died or was stopped mid-shutdown; `drctl shutdown --resume` carries on, `drctl abort` rolls back)"
         } else {
             "RUNNING (`drctl abort` stops it)"
         };
