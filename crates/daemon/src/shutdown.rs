@@ -56,7 +56,7 @@ pub enum StartError {
     #[error("shutdown #{0} is already running; follow it with `drctl status` or stop it with `drctl abort`")]
     Busy(i64),
     /// The previous shutdown was interrupted and must be resumed or aborted first.
-    #[error("shutdown #{run_id} ({trigger}) was interrupted when drd died, at {at}; carry on with `drctl shutdown --resume` or roll back with `drctl abort`")]
+    #[error("shutdown #{run_id} ({trigger}) was interrupted when drd died or was stopped, at {at}; carry on with `drctl shutdown --resume` or roll back with `drctl abort`")]
     Interrupted {
         /// The interrupted run.
         run_id: i64,
