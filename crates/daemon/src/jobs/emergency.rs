@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drd_proto::{EmergencyReport, EmergencyRun, Progress, ProgressUnit, RunOutcome};
+use drd_proto::{EmergencyReport, EmergencyRun, Progress, ProgressUnit};
 
 use super::{run_job, RunError, RunProgress, Trigger};
 use crate::audit::{Actor, Outcome};
@@ -80,9 +80,9 @@ pub async fn run_emergency(
             job: job.clone(),
             priority: *priority,
             outcome: if result.is_ok() {
-                RunOutcome::Ok
+                drd_proto::RunOutcome::Ok
             } else {
-                RunOutcome::Failed
+                drd_proto::RunOutcome::Failed
             },
             snapshot: result.as_ref().ok().map(|r| r.snapshot.id.clone()),
             elapsed_ms: u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -93,7 +93,7 @@ pub async fn run_emergency(
     let failed: Vec<&str> = report
         .runs
         .iter()
-        .filter(|r| r.outcome != RunOutcome::Ok)
+        .filter(|r| r.outcome != drd_proto::RunOutcome::Ok)
         .map(|r| r.job.as_str())
         .collect();
     let detail = format!(
