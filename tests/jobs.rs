@@ -71,7 +71,10 @@ fn a_run_missed_while_drd_was_down_is_caught_up_once_at_start() {
     // top of an hour either of the two hours is right.
     let hour_after = |ms: i64| (ms / 3_600_000 + 1) * 3_600_000;
     let next = db["next_run_unix_ms"].as_i64().unwrap();
-    let (first, last) = (hour_after(started_ms), hour_after(drd_proto::text::now_ms()));
+    let (first, last) = (
+        hour_after(started_ms),
+        hour_after(drd_proto::text::now_ms()),
+    );
     assert!(
         (first..=last + 72_000).contains(&next),
         "next run {next} vs the top of the hour after the start {first} (or after now {last})"

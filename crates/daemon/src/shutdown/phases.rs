@@ -385,7 +385,7 @@ impl Run {
                 let _ = events.send(Event::Progress(p));
             });
             let run = jobs::run_job(
-                &self.shared,
+                &self.shared.backups,
                 &job,
                 Trigger::ShutdownPreserve,
                 &self.actor,
