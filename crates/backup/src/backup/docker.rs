@@ -9,7 +9,7 @@
 //! path each one was.
 //!
 //! The containers are held (paused or stopped) before any other source of the job is
-//! read, and the [`Hold`] guard brings them back when it is dropped: after the backup,
+//! read, and the `Hold` guard brings them back when it is dropped: after the backup,
 //! after a failure, after a panic. A drd killed in between leaves a record behind that
 //! the next start acts on ([`HoldWorker`]).
 

@@ -3,7 +3,7 @@
 //! Before drd pauses or stops a container it writes the container into a record file
 //! in the state directory (atomically: temp file, fsync, rename, fsync the folder), and
 //! removes it once the container runs again. A drd killed in between leaves the record
-//! behind; the next start reads it and resumes what is listed ([`resume_all`]).
+//! behind; the next start reads it and resumes what is listed ([`HoldRegistry::resume_all`]).
 //!
 //! Two backups running at once may hold the same container: the daemon's one
 //! [`HoldRegistry`] (owned by [`crate::Backups`], handed to every backup) counts
