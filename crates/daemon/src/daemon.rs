@@ -6,19 +6,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drd_core::audit::{Actor, Outcome};
+use drd_core::catalog::{Catalog, CatalogError, CatalogMaintenance};
+use drd_core::config::LoadedConfig;
+use drd_core::systemd::{self, Watchdog};
+use drd_core::workers::Supervisor;
+use drd_core::Core;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::{Actor, Outcome};
-use crate::catalog::{Catalog, CatalogError, CatalogMaintenance};
-use crate::config::LoadedConfig;
 use crate::control::{server, socket};
 use crate::logging::LogHandle;
 use crate::signals;
 use crate::state::Shared;
-use crate::systemd::{self, Watchdog};
-use crate::workers::Supervisor;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +64,13 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
     let stopping = CancellationToken::new();
     let tracker = TaskTracker::new();
     let supervisor = Supervisor::new(stopping.clone(), tracker.clone());
-    let shared = Arc::new(Shared::new(
+    let core = Arc::new(Core::new(
         config,
         catalog.clone(),
         supervisor.clone(),
         stopping.clone(),
-        log,
     ));
+    let shared = Arc::new(Shared::new(core, log));
     shared
         .audit(
             &Actor::Daemon,
@@ -87,8 +88,8 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
 
     // Containers a killed drd left paused or stopped mid-backup run again, and every
     // hold a backup makes is audited.
-    supervisor.spawn(crate::backup::docker::HoldWorker::new(
-        shared.holds.clone(),
+    supervisor.spawn(drd_backup::backup::docker::HoldWorker::new(
+        shared.backups.holds.clone(),
         shared.audit.clone(),
     ));
     supervisor.spawn(CatalogMaintenance {
@@ -96,14 +97,16 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         every: CATALOG_MAINTENANCE_EVERY,
     });
     // Schedules are read in the host's local time, like systemd timers.
-    supervisor.spawn(crate::jobs::scheduler::Scheduler::new(
-        Arc::new(crate::jobs::scheduler::DaemonJobs {
-            shared: shared.clone(),
+    supervisor.spawn(drd_backup::jobs::scheduler::Scheduler::new(
+        Arc::new(drd_backup::jobs::scheduler::DaemonJobs {
+            backups: shared.backups.clone(),
         }),
-        Arc::new(crate::jobs::SystemClock),
+        Arc::new(drd_backup::jobs::SystemClock),
         chrono::Local,
     ));
-    supervisor.spawn(crate::tiers::replication::Replicator::new(shared.clone()));
+    supervisor.spawn(drd_backup::tiers::replication::Replicator::new(
+        shared.backups.clone(),
+    ));
     if let Some(watchdog) = Watchdog::from_env(catalog.clone()) {
         supervisor.spawn(watchdog);
     }

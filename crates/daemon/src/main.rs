@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use drd::config::{Config, ConfigError};
 use drd::logging::{self, LogFormat};
 use drd::offline;
+use drd_core::config::{Config, ConfigError};
 
 /// drd, the disaster-recovery supervisor.
 ///

@@ -6,14 +6,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use drd_backup::backup::{self, report, BackupError};
+use drd_backup::tiers::snapshot_cache;
 use drd_proto::text;
 use drd_proto::SnapshotSelector;
 use drd_repo::{KeySet, Repository, RestoreOptions, VerifyOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-
-use crate::backup::{self, report, BackupError};
-use crate::tiers::snapshot_cache;
 
 /// What an offline command failed at.
 #[derive(Debug, thiserror::Error)]

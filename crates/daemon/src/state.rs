@@ -1,101 +1,56 @@
-//! What every request handler can see: the config in force, the catalog, the audit
-//! log, the workers, and the daemon's life cycle.
+//! What every request handler can see: the daemon's [`Core`] (config in force,
+//! catalog, audit log, workers, life cycle), its [`Backups`], the shutdown slot and the
+//! socket.
+//!
+//! Shared state lives in layers: `drd_core::Core` holds what every layer needs,
+//! `drd_backup::Backups` what the backups keep on top of it, and [`Shared`] only what
+//! the daemon itself owns. Each layer is handed the part it needs, never `Shared`.
 
+use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
+use drd_backup::Backups;
+use drd_core::audit::{Actor, Outcome};
+use drd_core::config::{Config, ConfigError, LoadedConfig};
+use drd_core::systemd;
+use drd_core::Core;
 
-use crate::audit::{Actor, AuditLog, Outcome};
-use crate::backup::docker::held::HoldRegistry;
-use crate::catalog::Catalog;
-use crate::config::{Config, ConfigError, LoadedConfig};
 use crate::logging::LogHandle;
-use crate::systemd;
-use crate::workers::Supervisor;
 
 /// Shared daemon state, behind an `Arc`.
 pub struct Shared {
-    config: RwLock<Arc<LoadedConfig>>,
-    config_loaded: RwLock<SystemTime>,
-    /// When the daemon started.
-    pub started: SystemTime,
-    /// The socket it listens on (fixed at start).
-    pub socket: PathBuf,
-    /// Its state directory (fixed at start).
-    pub state_dir: PathBuf,
-    /// The catalog.
-    pub catalog: Catalog,
-    /// The audit log.
-    pub audit: AuditLog,
-    /// The background workers.
-    pub workers: Supervisor,
-    /// Cancelled when the daemon begins to stop.
-    pub stopping: CancellationToken,
-    /// Names of the jobs running now, so that one job never runs twice at once.
-    pub running_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Woken when a snapshot lands, so the replication worker copies it offsite now.
-    pub replication: tokio::sync::Notify,
+    /// What every layer needs: config, catalog, audit log, workers, stop token.
+    pub core: Arc<Core>,
+    /// The backups' state: running jobs, replication, tier opener, container holds.
+    pub backups: Arc<Backups>,
     /// The shutdown that runs now, if any (one at a time).
     pub shutdown_slot: crate::shutdown::ShutdownSlot,
-    /// Opens tiers, with index files served from the catalog.
-    pub tiers: crate::tiers::TierOpener,
-    /// Containers paused or stopped by backups, and the record that outlives a crash.
-    pub holds: Arc<HoldRegistry>,
+    /// The socket it listens on (fixed at start).
+    pub socket: PathBuf,
     log: Option<LogHandle>,
 }
 
+/// Handlers and the shutdown code read the core's fields (`shared.catalog`,
+/// `shared.config()`, `shared.audit(..)`) through `Shared`, as they did before the core
+/// became its own crate; the deref keeps them short and the shutdown files unchanged.
+impl Deref for Shared {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 impl Shared {
-    /// State for a daemon running `config`.
-    pub fn new(
-        config: LoadedConfig,
-        catalog: Catalog,
-        workers: Supervisor,
-        stopping: CancellationToken,
-        log: Option<LogHandle>,
-    ) -> Shared {
-        let holds = Arc::new(HoldRegistry::new(&config.config.daemon.state_dir));
+    /// State for a daemon running on `core`, logging through `log`.
+    pub fn new(core: Arc<Core>, log: Option<LogHandle>) -> Shared {
         Shared {
-            socket: config.config.daemon.socket.clone(),
-            state_dir: config.config.daemon.state_dir.clone(),
-            config: RwLock::new(Arc::new(config)),
-            config_loaded: RwLock::new(SystemTime::now()),
-            started: SystemTime::now(),
-            audit: AuditLog::new(catalog.clone()),
-            tiers: crate::tiers::TierOpener::with_index_cache(catalog.clone()),
-            catalog,
-            workers,
-            stopping,
-            running_jobs: std::sync::Mutex::default(),
-            replication: tokio::sync::Notify::new(),
+            socket: core.config().config.daemon.socket.clone(),
+            backups: Arc::new(Backups::new(core.clone())),
+            core,
             shutdown_slot: crate::shutdown::ShutdownSlot::default(),
-            holds,
             log,
-        }
-    }
-
-    /// The config in force. A snapshot: a reload does not change what the caller holds.
-    pub fn config(&self) -> Arc<LoadedConfig> {
-        self.config
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// When the config in force was loaded.
-    pub fn config_loaded(&self) -> SystemTime {
-        *self
-            .config_loaded
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records an audit entry; a catalog failure is logged, since the action it records
-    /// has already happened and must not be undone by a logging problem.
-    pub async fn audit(&self, actor: &Actor, action: &str, outcome: Outcome, detail: String) {
-        if let Err(err) = self.audit.record(actor, action, outcome, detail).await {
-            tracing::error!(cause = %err, action, "cannot write the audit log");
         }
     }
 
@@ -124,11 +79,7 @@ impl Shared {
         if let Some(log) = &self.log {
             log.set_level(&new.config.daemon.log_level);
         }
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
-        *self
-            .config_loaded
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = SystemTime::now();
+        self.core.replace_config(new.clone());
         let mut detail = format!("reloaded {}", new.path.display());
         if !restart_only.is_empty() {
             detail.push_str(&format!(

@@ -2,13 +2,12 @@
 
 use std::io;
 
+use drd_core::audit::Actor;
+use drd_core::config::ResolvedRoles;
 use drd_proto::Role;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{geteuid, getgrouplist, Gid, Uid, User};
 use tokio::net::UnixStream;
-
-use crate::audit::Actor;
-use crate::config::ResolvedRoles;
 
 /// A connected client, from the kernel's own record (SO_PEERCRED), not its say-so.
 #[derive(Debug, Clone)]

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use drd_core::audit::Outcome;
+use drd_core::config::DaemonConfig;
 use drd_proto::codec::{self, frame_codec};
 use drd_proto::{
     ClientFrame, ErrorKind, ErrorReply, Event, Hello, Request, Response, Role, ServerFrame,
@@ -22,8 +24,6 @@ use super::auth::Peer;
 use super::handlers;
 use super::limits::{Limits, Slot};
 use super::server::Gate;
-use crate::audit::Outcome;
-use crate::config::DaemonConfig;
 use crate::state::Shared;
 
 type Conn = Framed<UnixStream, LengthDelimitedCodec>;

@@ -40,7 +40,7 @@ impl Ctx {
     /// Where a handler's work reports progress, from async or blocking code: each
     /// report goes to the client as an event, and is dropped when the client is slow.
     /// The one way progress reaches a client.
-    pub fn progress(&self) -> crate::jobs::RunProgress {
+    pub fn progress(&self) -> drd_backup::jobs::RunProgress {
         let events = self.events.clone();
         Arc::new(move |progress| {
             let _ = events.try_send(Event::Progress(progress));
@@ -130,7 +130,7 @@ type HandlerResult = Result<drd_proto::Reply, ErrorReply>;
 
 /// A backup-side failure as a reply: not-found kinds become `NotFound`, the rest
 /// `Failed`.
-fn backup_error(err: &crate::backup::BackupError) -> ErrorReply {
+fn backup_error(err: &drd_backup::backup::BackupError) -> ErrorReply {
     ErrorReply {
         kind: if err.is_not_found() {
             ErrorKind::NotFound
@@ -143,8 +143,8 @@ fn backup_error(err: &crate::backup::BackupError) -> ErrorReply {
 
 /// A tier's failure as a reply: not-found kinds become `NotFound`, a request that
 /// fits several tiers `BadRequest`, a catalog failure `Internal`, the rest `Failed`.
-fn tier_error(err: &crate::tiers::TierError) -> ErrorReply {
-    use crate::tiers::TierError;
+fn tier_error(err: &drd_backup::tiers::TierError) -> ErrorReply {
+    use drd_backup::tiers::TierError;
     let kind = match err {
         TierError::Catalog(_) => return internal(err),
         TierError::Ambiguous(_) => ErrorKind::BadRequest,

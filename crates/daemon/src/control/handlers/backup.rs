@@ -1,14 +1,14 @@
 //! `backup --job NAME`: run a job now through the job runner, streaming progress;
 //! `backup emergency`: run every critical job now, in priority order.
 
+use drd_backup::jobs::{self, RunError, Trigger};
 use drd_proto::{ErrorReply, Reply};
 
 use super::{Ctx, HandlerResult};
-use crate::jobs::{self, RunError, Trigger};
 
 pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
     jobs::run_job(
-        &ctx.shared,
+        &ctx.shared.backups,
         &job,
         Trigger::Manual,
         &ctx.peer.actor(),
@@ -20,7 +20,7 @@ pub(super) async fn backup(ctx: &Ctx, job: String) -> HandlerResult {
 }
 
 pub(super) async fn emergency(ctx: &Ctx) -> HandlerResult {
-    jobs::emergency::run_emergency(&ctx.shared, &ctx.peer.actor(), ctx.progress())
+    jobs::emergency::run_emergency(&ctx.shared.backups, &ctx.peer.actor(), ctx.progress())
         .await
         .map(Reply::EmergencyBackedUp)
         .map_err(|err| run_error(&err))

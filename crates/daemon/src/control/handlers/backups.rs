@@ -9,10 +9,10 @@
 //! it is listed under any `--job`. The catalog's snapshot cache is brought in step on
 //! the way (see `tiers::snapshot_cache`).
 
+use drd_backup::tiers::{self, snapshot_cache};
 use drd_proto::{Reply, SnapshotInfo};
 
 use super::{tier_error, Ctx, HandlerResult};
-use crate::tiers::{self, snapshot_cache};
 
 pub(super) async fn backups(ctx: &Ctx, job: Option<String>, tier: Option<String>) -> HandlerResult {
     let config = ctx.shared.config();
@@ -23,7 +23,7 @@ pub(super) async fn backups(ctx: &Ctx, job: Option<String>, tier: Option<String>
     for (tier, tier_config) in chosen {
         let listing = snapshot_cache::read_tier(
             &ctx.shared.catalog,
-            &ctx.shared.tiers,
+            &ctx.shared.backups.tiers,
             &tier,
             &tier_config,
             keys,

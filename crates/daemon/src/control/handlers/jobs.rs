@@ -5,15 +5,16 @@
 use std::collections::HashSet;
 use std::sync::PoisonError;
 
+use drd_backup::jobs::overview;
 use drd_proto::Reply;
 
 use super::{internal, Ctx, HandlerResult};
-use crate::jobs::overview;
 
 pub(super) async fn jobs(ctx: &Ctx) -> HandlerResult {
     let config = ctx.shared.config();
     let running: HashSet<String> = ctx
         .shared
+        .backups
         .running_jobs
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -2,11 +2,11 @@
 //! and collect the data no snapshot needs any more; a dry run only says what would go
 //! and which rule keeps each snapshot that stays.
 
+use drd_backup::jobs::retention;
+use drd_core::audit::Outcome;
 use drd_proto::{ErrorKind, Reply};
 
 use super::{backup_error, blocking, Ctx, HandlerResult};
-use crate::audit::Outcome;
-use crate::jobs::retention;
 
 pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> HandlerResult {
     let config = ctx.shared.config();
@@ -18,13 +18,13 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
     // Runs that hold this prune's tiers, named if the prune meets their lock.
     let holders = running_on_tiers(ctx, &config, job.as_deref());
     let report = {
-        let (job, opener) = (job.clone(), ctx.shared.tiers.clone());
+        let (job, opener) = (job.clone(), ctx.shared.backups.tiers.clone());
         blocking(move || {
             retention::prune(&opener, &config, job.as_deref(), dry_run, None).map_err(|e| {
                 let mut reply = backup_error(&e);
                 if matches!(
                     e,
-                    crate::backup::BackupError::Repo(drd_repo::Error::Locked { .. })
+                    drd_backup::backup::BackupError::Repo(drd_repo::Error::Locked { .. })
                 ) {
                     reply.kind = ErrorKind::Busy;
                     let by = if holders.is_empty() {
@@ -81,7 +81,7 @@ pub(super) async fn prune(ctx: &Ctx, job: Option<String>, dry_run: bool) -> Hand
 /// covers, as `NAME (tier TIER)`.
 fn running_on_tiers(
     ctx: &Ctx,
-    config: &crate::config::LoadedConfig,
+    config: &drd_core::config::LoadedConfig,
     job: Option<&str>,
 ) -> Vec<String> {
     let jobs = &config.config.jobs;
@@ -92,6 +92,7 @@ fn running_on_tiers(
     .unwrap_or_default();
     let running = ctx
         .shared
+        .backups
         .running_jobs
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

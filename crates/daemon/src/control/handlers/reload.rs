@@ -1,9 +1,9 @@
 //! `reload`: the same as SIGHUP, with the reasons for a refusal sent back.
 
+use drd_core::config::ConfigError;
 use drd_proto::{ErrorKind, ErrorReply, Reply};
 
 use super::{Ctx, HandlerResult};
-use crate::config::ConfigError;
 
 pub(super) async fn reload(ctx: &Ctx) -> HandlerResult {
     match ctx.shared.reload(&ctx.peer.actor()).await {

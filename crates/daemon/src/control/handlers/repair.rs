@@ -6,12 +6,12 @@
 //! one open through the cache drops the rows of the files the repair removed and caches
 //! the new one, so the daemon never serves a removed index file.
 
+use drd_backup::backup::report;
+use drd_backup::tiers::{self, TierError};
+use drd_core::audit::Outcome;
 use drd_proto::{ErrorKind, Reply};
 
 use super::{blocking, tier_error, Ctx, HandlerResult};
-use crate::audit::Outcome;
-use crate::backup::report;
-use crate::tiers::{self, TierError};
 
 pub(super) async fn repair_index(
     ctx: &Ctx,
@@ -25,7 +25,7 @@ pub(super) async fn repair_index(
         (Some(job), None) => format!("repair index --job {job}"),
         (None, None) => "repair index".to_owned(),
     };
-    let opener = ctx.shared.tiers.clone();
+    let opener = ctx.shared.backups.tiers.clone();
     let result = blocking(move || {
         let chosen = tiers::for_request(&config, job.as_deref(), tier.as_deref())
             .map_err(|e| tier_error(&e))?;

@@ -8,13 +8,13 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
+use drd_backup::backup::{self, report, BackupError};
+use drd_backup::tiers::snapshot_cache;
+use drd_core::audit::Outcome;
 use drd_proto::{ErrorKind, ErrorReply, Progress, ProgressUnit, Reply, SnapshotSelector};
 use drd_repo::RestoreOptions;
 
 use super::{backup_error, blocking, tier_error, Ctx, HandlerResult};
-use crate::audit::Outcome;
-use crate::backup::{self, report, BackupError};
-use crate::tiers::snapshot_cache;
 
 /// The restore request's fields.
 pub(super) struct RestoreRequest {
@@ -61,7 +61,7 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
     let (paths, overwrite, selector) = (request.paths, request.overwrite, request.selector);
     let result = async {
         let (tier, repo) = {
-            let (config, opener) = (config.clone(), ctx.shared.tiers.clone());
+            let (config, opener) = (config.clone(), ctx.shared.backups.tiers.clone());
             let job = job.clone();
             blocking(move || {
                 opener
@@ -177,7 +177,7 @@ fn describe(request: &RestoreRequest) -> String {
     let which = match &request.selector {
         SnapshotSelector::Latest => "latest".to_owned(),
         SnapshotSelector::Id(id) => id.clone(),
-        SnapshotSelector::At(at) => format!("at {}", crate::util::rfc3339(*at)),
+        SnapshotSelector::At(at) => format!("at {}", drd_core::util::rfc3339(*at)),
     };
     let job = request
         .job

@@ -1,12 +1,12 @@
 //! `verify`: check each repository the jobs use (or one tier); with `read_data`, every
 //! blob.
 
+use drd_backup::backup::report;
+use drd_backup::tiers::{self, TierError};
 use drd_proto::{Progress, ProgressUnit, Reply};
 use drd_repo::VerifyOptions;
 
 use super::{blocking, tier_error, Ctx, HandlerResult};
-use crate::backup::report;
-use crate::tiers::{self, TierError};
 
 pub(super) async fn verify(
     ctx: &Ctx,

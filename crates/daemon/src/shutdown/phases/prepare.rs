@@ -47,7 +47,7 @@ impl Run {
                 let _ = events.send(drd_proto::Event::Progress(p));
             });
             let run = jobs::run_job(
-                &self.shared,
+                &self.shared.backups,
                 &job,
                 Trigger::ShutdownPreserve,
                 &self.actor,

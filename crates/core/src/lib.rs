@@ -1,0 +1,31 @@
+//! drd-core: what every layer of the daemon stands on.
+//!
+//! The backups, the emergency shutdown and the daemon's control server all read the
+//! config, write the catalog and the audit log, run commands, talk to Docker and run
+//! background workers. Those live here, below all of them, so that the compiler keeps
+//! the layers apart: this crate never imports `drd-backup` or `drd`. The one piece of
+//! shared state is [`Core`], which the daemon builds once and hands to every layer.
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`Core`] (`core.rs`) | shared state: config in force, catalog, audit log, workers, stop token |
+//! | [`config`] | the TOML config: types, `Config::load`, validation, job schedules |
+//! | [`catalog`] | the SQLite catalog, owned by one thread; `catalog/migrations.rs` |
+//! | [`audit`] | the hash-chained audit log |
+//! | [`command`] | the one bounded-command runner (process group, timeout, output tails) |
+//! | [`docker`] | the one Docker client; `docker/blocking.rs` for non-async callers |
+//! | [`workers`] | the `Worker` trait and the `Supervisor` that runs workers |
+//! | [`systemd`] | the notify protocol and the watchdog worker |
+//! | [`util`] | wall-clock helpers |
+
+pub mod audit;
+pub mod catalog;
+pub mod command;
+pub mod config;
+mod core;
+pub mod docker;
+pub mod systemd;
+pub mod util;
+pub mod workers;
+
+pub use crate::core::Core;
