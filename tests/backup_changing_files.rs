@@ -119,14 +119,16 @@ fn backup_with_changes(daemon: &Daemon, data: &Path) -> Option<serde_json::Value
     });
     let changed = (|| {
         // Deleted while read: drd reads its open file to the end, then finds the name
-        // gone.
-        stop_mid_read(pid, &vanishing, &backup, |_| true)?;
+        // gone. A position past 0: the read-ahead thread also opens each file for a
+        // moment, to ask the kernel for its pages, but never reads, so the walk's own
+        // read is the one that has moved on.
+        stop_mid_read(pid, &vanishing, &backup, |pos| pos > 0)?;
         std::fs::remove_file(&vanishing).unwrap();
         cont();
 
         // Grown during the first read, and again during the re-read that follows: drd
         // gives up re-reading and stores the second read, which saw both appends.
-        let mut last = stop_mid_read(pid, &growing, &backup, |_| true)?;
+        let mut last = stop_mid_read(pid, &growing, &backup, |pos| pos > 0)?;
         append(&growing, &random_bytes(3, 4096));
         cont();
         // The re-read is the same file read again from the start: the position drops.
