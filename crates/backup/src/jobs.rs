@@ -22,33 +22,9 @@ use std::sync::OnceLock;
 
 pub use run::{run_job, RunError, RunProgress};
 
-/// What started a run; stored with the run and shown by `drctl jobs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The job's schedule came due.
-    Schedule,
-    /// A scheduled run was missed while drd was down; run once at start.
-    CatchUp,
-    /// `drctl backup --job NAME`.
-    Manual,
-    /// `drctl backup emergency`.
-    Emergency,
-    /// The preserve phase of an emergency shutdown.
-    ShutdownPreserve,
-}
-
-impl Trigger {
-    /// The name stored in the catalog and shown to users.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::CatchUp => "catch-up",
-            Trigger::Manual => "manual",
-            Trigger::Emergency => "emergency",
-            Trigger::ShutdownPreserve => "shutdown-preserve",
-        }
-    }
-}
+/// What started a run; stored with the run and shown by `drctl jobs`. The wire's type,
+/// so the catalog, the logic and drctl share one list of names.
+pub use drd_proto::RunTrigger as Trigger;
 
 /// The wall clock the scheduler and the run records use. Tests swap it to control
 /// "now"; [`SystemClock`] is the real one.

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use migrations::MIGRATIONS;
@@ -255,6 +256,25 @@ impl crate::workers::Worker for CatalogMaintenance {
     async fn wait(&mut self) {
         tokio::time::sleep(self.every).await;
     }
+}
+
+/// Column `idx` (named `column`, `TABLE.COLUMN`) read through `parse`: a stored name
+/// this drd does not know is an error that names the column and the value, never a
+/// guess. Every subsystem reads its stored names through it.
+pub fn stored<T>(
+    row: &Row<'_>,
+    idx: usize,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    parse(&text).ok_or_else(|| {
+        let message = format!(
+            "{column} holds {text:?}, which this drd does not know; \
+             was the catalog written by a newer drd?"
+        );
+        rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, message.into())
+    })
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_tokio::Signals;
 
-use crate::audit::{Actor, Outcome};
 use crate::state::Shared;
+use drd_core::audit::{Actor, Outcome};
 
 /// Installs the handlers. Call before the daemon reports ready, so no signal is lost
 /// to the default action.
@@ -47,7 +47,7 @@ pub async fn run(mut signals: Signals, shared: Arc<Shared>) {
                 // A refusal is audited and logged inside reload.
                 let _ = shared.reload(&Actor::Signal("SIGHUP")).await;
             }
-            SIGUSR1 => crate::shutdown::on_sigusr1(&shared).await,
+            SIGUSR1 => drd_shutdown::on_sigusr1(&shared.shutdowns).await,
             _ => {}
         }
     }

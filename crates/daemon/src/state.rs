@@ -1,10 +1,11 @@
 //! What every request handler can see: the daemon's [`Core`] (config in force,
-//! catalog, audit log, workers, life cycle), its [`Backups`], the shutdown slot and the
+//! catalog, audit log, workers, life cycle), its [`Backups`], its [`Shutdowns`] and the
 //! socket.
 //!
 //! Shared state lives in layers: `drd_core::Core` holds what every layer needs,
-//! `drd_backup::Backups` what the backups keep on top of it, and [`Shared`] only what
-//! the daemon itself owns. Each layer is handed the part it needs, never `Shared`.
+//! `drd_backup::Backups` what the backups keep on top of it, `drd_shutdown::Shutdowns`
+//! the one-shutdown slot, and [`Shared`] only what the daemon itself owns (the socket,
+//! the log handle, reloading). Each layer is handed the part it needs, never `Shared`.
 
 use std::ops::Deref;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use drd_core::audit::{Actor, Outcome};
 use drd_core::config::{Config, ConfigError, LoadedConfig};
 use drd_core::systemd;
 use drd_core::Core;
+use drd_shutdown::Shutdowns;
 
 use crate::logging::LogHandle;
 
@@ -24,16 +26,16 @@ pub struct Shared {
     pub core: Arc<Core>,
     /// The backups' state: running jobs, replication, tier opener, container holds.
     pub backups: Arc<Backups>,
-    /// The shutdown that runs now, if any (one at a time).
-    pub shutdown_slot: crate::shutdown::ShutdownSlot,
+    /// The shutdown layer: the one shutdown that runs now, if any.
+    pub shutdowns: Arc<Shutdowns>,
     /// The socket it listens on (fixed at start).
     pub socket: PathBuf,
     log: Option<LogHandle>,
 }
 
-/// Handlers and the shutdown code read the core's fields (`shared.catalog`,
-/// `shared.config()`, `shared.audit(..)`) through `Shared`, as they did before the core
-/// became its own crate; the deref keeps them short and the shutdown files unchanged.
+/// Handlers read the core's fields (`shared.catalog`, `shared.config()`,
+/// `shared.audit(..)`) through `Shared`: every handler needs them, and the deref keeps
+/// each of those reads short. The layers below never see `Shared`.
 impl Deref for Shared {
     type Target = Core;
 
@@ -45,11 +47,12 @@ impl Deref for Shared {
 impl Shared {
     /// State for a daemon running on `core`, logging through `log`.
     pub fn new(core: Arc<Core>, log: Option<LogHandle>) -> Shared {
+        let backups = Arc::new(Backups::new(core.clone()));
         Shared {
             socket: core.config().config.daemon.socket.clone(),
-            backups: Arc::new(Backups::new(core.clone())),
+            shutdowns: Arc::new(Shutdowns::new(core.clone(), backups.clone())),
+            backups,
             core,
-            shutdown_slot: crate::shutdown::ShutdownSlot::default(),
             log,
         }
     }

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use drd_core::catalog::stored;
 use drd_proto::RunTrigger;
-use rusqlite::types::Type;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// How a run ended (or that it has not yet); the wire type, stored under its name.
@@ -108,25 +109,6 @@ fn record(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         outcome: stored(row, 5, "runs.outcome", Outcome::parse)?,
         snapshot: row.get(6)?,
         error: row.get(7)?,
-    })
-}
-
-/// Column `idx` (named `column`, `TABLE.COLUMN`) read through `parse`: a stored name
-/// this drd does not know is an error that names the column and the value, never a
-/// guess. The shutdown checkpoints read their names through it too.
-pub fn stored<T>(
-    row: &Row<'_>,
-    idx: usize,
-    column: &str,
-    parse: fn(&str) -> Option<T>,
-) -> rusqlite::Result<T> {
-    let text: String = row.get(idx)?;
-    parse(&text).ok_or_else(|| {
-        let message = format!(
-            "{column} holds {text:?}, which this drd does not know; \
-             was the catalog written by a newer drd?"
-        );
-        rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, message.into())
     })
 }
 

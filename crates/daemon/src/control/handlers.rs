@@ -104,7 +104,7 @@ pub async fn dispatch(
             reason,
             resume,
         } => {
-            let request = crate::shutdown::StartRequest {
+            let request = drd_shutdown::StartRequest {
                 trigger,
                 force,
                 only,

@@ -5,10 +5,9 @@ use drd_proto::{ErrorKind, ErrorReply, Reply};
 
 use super::shutdown::follow;
 use super::{Ctx, HandlerResult};
-use crate::shutdown;
 
 pub(super) async fn abort(ctx: &Ctx, rollback: bool) -> HandlerResult {
-    let following = shutdown::abort(&ctx.shared, rollback, ctx.peer.actor())
+    let following = drd_shutdown::abort(&ctx.shared.shutdowns, rollback, ctx.peer.actor())
         .await
         .map_err(|err| err.reply())?;
     let run_id = following.run_id;

@@ -5,7 +5,7 @@ use drd_proto::{ErrorKind, ErrorReply, Reply};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{internal, Ctx, HandlerResult};
-use crate::shutdown::{self, Following, StartRequest};
+use drd_shutdown::{self as shutdown, Following, StartRequest};
 
 pub(super) async fn shutdown(ctx: &Ctx, request: StartRequest, dry_run: bool) -> HandlerResult {
     if dry_run {
@@ -15,7 +15,7 @@ pub(super) async fn shutdown(ctx: &Ctx, request: StartRequest, dry_run: bool) ->
             .map(|plan| Reply::ShutdownPlanned(Box::new(plan)))
             .map_err(|err| shutdown::StartError::from(err).reply());
     }
-    let following = shutdown::start(&ctx.shared, request, ctx.peer.actor())
+    let following = shutdown::start(&ctx.shared.shutdowns, request, ctx.peer.actor())
         .await
         .map_err(|err| err.reply())?;
     let finished = follow(ctx, following).await?;
@@ -29,6 +29,7 @@ pub(super) async fn follow(
     mut following: Following,
 ) -> Result<shutdown::Finished, ErrorReply> {
     let events = ctx.event_sender();
+    let ended = following.ended();
     let forward = async {
         loop {
             match following.events.recv().await {
@@ -41,10 +42,9 @@ pub(super) async fn follow(
         }
     };
     let run_id = following.run_id;
-    let mut done = following.finished.clone();
     tokio::select! {
         () = forward => {}
-        _ = done.wait_for(Option::is_some) => {}
+        () = ended => {}
     }
     // Events sent just before the end are still queued.
     while let Ok(event) = following.events.try_recv() {

@@ -3,8 +3,8 @@
 use drd_proto::{DaemonState, Reply, StatusReport};
 
 use super::{internal, Ctx, HandlerResult};
-use crate::catalog::SCHEMA_VERSION;
-use crate::util::{unix_ms, unix_ms_now};
+use drd_core::catalog::SCHEMA_VERSION;
+use drd_core::util::{unix_ms, unix_ms_now};
 
 pub(super) async fn status(ctx: &Ctx, audit_tail: u32) -> HandlerResult {
     let shared = &ctx.shared;
@@ -34,6 +34,6 @@ pub(super) async fn status(ctx: &Ctx, audit_tail: u32) -> HandlerResult {
         catalog_schema: SCHEMA_VERSION,
         workers: shared.workers.statuses(),
         recent_audit,
-        shutdown: crate::shutdown::status(shared).await.map(Box::new),
+        shutdown: drd_shutdown::status(&shared.shutdowns).await.map(Box::new),
     }))
 }

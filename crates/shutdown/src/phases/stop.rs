@@ -11,7 +11,7 @@ use futures::future::join_all;
 
 use super::steps::Step;
 use super::Run;
-use crate::shutdown::drivers::Stopped;
+use crate::drivers::Stopped;
 
 impl Run {
     /// Stops one level's services in parallel.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandError, Finished};
-use crate::config::{DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
+use drd_core::command::{Command, CommandError, Finished};
+use drd_core::config::{DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
 
 /// A service's state before the shutdown touched it; recorded in the assess
 /// checkpoint so a rollback (even by a later drd) knows what to bring back.
@@ -79,7 +79,7 @@ impl Driver {
             DriverKind::Docker => Ok(Driver::Docker(docker::Container::new(config))),
             DriverKind::Compose => Err(DriverError {
                 op: "use driver",
-                target: crate::shutdown::plan::target(config),
+                target: crate::plan::target(config),
                 message: "none of the project's containers could be found (labels \
                           com.docker.compose.project / .service); drd's log says why"
                     .to_owned(),

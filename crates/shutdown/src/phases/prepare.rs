@@ -10,8 +10,8 @@ use drd_proto::{EventState, Progress, ShutdownPhase};
 
 use super::steps::Step;
 use super::Run;
-use crate::jobs::{self, Trigger};
-use crate::shutdown::drivers;
+use crate::drivers;
+use drd_backup::jobs::{self, Trigger};
 
 impl Run {
     /// Runs the preserve jobs within the preserve deadline. A failed job is a

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::config::{Config, DriverKind, ServiceConfig};
-use crate::docker::{self, Client, Connect};
+use drd_core::config::{Config, DriverKind, ServiceConfig};
+use drd_core::docker::{self, Client, Connect};
 
 const PROJECT: &str = "com.docker.compose.project";
 const SERVICE: &str = "com.docker.compose.service";

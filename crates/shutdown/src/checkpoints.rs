@@ -9,9 +9,9 @@
 use drd_proto::{ShutdownPhase, ShutdownTrigger};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::catalog::{Catalog, CatalogError};
-use crate::jobs::runs::stored;
-use crate::util::unix_ms_now;
+use drd_core::catalog::stored;
+use drd_core::catalog::{Catalog, CatalogError};
+use drd_core::util::unix_ms_now;
 
 /// A run as recorded.
 #[derive(Debug, Clone)]
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_stored_name_this_drd_does_not_know_is_an_error_naming_it() {
-        let mut conn = crate::catalog::migrations::in_memory();
+        let mut conn = drd_core::catalog::migrations::in_memory();
         conn.execute_batch(
             "INSERT INTO shutdown_runs (started_ms, trigger, actor, reason, force, only_services, state)
              VALUES (1, 'meteor', 'root', '', 0, '', 'running');

@@ -4,7 +4,7 @@
 //! checkpoint) and set to `no`, so an `always` or `unless-stopped` container does not
 //! come back when dockerd restarts during or after the emergency; a rollback puts the
 //! recorded policy back before starting it. `docker stop` with the service's timeout
-//! lets dockerd kill the container after it; the client ([`crate::docker`]) bounds
+//! lets dockerd kill the container after it; the client ([`drd_core::docker`]) bounds
 //! that request by a little more, and every other one and the connection too, so an
 //! engine that does not answer is an error for this service, not a hang of the
 //! shutdown.
@@ -16,8 +16,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::{Assessment, DriverError, Result, Stopped};
-use crate::config::ServiceConfig;
-use crate::docker::{self, Client};
+use drd_core::config::ServiceConfig;
+use drd_core::docker::{self, Client};
 
 /// A container service.
 pub struct Container {

@@ -15,9 +15,9 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::{Assessment, DriverError, Result, Stopped};
-use crate::command::{Command, Ending};
-use crate::config::ServiceConfig;
-use crate::shutdown::plan::KILL_WAIT;
+use crate::plan::KILL_WAIT;
+use drd_core::command::{Command, Ending};
+use drd_core::config::ServiceConfig;
 
 /// How often a stopping process is looked at.
 const POLL: Duration = Duration::from_millis(5);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use drd_proto::{PlannedHook, PlannedPreserve, PlannedService, ShutdownPhase, ShutdownPlan};
 
-use crate::config::{Config, DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
+use drd_core::config::{Config, DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
 
 /// After SIGKILL (or `docker kill`), how long a service may take to disappear before
 /// it is reported as not stopped (a process stuck in the kernel, say).

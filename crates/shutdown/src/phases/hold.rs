@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Run;
-use crate::shutdown::plan::Plan;
+use crate::plan::Plan;
 
 /// The services a run keeps running, each with why.
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::Config;
+    use drd_core::config::Config;
 
     /// lb -> api, web; api -> db, cache; web -> cache; db -> disk.
     fn plan() -> Plan {

@@ -41,8 +41,8 @@ use super::drivers::{Assessment, Driver};
 use super::plan::Plan;
 use super::record::Record;
 use super::{checkpoints, Finished, RunSpec};
-use crate::audit::{Actor, Outcome};
-use crate::state::Shared;
+use crate::Shutdowns;
+use drd_core::audit::{Actor, Outcome};
 use hold::Holds;
 use steps::Step;
 
@@ -80,7 +80,7 @@ pub(super) struct Controls {
 
 /// One shutdown run.
 pub(super) struct Run {
-    shared: Arc<Shared>,
+    shared: Arc<Shutdowns>,
     run_id: i64,
     trigger: ShutdownTrigger,
     plan: Plan,
@@ -102,7 +102,7 @@ pub(super) struct Run {
 }
 
 impl Run {
-    pub(super) fn new(shared: Arc<Shared>, spec: RunSpec, controls: Controls) -> Run {
+    pub(super) fn new(shared: Arc<Shutdowns>, spec: RunSpec, controls: Controls) -> Run {
         Run {
             shared,
             run_id: spec.run_id,
@@ -127,15 +127,15 @@ impl Run {
     pub(super) async fn execute(mut self) -> Option<Finished> {
         let extend = tokio::spawn(async {
             loop {
-                crate::systemd::extend_timeout(EXTEND_BY);
+                drd_core::systemd::extend_timeout(EXTEND_BY);
                 tokio::time::sleep(EXTEND_EVERY).await;
             }
         });
-        crate::systemd::status(&format!("emergency shutdown #{} running", self.run_id));
+        drd_core::systemd::status(&format!("emergency shutdown #{} running", self.run_id));
         let finished = self.phases().await;
         extend.abort();
         if let Some(finished) = &finished {
-            crate::systemd::status(&format!(
+            drd_core::systemd::status(&format!(
                 "serving; emergency shutdown #{} {}",
                 self.run_id,
                 finished.report.outcome.as_str()
@@ -204,7 +204,7 @@ impl Run {
 
     /// Whether drd is stopping: the run stops at its next safe point, unfinished.
     fn leaving(&self) -> bool {
-        self.shared.stopping.is_cancelled()
+        self.shared.core.stopping.is_cancelled()
     }
 
     /// Leaves the run interrupted at a safe point: its record ends with the step
@@ -216,7 +216,7 @@ impl Run {
             self.at
         );
         tracing::warn!(run_id = self.run_id, at = %self.at, "emergency shutdown left interrupted: drd is stopping");
-        crate::systemd::status(&format!(
+        drd_core::systemd::status(&format!(
             "emergency shutdown #{} left interrupted",
             self.run_id
         ));
@@ -261,7 +261,7 @@ impl Run {
             ShutdownOutcome::RolledBack | ShutdownOutcome::Halted => rollback_problems.is_empty(),
         };
         if let Err(err) =
-            checkpoints::end_run(&self.shared.catalog, self.run_id, outcome.as_str()).await
+            checkpoints::end_run(&self.shared.core.catalog, self.run_id, outcome.as_str()).await
         {
             tracing::error!(cause = %err, "cannot record the shutdown's outcome");
         }

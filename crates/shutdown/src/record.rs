@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn where_it_was_is_said_as_a_live_run_says_it() {
-        let config = crate::config::Config::load_str(
+        let config = drd_core::config::Config::load_str(
             std::path::Path::new("/etc/drd/drd.toml"),
             "[services.web]\ndriver = \"process\"\npidfile = \"/run/web.pid\"\n\
              depends_on = [\"app\"]\n\

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use super::{Assessment, DriverError, Result, Stopped};
-use crate::command::Command;
-use crate::config::ServiceConfig;
+use drd_core::command::Command;
+use drd_core::config::ServiceConfig;
 
 /// Extra time given to systemctl beyond the unit's own stop timeout.
 const MARGIN: Duration = Duration::from_secs(10);

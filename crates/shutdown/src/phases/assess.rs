@@ -7,8 +7,8 @@ use futures::future::join_all;
 
 use super::steps::Step;
 use super::{Run, Svc};
-use crate::shutdown::drivers::{self, Assessment, Driver};
-use crate::shutdown::record::StopMark;
+use crate::drivers::{self, Assessment, Driver};
+use crate::record::StopMark;
 
 impl Run {
     /// The state of every planned service; the first assessment of a resumed run is

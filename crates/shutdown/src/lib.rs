@@ -1,12 +1,21 @@
-//! The emergency shutdown coordinator: stops the configured services in dependency
-//! order, with state saved first, checkpointed step by step, abortable with rollback.
+//! drd-shutdown: the emergency shutdown. It stops the configured services in
+//! dependency order, with state saved first, checkpointed step by step, abortable with
+//! rollback. It sits on drd-core (catalog, audit, command runner, Docker client) and
+//! drd-backup (the preserve phase runs the services' backup jobs); the daemon wires it
+//! to the socket and to SIGUSR1.
 //!
-//! This file holds the entry points (start, abort, status, SIGUSR1) and the one slot
-//! for the shutdown that runs now; [`plan`] decides the order, `phases` runs it,
-//! [`checkpoints`] records it in the catalog, `record` reads that back after drd
-//! was restarted, and [`drivers`] act on services.
+//! | concern | module |
+//! | --- | --- |
+//! | entry points (start, abort, status, SIGUSR1), the one-run slot, [`Shutdowns`] | this file |
+//! | the order: dependency levels, deadlines | [`plan`] |
+//! | running the phases: assess, preserve, drain, stop, verify, rollback | `phases/` |
+//! | one step = checkpoint + event + audit entry | `phases/steps.rs` |
+//! | what a NOT STOPPED service keeps up | `phases/hold.rs` |
+//! | checkpoints in the catalog | [`checkpoints`] |
+//! | reading them back after drd was restarted | `record` |
+//! | acting on services: Docker, compose, systemd, processes | [`drivers`] |
 //!
-//! At most one shutdown runs at a time: [`ShutdownSlot`], owned by `Shared`, holds it.
+//! At most one shutdown runs at a time: the [`ShutdownSlot`] in [`Shutdowns`] holds it.
 //! The coordinator is a task on the daemon's tracker, so a daemon that is stopping
 //! (SIGTERM) waits for it: it finishes the step under way, checkpoints it and leaves
 //! the run interrupted, to be resumed or aborted by the next drd.
@@ -27,10 +36,11 @@ use drd_proto::{
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{Actor, Outcome};
-use crate::catalog::CatalogError;
-use crate::config::Config;
-use crate::state::Shared;
+use drd_backup::Backups;
+use drd_core::audit::{Actor, Outcome};
+use drd_core::catalog::CatalogError;
+use drd_core::config::Config;
+use drd_core::Core;
 use plan::{Plan, PlanError};
 use record::Record;
 
@@ -117,9 +127,31 @@ struct Active {
     finished: watch::Receiver<Option<Finished>>,
 }
 
-/// The daemon's one shutdown slot: the run that holds it, if any. `Shared` owns it.
+/// The daemon's one shutdown slot: the run that holds it, if any. [`Shutdowns`] owns it.
 #[derive(Default)]
 pub struct ShutdownSlot(tokio::sync::Mutex<Option<Arc<Active>>>);
+
+/// What the shutdown layer keeps for the daemon's life, behind an `Arc`: every entry
+/// point takes it.
+pub struct Shutdowns {
+    /// The daemon's config, catalog, audit log, workers and stop token.
+    pub core: Arc<Core>,
+    /// The backup layer, for the preserve phase's backups.
+    pub backups: Arc<Backups>,
+    /// The shutdown that runs now, if any (one at a time).
+    pub slot: ShutdownSlot,
+}
+
+impl Shutdowns {
+    /// The shutdown layer of a daemon running on `core` and `backups`.
+    pub fn new(core: Arc<Core>, backups: Arc<Backups>) -> Shutdowns {
+        Shutdowns {
+            core,
+            backups,
+            slot: ShutdownSlot::default(),
+        }
+    }
+}
 
 /// A client's view of a running shutdown: its events, then how it ended.
 pub struct Following {
@@ -127,7 +159,7 @@ pub struct Following {
     pub run_id: i64,
     /// Every event from now on.
     pub events: broadcast::Receiver<Event>,
-    pub(crate) finished: watch::Receiver<Option<Finished>>,
+    finished: watch::Receiver<Option<Finished>>,
 }
 
 impl Following {
@@ -136,6 +168,16 @@ impl Following {
             run_id: active.run_id,
             events: active.events.subscribe(),
             finished: active.finished.clone(),
+        }
+    }
+
+    /// Resolves once the run has ended, or its task died; it borrows nothing, so a
+    /// caller can wait for it while it reads [`Following::events`]. The report itself
+    /// stays for [`Following::finished`].
+    pub fn ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut done = self.finished.clone();
+        async move {
+            let _ = done.wait_for(Option::is_some).await;
         }
     }
 
@@ -170,17 +212,17 @@ async fn expanded(config: &Config) -> Config {
 
 /// Starts (or with `resume`, carries on) a shutdown in its own task.
 pub async fn start(
-    shared: &Arc<Shared>,
+    shared: &Arc<Shutdowns>,
     request: StartRequest,
     actor: Actor,
 ) -> Result<Following, StartError> {
-    let mut slot = shared.shutdown_slot.0.lock().await;
+    let mut slot = shared.slot.0.lock().await;
     if let Some(active) = slot.as_ref() {
         return Err(StartError::Busy(active.run_id));
     }
-    let catalog = &shared.catalog;
+    let catalog = &shared.core.catalog;
     let unfinished = checkpoints::unfinished_run(catalog).await?;
-    let config = expanded(&shared.config().config).await;
+    let config = expanded(&shared.core.config().config).await;
     let (run_id, trigger, force, only, earlier) = match (request.resume, unfinished) {
         (true, None) => {
             return Err(StartError::Nothing(
@@ -202,6 +244,7 @@ pub async fn start(
             // Plan first: a config that no longer plans is refused before anything.
             Plan::build(&config, &run.only, run.force)?;
             shared
+                .core
                 .audit(
                     &actor,
                     "resume shutdown",
@@ -229,6 +272,7 @@ pub async fn start(
             )
             .await?;
             shared
+                .core
                 .audit(
                     &actor,
                     "emergency shutdown",
@@ -274,15 +318,16 @@ pub async fn start(
 /// takes the interrupted run over; with `rollback`, starts again what it stopped.
 /// Follow the result: its `abort` report is set.
 pub async fn abort(
-    shared: &Arc<Shared>,
+    shared: &Arc<Shutdowns>,
     rollback: bool,
     actor: Actor,
 ) -> Result<Following, StartError> {
-    let mut slot = shared.shutdown_slot.0.lock().await;
+    let mut slot = shared.slot.0.lock().await;
     if let Some(active) = slot.as_ref() {
         active.rollback.store(rollback, Ordering::SeqCst);
         active.abort.cancel();
         shared
+            .core
             .audit(
                 &actor,
                 "abort shutdown",
@@ -300,16 +345,17 @@ pub async fn abort(
             .await;
         return Ok(Following::of(active));
     }
-    let catalog = &shared.catalog;
+    let catalog = &shared.core.catalog;
     let Some(run) = checkpoints::unfinished_run(catalog).await? else {
         return Err(StartError::Nothing(
             "no shutdown is running or interrupted; nothing to abort",
         ));
     };
     let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
-    let config = expanded(&shared.config().config).await;
+    let config = expanded(&shared.core.config().config).await;
     let plan = Plan::build(&config, &run.only, run.force)?;
     shared
+        .core
         .audit(
             &actor,
             "abort shutdown",
@@ -352,7 +398,7 @@ struct RunSpec {
 /// Fills the slot and runs the coordinator in a task on the daemon's tracker, so a
 /// stopping daemon waits for the step under way. The caller is subscribed before the
 /// run starts, so it sees every event.
-fn launch(shared: &Arc<Shared>, slot: &mut Option<Arc<Active>>, spec: RunSpec) -> Following {
+fn launch(shared: &Arc<Shutdowns>, slot: &mut Option<Arc<Active>>, spec: RunSpec) -> Following {
     let run_id = spec.run_id;
     let (events, _) = broadcast::channel(4096);
     let (done_tx, done_rx) = watch::channel(None);
@@ -380,11 +426,11 @@ fn launch(shared: &Arc<Shared>, slot: &mut Option<Arc<Active>>, spec: RunSpec) -
         },
     );
     let slot_owner = shared.clone();
-    shared.workers.spawn_task(async move {
+    shared.core.workers.spawn_task(async move {
         // In a task of its own, so that a panic still frees the slot (and the
         // followers see the run end without a report instead of waiting forever).
         let result = tokio::spawn(run.execute()).await;
-        let mut slot = slot_owner.shutdown_slot.0.lock().await;
+        let mut slot = slot_owner.slot.0.lock().await;
         if slot.as_ref().is_some_and(|a| a.run_id == run_id) {
             *slot = None;
         }
@@ -402,22 +448,16 @@ fn launch(shared: &Arc<Shared>, slot: &mut Option<Arc<Active>>, spec: RunSpec) -
 }
 
 /// The shutdown `drctl status` should mention: the running one, or an interrupted one.
-pub async fn status(shared: &Shared) -> Option<ShutdownStatus> {
-    let running = shared
-        .shutdown_slot
-        .0
-        .lock()
-        .await
-        .as_ref()
-        .map(|a| a.run_id);
-    let run = match checkpoints::unfinished_run(&shared.catalog).await {
+pub async fn status(shared: &Shutdowns) -> Option<ShutdownStatus> {
+    let running = shared.slot.0.lock().await.as_ref().map(|a| a.run_id);
+    let run = match checkpoints::unfinished_run(&shared.core.catalog).await {
         Ok(run) => run?,
         Err(err) => {
             tracing::warn!(cause = %err, "cannot read shutdown checkpoints for status");
             return None;
         }
     };
-    let last_step = checkpoints::last_step(&shared.catalog, run.id)
+    let last_step = checkpoints::last_step(&shared.core.catalog, run.id)
         .await
         .unwrap_or_default();
     Some(ShutdownStatus {
@@ -435,7 +475,7 @@ pub async fn status(shared: &Shared) -> Option<ShutdownStatus> {
 
 /// SIGUSR1: `shutdown --trigger manual` with the signal as the actor. A refusal (a
 /// shutdown already running, nothing configured) is audited.
-pub async fn on_sigusr1(shared: &Arc<Shared>) {
+pub async fn on_sigusr1(shared: &Arc<Shutdowns>) {
     let actor = Actor::Signal("SIGUSR1");
     let request = StartRequest {
         trigger: ShutdownTrigger::Manual,
@@ -446,6 +486,7 @@ pub async fn on_sigusr1(shared: &Arc<Shared>) {
     };
     if let Err(err) = start(shared, request, actor.clone()).await {
         shared
+            .core
             .audit(
                 &actor,
                 "emergency shutdown",

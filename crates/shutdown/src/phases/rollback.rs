@@ -17,9 +17,9 @@ use futures::future::join_all;
 
 use super::steps::Step;
 use super::{Run, Svc};
-use crate::audit::Outcome;
-use crate::shutdown::drivers;
-use crate::shutdown::Finished;
+use crate::drivers;
+use crate::Finished;
+use drd_core::audit::Outcome;
 
 /// A rollback waits at least this long for a service to come back.
 const MIN_START_WAIT: Duration = Duration::from_secs(30);

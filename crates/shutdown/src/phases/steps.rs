@@ -9,8 +9,8 @@
 use drd_proto::{Event, EventState, ShutdownEvent, ShutdownPhase};
 
 use super::Run;
-use crate::audit::Outcome;
-use crate::shutdown::checkpoints::{self, StepEnd};
+use crate::checkpoints::{self, StepEnd};
+use drd_core::audit::Outcome;
 
 /// How one step ended, for [`Run::ended`].
 pub(super) struct Step<'a> {
@@ -105,6 +105,7 @@ impl Run {
     /// Appends `shutdown #N ACTION` to the audit log.
     pub(super) async fn audit(&self, action: &str, outcome: Outcome, detail: String) {
         self.shared
+            .core
             .audit(
                 &self.actor,
                 &format!("shutdown #{} {action}", self.run_id),
@@ -117,18 +118,23 @@ impl Run {
     /// Records steps as started; ids are 0 where the catalog failed (logged).
     pub(super) async fn begin(&self, phase: ShutdownPhase, subjects: Vec<String>) -> Vec<i64> {
         let n = subjects.len();
-        checkpoints::begin_steps(&self.shared.catalog, self.run_id, phase.as_str(), subjects)
-            .await
-            .unwrap_or_else(|err| {
-                tracing::error!(cause = %err, "cannot write a shutdown checkpoint");
-                vec![0; n]
-            })
+        checkpoints::begin_steps(
+            &self.shared.core.catalog,
+            self.run_id,
+            phase.as_str(),
+            subjects,
+        )
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(cause = %err, "cannot write a shutdown checkpoint");
+            vec![0; n]
+        })
     }
 
     /// Ends step `id` (from [`Run::begin`]): checkpoint, event, audit entry.
     pub(super) async fn ended(&self, id: i64, step: Step<'_>) {
         if id != 0 {
-            let catalog = &self.shared.catalog;
+            let catalog = &self.shared.core.catalog;
             let detail = step.detail.clone();
             if let Err(err) =
                 checkpoints::end_step(catalog, id, step.end, detail, step.record).await
