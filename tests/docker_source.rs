@@ -352,6 +352,52 @@ fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
 }
 
 #[test]
+fn a_drd_stopped_while_holding_a_container_brings_it_back_and_audits_it() {
+    if !docker::require_docker() {
+        return;
+    }
+    let web = Container::new("sigterm").start();
+    let mut daemon = backup_daemon(&job(&[
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
+            web.name()
+        ),
+        // Keeps the backup busy (and the container held) until the test stops drd.
+        gate_source("slow", "slow.fifo"),
+    ]));
+    let gate = Gate::new(&daemon.dir.path().join("slow.fifo"));
+    let mut backup = daemon.spawn_drctl(&["backup", "--job", "app"]);
+    let slow = gate.wait_reader();
+    assert_eq!(web.status(), "paused", "the backup did not pause it");
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    slow.release(b"");
+    let code = daemon.wait_exit(HANG);
+    assert_eq!(code, Some(0), "drd did not stop cleanly");
+    let _ = backup.wait();
+    assert_eq!(
+        web.status(),
+        "running",
+        "the cancelled backup left it paused"
+    );
+    assert!(
+        !held_record(&daemon).exists(),
+        "the hold record must be gone"
+    );
+    // Both ends of the hold are in the audit log, though the release came while drd
+    // was stopping.
+    let rows = audit_rows(&daemon.catalog());
+    for action in ["pause container", "unpause container"] {
+        assert!(
+            rows.iter().any(|(_, a, outcome, detail)| a == action
+                && outcome == "ok"
+                && detail.contains(web.name())),
+            "no {action} in the audit log: {rows:?}"
+        );
+    }
+}
+
+#[test]
 fn an_engine_that_does_not_answer_fails_the_backup_and_keeps_the_record() {
     // No engine needed: drd is pointed at a socket that nobody serves.
     let mut daemon = backup_daemon(&job(&[

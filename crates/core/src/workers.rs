@@ -27,6 +27,11 @@ pub trait Worker: Send + 'static {
 
     /// Waits until the next step is due.
     async fn wait(&mut self);
+
+    /// Runs once after the daemon asked the worker to stop, before its task ends: for
+    /// what must not be lost to a stop (events still to be written down). The daemon
+    /// waits for it up to its stop deadline. By default, nothing.
+    async fn finish(&mut self) {}
 }
 
 /// Runs workers and remembers what each is doing.
@@ -81,6 +86,7 @@ impl Supervisor {
                     () = worker.wait() => {}
                 }
             }
+            worker.finish().await;
             this.update(name, |s| s.state = WorkerState::Stopped);
         });
     }

@@ -119,7 +119,31 @@ impl drd_core::workers::Worker for HoldWorker {
             self.pending.push(event);
         }
     }
+
+    /// A stopping daemon cancels its backups, and they bring their containers back
+    /// after the stop began: audit those releases too, until no backup holds one (or
+    /// the daemon's stop deadline ends the wait).
+    async fn finish(&mut self) {
+        loop {
+            // Checked before the queue is read: a release reports while it holds the
+            // registry, so once nothing is held its event is already queued.
+            let held = self.holds.held_by_backups();
+            while let Ok(event) = self.events.try_recv() {
+                self.pending.push(event);
+            }
+            for event in std::mem::take(&mut self.pending) {
+                self.record(event.action, event.ok, event.detail).await;
+            }
+            if !held {
+                return;
+            }
+            tokio::time::sleep(FINISH_POLL).await;
+        }
+    }
 }
+
+/// How often a stopping worker looks again for a release still under way.
+const FINISH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {
