@@ -293,24 +293,31 @@ fn a_missing_container_or_an_unmatched_label_fails_the_backup_naming_it() {
     assert!(text(&out).contains(&label), "{}", text(&out));
 }
 
+/// A running container `name`, paused by a backup of job `app` that then waits on its
+/// gated source (released by the returned `Held`); also the drctl running it.
+fn held_by_a_waiting_backup(name: &str) -> (Container, Daemon, std::process::Child, Held) {
+    let web = Container::new(name).start();
+    let daemon = backup_daemon(&job(&[
+        format!(
+            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
+            web.name()
+        ),
+        // Keeps the backup busy (and the container held) until the test ends drd.
+        gate_source("slow", "slow.fifo"),
+    ]));
+    let gate = Gate::new(&daemon.dir.path().join("slow.fifo"));
+    let backup = daemon.spawn_drctl(&["backup", "--job", "app"]);
+    let slow = gate.wait_reader();
+    assert_eq!(web.status(), "paused", "the backup did not pause it");
+    (web, daemon, backup, slow)
+}
+
 #[test]
 fn a_drd_killed_while_holding_a_container_resumes_it_at_the_next_start() {
     if !docker::require_docker() {
         return;
     }
-    let web = Container::new("killed").start();
-    let mut daemon = backup_daemon(&job(&[
-        format!(
-            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
-            web.name()
-        ),
-        // Keeps the backup busy (and the container held) until the test kills drd.
-        gate_source("slow", "slow.fifo"),
-    ]));
-    let gate = Gate::new(&daemon.dir.path().join("slow.fifo"));
-    let mut backup = daemon.spawn_drctl(&["backup", "--job", "app"]);
-    let slow = gate.wait_reader();
-    assert_eq!(web.status(), "paused", "the backup did not pause it");
+    let (web, mut daemon, mut backup, slow) = held_by_a_waiting_backup("killed");
     let record = std::fs::read_to_string(held_record(&daemon)).unwrap();
     assert!(record.contains(web.id()), "{record}");
 
@@ -356,19 +363,7 @@ fn a_drd_stopped_while_holding_a_container_brings_it_back_and_audits_it() {
     if !docker::require_docker() {
         return;
     }
-    let web = Container::new("sigterm").start();
-    let mut daemon = backup_daemon(&job(&[
-        format!(
-            "{{ kind = \"docker\", containers = [\"{}\"], consistency = \"pause\" }}",
-            web.name()
-        ),
-        // Keeps the backup busy (and the container held) until the test stops drd.
-        gate_source("slow", "slow.fifo"),
-    ]));
-    let gate = Gate::new(&daemon.dir.path().join("slow.fifo"));
-    let mut backup = daemon.spawn_drctl(&["backup", "--job", "app"]);
-    let slow = gate.wait_reader();
-    assert_eq!(web.status(), "paused", "the backup did not pause it");
+    let (web, mut daemon, mut backup, slow) = held_by_a_waiting_backup("sigterm");
 
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     slow.release(b"");

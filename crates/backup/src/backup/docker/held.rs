@@ -161,13 +161,12 @@ impl HoldRegistry {
     /// Whether a backup of this process holds a container, or is holding or releasing
     /// one right now. Never waits: a busy registry counts as holding.
     pub fn held_by_backups(&self) -> bool {
-        match self.registry.try_lock() {
-            Ok(registry) => registry.held.values().any(|r| r.holders > 0),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                poisoned.into_inner().held.values().any(|r| r.holders > 0)
-            }
-            Err(std::sync::TryLockError::WouldBlock) => true,
-        }
+        let registry = match self.registry.try_lock() {
+            Ok(registry) => registry,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return true,
+        };
+        registry.held.values().any(|r| r.holders > 0)
     }
 
     pub(super) fn report(&self, action: &'static str, ok: bool, detail: String) {

@@ -51,6 +51,16 @@ impl HoldWorker {
         }
     }
 
+    /// Audits the events received so far, in order; says how many.
+    async fn audit_pending(&mut self) -> usize {
+        let events = std::mem::take(&mut self.pending);
+        let count = events.len();
+        for event in events {
+            self.record(event.action, event.ok, event.detail).await;
+        }
+        count
+    }
+
     /// Brings back the containers a killed drd left paused or stopped mid-backup, and
     /// audits each one.
     async fn resume_at_start(&self) -> Result<String, String> {
@@ -97,14 +107,14 @@ impl drd_core::workers::Worker for HoldWorker {
             self.resumed = true;
             return self.resume_at_start().await;
         }
-        let events = std::mem::take(&mut self.pending);
-        let Some(last) = events.last().map(|e| format!("{}: {}", e.action, e.detail)) else {
+        let Some(last) = self
+            .pending
+            .last()
+            .map(|e| format!("{}: {}", e.action, e.detail))
+        else {
             return Ok("waiting for backups to hold containers".to_owned());
         };
-        let count = events.len();
-        for event in events {
-            self.record(event.action, event.ok, event.detail).await;
-        }
+        let count = self.audit_pending().await;
         Ok(format!("audited {count} container holds; last {last}"))
     }
 
@@ -131,9 +141,7 @@ impl drd_core::workers::Worker for HoldWorker {
             while let Ok(event) = self.events.try_recv() {
                 self.pending.push(event);
             }
-            for event in std::mem::take(&mut self.pending) {
-                self.record(event.action, event.ok, event.detail).await;
-            }
+            self.audit_pending().await;
             if !held {
                 return;
             }
