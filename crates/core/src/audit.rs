@@ -33,6 +33,9 @@ pub enum Actor {
     Signal(&'static str),
     /// The daemon itself (start, stop).
     Daemon,
+    /// A monitor check or deadman switch acting through the policy, by its name
+    /// (`resources/disk /var`, `deadman nightly-export`).
+    Monitor(String),
 }
 
 impl fmt::Display for Actor {
@@ -41,6 +44,7 @@ impl fmt::Display for Actor {
             Actor::Peer { uid, gid, pid } => write!(f, "uid={uid} gid={gid} pid={pid}"),
             Actor::Signal(name) => write!(f, "signal {name}"),
             Actor::Daemon => f.write_str("daemon"),
+            Actor::Monitor(name) => write!(f, "monitor {name}"),
         }
     }
 }

@@ -73,6 +73,7 @@ pub struct Command {
     stdout: Output,
     stderr: Output,
     cancel: Option<CancellationToken>,
+    stdin: Option<Vec<u8>>,
 }
 
 /// What becomes of one of the command's output streams.
@@ -98,7 +99,15 @@ impl Command {
             stdout: Output::Tail,
             stderr: Output::Tail,
             cancel: None,
+            stdin: None,
         }
+    }
+
+    /// Writes `input` to its stdin, then closes it (by default stdin is /dev/null).
+    /// A command that exits without reading it all is not an error.
+    pub fn stdin(mut self, input: Vec<u8>) -> Command {
+        self.stdin = Some(input);
+        self
     }
 
     /// Sets `key` to `value` in its environment (on top of drd's).
@@ -158,7 +167,11 @@ impl Command {
         command
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(stdio(self.stdout))
             .stderr(stdio(self.stderr))
             // Its own group, so one signal reaches everything it started and none of
@@ -179,6 +192,13 @@ impl Command {
             source: io::Error::other("it was reaped before drd saw its pid"),
         })?;
         let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+        if let (Some(input), Some(mut pipe)) = (self.stdin, child.stdin.take()) {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                // Closed early by a command that does not read: nothing to report.
+                let _ = pipe.write_all(&input).await;
+            });
+        }
 
         let (out_tail, err_tail) = (Tail::default(), Tail::default());
         let (closed_tx, closed) = mpsc::channel::<()>(1);
@@ -596,6 +616,24 @@ mod tests {
         let said = String::from_utf8_lossy(&finished.stdout).into_owned();
         assert_eq!(said.trim(), format!("hello from {}", dir.path().display()));
         assert_eq!(finished.to_string(), "exited with status 3; it said: oops");
+    }
+
+    #[tokio::test]
+    async fn a_command_reads_what_it_is_given_on_stdin() {
+        let finished = sh("tr a-z A-Z", Duration::from_secs(10))
+            .stdin(b"{\"state\":\"fired\"}".to_vec())
+            .run()
+            .await
+            .unwrap();
+        assert!(finished.success());
+        assert_eq!(finished.stdout, b"{\"STATE\":\"FIRED\"}");
+        // One that never reads its stdin is not held up by it.
+        let finished = sh("exit 0", Duration::from_secs(10))
+            .stdin(vec![b'x'; 1 << 20])
+            .run()
+            .await
+            .unwrap();
+        assert!(finished.success());
     }
 
     #[tokio::test]

@@ -7,9 +7,12 @@
 mod hook;
 mod jobs;
 mod locate;
+pub mod monitors;
+pub mod policy;
 mod restore;
 pub mod schedule;
 mod services;
+pub mod threshold;
 mod tiers;
 mod validate;
 
@@ -56,6 +59,12 @@ pub struct Config {
     /// Where callers other than root may restore to.
     #[serde(default)]
     pub restore: RestoreConfig,
+    /// What the monitors sample and when their checks fire.
+    #[serde(default)]
+    pub monitors: monitors::MonitorsConfig,
+    /// What monitors and deadman switches may do on their own.
+    #[serde(default)]
+    pub policy: policy::PolicyConfig,
 }
 
 /// The `[daemon]` table.
@@ -345,6 +354,7 @@ impl Config {
         let (roles, socket_gid, mut problems) = validate::check(&config, text);
         problems.extend(services::problems(&config, text));
         problems.extend(restore::problems(&config, text));
+        problems.extend(monitors::problems(&config, text));
         // Each key file was read on its own by the checks above; the set is read once
         // here and shared by everything that opens a repository until the next load.
         let keys = match (problems.is_empty(), config.keys.files.is_empty()) {

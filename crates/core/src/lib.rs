@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`Core`] (`core.rs`) | shared state: config in force, catalog, audit log, workers, stop token |
 //! | [`config`] | the TOML config: types, `Config::load`, validation, job schedules |
+//! | [`clock`] | the daemon's one wall clock (`DRD_TEST_CLOCK_OFFSET` moves it in tests) |
 //! | [`catalog`] | the SQLite catalog, owned by one thread; `catalog/migrations.rs` |
 //! | [`audit`] | the hash-chained audit log |
 //! | [`command`] | the one bounded-command runner (process group, timeout, output tails) |
@@ -20,6 +21,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod clock;
 pub mod command;
 pub mod config;
 mod core;

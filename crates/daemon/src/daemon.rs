@@ -107,6 +107,7 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
     supervisor.spawn(drd_backup::tiers::replication::Replicator::new(
         shared.backups.clone(),
     ));
+    drd_watch::spawn_workers(&shared.watch);
     if let Some(watchdog) = Watchdog::from_env(catalog.clone()) {
         supervisor.spawn(watchdog);
     }

@@ -17,6 +17,7 @@ use drd_core::config::{Config, ConfigError, LoadedConfig};
 use drd_core::systemd;
 use drd_core::Core;
 use drd_shutdown::Shutdowns;
+use drd_watch::Watch;
 
 use crate::logging::LogHandle;
 
@@ -28,6 +29,8 @@ pub struct Shared {
     pub backups: Arc<Backups>,
     /// The shutdown layer: the one shutdown that runs now, if any.
     pub shutdowns: Arc<Shutdowns>,
+    /// The watching layer: monitors, deadman switches, the policy.
+    pub watch: Arc<Watch>,
     /// The socket it listens on (fixed at start).
     pub socket: PathBuf,
     log: Option<LogHandle>,
@@ -48,9 +51,17 @@ impl Shared {
     /// State for a daemon running on `core`, logging through `log`.
     pub fn new(core: Arc<Core>, log: Option<LogHandle>) -> Shared {
         let backups = Arc::new(Backups::new(core.clone()));
+        let shutdowns = Arc::new(Shutdowns::new(core.clone(), backups.clone()));
+        let watch = Arc::new(Watch::new(
+            core.clone(),
+            backups.clone(),
+            shutdowns.clone(),
+            Arc::new(drd_core::clock::SystemClock),
+        ));
         Shared {
             socket: core.config().config.daemon.socket.clone(),
-            shutdowns: Arc::new(Shutdowns::new(core.clone(), backups.clone())),
+            shutdowns,
+            watch,
             backups,
             core,
             log,

@@ -17,6 +17,8 @@ named! {
         Emergency = "emergency",
         /// The preserve phase of an emergency shutdown.
         ShutdownPreserve = "shutdown-preserve",
+        /// A monitor's or deadman switch's `backup` or `emergency_backup` action.
+        Monitor = "monitor",
     }
 }
 

@@ -19,6 +19,7 @@ mod role;
 mod shutdown;
 pub mod text;
 pub mod time;
+mod watch;
 
 pub use backup::{
     parse_percent, AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport,
@@ -41,10 +42,14 @@ pub use shutdown::{
     ServiceState, ShutdownEvent, ShutdownOutcome, ShutdownPhase, ShutdownPlan, ShutdownReport,
     ShutdownStatus, ShutdownTrigger,
 };
+pub use watch::{
+    ActionTaken, BreakerState, CheckState, MonitorCheck, PingKind, Severity, SwitchInfo,
+    SwitchState,
+};
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts, length prefix excluded. A peer that announces
 /// more is answered with an error and disconnected before anything is allocated.

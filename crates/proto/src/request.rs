@@ -109,6 +109,30 @@ pub enum Request {
         /// Only this tier (a job's offsite copy, say); by default the landing tiers.
         tier: Option<String>,
     },
+    /// A ping for a deadman switch (`drctl heartbeat NAME`). Operators may ping any
+    /// switch; a switch's own `users` / `groups` may ping only it.
+    Heartbeat {
+        /// The switch, as in `[deadman.NAME]`.
+        name: String,
+        /// Success, start or failure.
+        kind: crate::PingKind,
+        /// The job's exit code, when the ping came from `--exit-code N`.
+        exit_code: Option<i32>,
+        /// The caller's id for this run, to pair a start with its end.
+        run_id: Option<String>,
+    },
+    /// Every deadman switch with its state, newest ping and next deadline.
+    Deadman,
+    /// Pause a deadman switch (it acts on nothing) or resume it (new until its next
+    /// ping).
+    DeadmanPause {
+        /// The switch.
+        name: String,
+        /// Pause (`true`) or resume (`false`).
+        pause: bool,
+    },
+    /// Every monitor check with its state, value, thresholds and last decision.
+    Monitors,
 }
 
 impl Request {
@@ -119,7 +143,10 @@ impl Request {
             | Request::AuditList { .. }
             | Request::AuditVerify
             | Request::Backups { .. }
-            | Request::Jobs => Role::Viewer,
+            | Request::Jobs
+            | Request::Deadman
+            | Request::Monitors => Role::Viewer,
+            Request::Heartbeat { .. } | Request::DeadmanPause { .. } => Role::Operator,
             Request::Prune { .. } | Request::EmergencyBackup | Request::RepairIndex { .. } => {
                 Role::Operator
             }
@@ -146,6 +173,11 @@ impl Request {
             Request::Prune { .. } => "prune",
             Request::EmergencyBackup => "backup emergency",
             Request::RepairIndex { .. } => "repair index",
+            Request::Heartbeat { .. } => "heartbeat",
+            Request::Deadman => "deadman",
+            Request::DeadmanPause { pause: true, .. } => "deadman pause",
+            Request::DeadmanPause { pause: false, .. } => "deadman resume",
+            Request::Monitors => "monitors",
         }
     }
 
@@ -162,6 +194,8 @@ impl Request {
                 | Request::Prune { .. }
                 | Request::EmergencyBackup
                 | Request::RepairIndex { .. }
+                | Request::Heartbeat { .. }
+                | Request::DeadmanPause { .. }
         )
     }
 }

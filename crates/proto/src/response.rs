@@ -88,6 +88,14 @@ pub enum Reply {
     Aborted(Box<crate::AbortReport>),
     /// Answer to [`crate::Request::RepairIndex`]: one report per repository.
     IndexRepaired(Vec<crate::RepairReport>),
+    /// Answer to [`crate::Request::Heartbeat`]: the switch after the ping.
+    Pinged(crate::SwitchInfo),
+    /// Answer to [`crate::Request::Deadman`].
+    Switches(Vec<crate::SwitchInfo>),
+    /// Answer to [`crate::Request::DeadmanPause`]: the switch after the change.
+    SwitchPaused(crate::SwitchInfo),
+    /// Answer to [`crate::Request::Monitors`].
+    Monitors(Vec<crate::MonitorCheck>),
 }
 
 /// What `drctl status` shows.

@@ -25,17 +25,20 @@ pub enum ShutdownTrigger {
     NetworkPartition,
     /// The host is compromised.
     SecurityBreach,
+    /// A deadman switch went down: the heartbeat it expected never came.
+    Deadman,
 }
 
 impl ShutdownTrigger {
     /// Every trigger, in the order `--help` lists them.
-    pub const ALL: [ShutdownTrigger; 6] = [
+    pub const ALL: [ShutdownTrigger; 7] = [
         ShutdownTrigger::Manual,
         ShutdownTrigger::SystemFailure,
         ShutdownTrigger::ResourceExhaustion,
         ShutdownTrigger::DataCorruption,
         ShutdownTrigger::NetworkPartition,
         ShutdownTrigger::SecurityBreach,
+        ShutdownTrigger::Deadman,
     ];
 
     /// The name used on the command line and in the audit log.
@@ -47,6 +50,7 @@ impl ShutdownTrigger {
             ShutdownTrigger::DataCorruption => "data_corruption",
             ShutdownTrigger::NetworkPartition => "network_partition",
             ShutdownTrigger::SecurityBreach => "security_breach",
+            ShutdownTrigger::Deadman => "deadman",
         }
     }
 

@@ -9,42 +9,8 @@
 
 use std::collections::VecDeque;
 
-/// Which side of the thresholds is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// High values are bad (used space, load, pressure).
-    Above,
-    /// Low values are bad (free inodes, memory available).
-    Below,
-}
-
-/// How a breach (or a return) is confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirm {
-    /// Every sample beyond the threshold for at least this long (milliseconds; 0
-    /// decides on the first sample).
-    For(i64),
-    /// At least `k` of the last `n` samples beyond the threshold.
-    Samples {
-        /// How many must be beyond.
-        k: usize,
-        /// Out of how many of the newest samples.
-        n: usize,
-    },
-}
-
-/// Where a check stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckState {
-    /// Within bounds.
-    Ok,
-    /// Beyond `fire`, not yet confirmed.
-    Pending,
-    /// Fired, and not yet back beyond `clear`.
-    Firing,
-    /// Firing, back beyond `clear`, not yet confirmed.
-    Clearing,
-}
+pub use drd_core::config::threshold::{Confirm, Direction, Rule, RuleError};
+pub use drd_proto::CheckState;
 
 /// What one sample changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,83 +21,30 @@ pub enum Transition {
     Cleared,
 }
 
-/// The rule a check applies; see the module doc.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rule {
-    /// Which side is bad.
-    pub direction: Direction,
-    /// The threshold a value must pass to fire.
-    pub fire: f64,
-    /// The threshold a value must pass back to clear; on the good side of `fire`.
-    pub clear: f64,
-    /// How both are confirmed.
-    pub confirm: Confirm,
+/// What a check remembers between samples; kept in the catalog, so a restart of drd
+/// carries on where it stood.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckMemory {
+    /// Where it stands.
+    pub state: CheckState,
+    /// When the check entered its current state (Unix ms).
+    pub since_ms: Option<i64>,
+    /// When the current run of samples beyond the threshold began (for `For`).
+    pub beyond_since_ms: Option<i64>,
+    /// The newest samples, true where beyond the threshold (for `Samples`).
+    pub window: VecDeque<bool>,
+    /// The newest sample.
+    pub last_value: Option<f64>,
 }
 
-/// Why a [`Rule`] cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
-    /// `clear` is not on the good side of `fire`.
-    #[error(
-        "clear ({clear}) must be {side} fire ({fire}), or the check could never clear; \
-         for example fire = \"95%\", clear = \"90%\" for used space"
-    )]
-    ClearOnTheWrongSide {
-        /// The fire threshold, as given.
-        fire: String,
-        /// The clear threshold, as given.
-        clear: String,
-        /// "below" or "above".
-        side: &'static str,
-    },
-    /// `samples = "k of n"` with k = 0 or k > n.
-    #[error("samples must be \"K of N\" with 1 <= K <= N; got {k} of {n}")]
-    Samples {
-        /// K.
-        k: usize,
-        /// N.
-        n: usize,
-    },
-    /// A negative `for`.
-    #[error("for must not be negative")]
-    NegativeFor,
-}
-
-impl Rule {
-    /// Checks that the rule can fire and clear.
-    pub fn validate(&self) -> Result<(), RuleError> {
-        let wrong_side = match self.direction {
-            Direction::Above => self.clear >= self.fire,
-            Direction::Below => self.clear <= self.fire,
-        };
-        if wrong_side || self.fire.is_nan() || self.clear.is_nan() {
-            return Err(RuleError::ClearOnTheWrongSide {
-                fire: self.fire.to_string(),
-                clear: self.clear.to_string(),
-                side: match self.direction {
-                    Direction::Above => "below",
-                    Direction::Below => "above",
-                },
-            });
-        }
-        match self.confirm {
-            Confirm::Samples { k, n } if k == 0 || k > n => Err(RuleError::Samples { k, n }),
-            Confirm::For(ms) if ms < 0 => Err(RuleError::NegativeFor),
-            _ => Ok(()),
-        }
-    }
-
-    fn past_fire(&self, value: f64) -> bool {
-        match self.direction {
-            Direction::Above => value >= self.fire,
-            Direction::Below => value <= self.fire,
-        }
-    }
-
-    fn past_clear(&self, value: f64) -> bool {
-        match self.direction {
-            Direction::Above => value <= self.clear,
-            Direction::Below => value >= self.clear,
+impl Default for CheckMemory {
+    fn default() -> Self {
+        CheckMemory {
+            state: CheckState::Ok,
+            since_ms: None,
+            beyond_since_ms: None,
+            window: VecDeque::new(),
+            last_value: None,
         }
     }
 }
@@ -140,57 +53,59 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Check {
     rule: Rule,
-    state: CheckState,
-    /// When the check entered its current state (Unix ms).
-    since_ms: Option<i64>,
-    /// When the current run of samples beyond the threshold began (for `For`).
-    beyond_since_ms: Option<i64>,
-    /// The newest samples, true where beyond the threshold (for `Samples`).
-    window: VecDeque<bool>,
-    last_value: Option<f64>,
+    memory: CheckMemory,
 }
 
 impl Check {
     /// A check that starts within bounds. The rule must have passed
     /// [`Rule::validate`]; config loading does that.
     pub fn new(rule: Rule) -> Check {
-        Check {
-            rule,
-            state: CheckState::Ok,
-            since_ms: None,
-            beyond_since_ms: None,
-            window: VecDeque::new(),
-            last_value: None,
-        }
+        Check::restore(rule, CheckMemory::default())
+    }
+
+    /// A check that carries on from `memory` (read back after a restart), under
+    /// `rule` (which a reload may have changed).
+    pub fn restore(rule: Rule, memory: CheckMemory) -> Check {
+        Check { rule, memory }
+    }
+
+    /// What it remembers, to keep.
+    pub fn memory(&self) -> &CheckMemory {
+        &self.memory
     }
 
     /// Where it stands.
     pub fn state(&self) -> CheckState {
-        self.state
+        self.memory.state
     }
 
     /// Since when (Unix ms), once it has seen a sample.
     pub fn since_ms(&self) -> Option<i64> {
-        self.since_ms
+        self.memory.since_ms
     }
 
     /// The newest sample.
     pub fn last_value(&self) -> Option<f64> {
-        self.last_value
+        self.memory.last_value
     }
 
     /// Takes one sample at `now_ms`; says whether the check fired or cleared with it.
     pub fn observe(&mut self, value: f64, now_ms: i64) -> Option<Transition> {
-        self.last_value = Some(value);
-        self.since_ms.get_or_insert(now_ms);
-        let firing = matches!(self.state, CheckState::Firing | CheckState::Clearing);
+        self.memory.last_value = Some(value);
+        self.memory.since_ms.get_or_insert(now_ms);
+        let firing = matches!(self.memory.state, CheckState::Firing | CheckState::Clearing);
         // While within bounds the question is "past fire?"; while firing, "past clear?".
         let beyond = if firing {
             self.rule.past_clear(value)
         } else {
             self.rule.past_fire(value)
         };
-        let confirmed = self.confirmed(beyond, now_ms);
+        let confirm = if firing {
+            self.rule.clear_confirm.unwrap_or(self.rule.confirm)
+        } else {
+            self.rule.confirm
+        };
+        let confirmed = self.confirmed(confirm, beyond, now_ms);
         let (next, transition) = match (firing, beyond, confirmed) {
             (false, _, true) => (CheckState::Firing, Some(Transition::Fired)),
             (false, true, false) => (CheckState::Pending, None),
@@ -201,34 +116,34 @@ impl Check {
         };
         if transition.is_some() {
             // The other question starts afresh.
-            self.window.clear();
-            self.beyond_since_ms = None;
+            self.memory.window.clear();
+            self.memory.beyond_since_ms = None;
         }
-        if next != self.state {
-            self.state = next;
-            self.since_ms = Some(now_ms);
+        if next != self.memory.state {
+            self.memory.state = next;
+            self.memory.since_ms = Some(now_ms);
         }
         transition
     }
 
     /// Records whether this sample is beyond the threshold in question and says
     /// whether the rule now holds.
-    fn confirmed(&mut self, beyond: bool, now_ms: i64) -> bool {
-        match self.rule.confirm {
+    fn confirmed(&mut self, confirm: Confirm, beyond: bool, now_ms: i64) -> bool {
+        match confirm {
             Confirm::For(ms) => {
                 if !beyond {
-                    self.beyond_since_ms = None;
+                    self.memory.beyond_since_ms = None;
                     return false;
                 }
-                let since = *self.beyond_since_ms.get_or_insert(now_ms);
+                let since = *self.memory.beyond_since_ms.get_or_insert(now_ms);
                 now_ms.saturating_sub(since) >= ms
             }
             Confirm::Samples { k, n } => {
-                self.window.push_back(beyond);
-                while self.window.len() > n {
-                    self.window.pop_front();
+                self.memory.window.push_back(beyond);
+                while self.memory.window.len() > n {
+                    self.memory.window.pop_front();
                 }
-                beyond && self.window.iter().filter(|b| **b).count() >= k
+                beyond && self.memory.window.iter().filter(|b| **b).count() >= k
             }
         }
     }
@@ -245,6 +160,7 @@ mod tests {
         fire: 95.0,
         clear: 90.0,
         confirm: Confirm::For(0),
+        clear_confirm: None,
     };
 
     /// Feeds `values` one a minute; the transitions, with the sample index.
@@ -306,12 +222,43 @@ mod tests {
     }
 
     #[test]
+    fn a_clear_confirmation_of_its_own_holds_the_return_longer() {
+        // A partition: fires after one minute of failing, clears after three of
+        // answering.
+        let rule = Rule {
+            confirm: Confirm::For(60_000),
+            clear_confirm: Some(Confirm::For(180_000)),
+            ..DISK
+        };
+        let values = [96.0, 96.0, 50.0, 50.0, 50.0, 50.0];
+        assert_eq!(
+            run(rule, &values),
+            [(1, Transition::Fired), (5, Transition::Cleared)]
+        );
+    }
+
+    #[test]
+    fn a_check_restored_from_its_memory_carries_on() {
+        let rule = Rule {
+            confirm: Confirm::Samples { k: 2, n: 3 },
+            ..DISK
+        };
+        let mut check = Check::new(rule);
+        assert_eq!(check.observe(96.0, 0), None);
+        let kept = serde_json::to_string(check.memory()).unwrap();
+        let mut again = Check::restore(rule, serde_json::from_str(&kept).unwrap());
+        assert_eq!(again.state(), CheckState::Pending);
+        assert_eq!(again.observe(96.0, 60_000), Some(Transition::Fired));
+    }
+
+    #[test]
     fn low_is_bad_for_free_space() {
         let rule = Rule {
             direction: Direction::Below,
             fire: 5.0,
             clear: 10.0,
             confirm: Confirm::For(0),
+            clear_confirm: None,
         };
         let values = [50.0, 4.0, 7.0, 3.0, 11.0];
         assert_eq!(

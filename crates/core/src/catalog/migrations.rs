@@ -106,6 +106,30 @@ pub const MIGRATIONS: &[&str] = &[
     // the file), keeping what was read from it before.
     "ALTER TABLE snapshots ADD COLUMN damaged TEXT;
     ALTER TABLE snapshots ADD COLUMN file TEXT;",
+    // 8: what the monitors and deadman switches remember across restarts (drd-watch):
+    // each check's, breaker's and switch's state as JSON under its key, the rolling
+    // verifier's coverage per pack, and the checksum manifest of protected files.
+    "
+    CREATE TABLE watch_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE verify_coverage (
+        tier TEXT NOT NULL,
+        pack TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        checked_ms INTEGER,
+        problem TEXT,
+        PRIMARY KEY (tier, pack)
+    );
+    CREATE TABLE protected_files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ms INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        seen_ms INTEGER NOT NULL
+    );",
 ];
 
 /// An in-memory database with the whole schema, for the unit tests of the modules

@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod backups;
 mod jobs;
+mod monitors;
 mod prune;
 mod reload;
 mod repair;
@@ -118,6 +119,14 @@ pub async fn dispatch(
         Request::Prune { job, dry_run } => prune::prune(&ctx, job, dry_run).await,
         Request::EmergencyBackup => backup::emergency(&ctx).await,
         Request::RepairIndex { job, tier } => repair::repair_index(&ctx, job, tier).await,
+        Request::Monitors => monitors::monitors(&ctx).await,
+        // DEADMAN-WIP: replaced by the deadman handlers (issue 12).
+        Request::Heartbeat { .. } | Request::Deadman | Request::DeadmanPause { .. } => {
+            Err(drd_proto::ErrorReply {
+                kind: drd_proto::ErrorKind::Failed,
+                message: "deadman switches are not built yet".to_owned(),
+            })
+        }
     };
     match result {
         Ok(reply) => Response::Ok(reply),

@@ -1,0 +1,210 @@
+//! What a decision does: the actions a condition names (alert, backup, emergency
+//! backup, emergency shutdown, a command), each with its cooldown, and the one
+//! [`Watch::alert`] that every alert goes through.
+//!
+//! Automatic emergency shutdown is off unless `[policy] automatic_shutdown = true`;
+//! while off, a shutdown action is logged and audited as "would shut down" with its
+//! evidence, and alerts. Long actions (backups, commands, the shutdown itself) run in
+//! tasks of their own: a monitor never waits for them.
+
+use std::sync::Arc;
+
+use drd_backup::jobs::{self, Trigger};
+use drd_core::audit::{Actor, Outcome};
+use drd_core::command::Command;
+use drd_core::config::policy::{Action, ActionConfig};
+use drd_proto::{ActionTaken, Severity};
+use drd_shutdown::StartRequest;
+use serde::Serialize;
+
+use crate::{store, Watch};
+
+/// What fired (or cleared, or went down), as actions see it; an `exec` action gets
+/// it as JSON on stdin.
+#[derive(Debug, Clone, Serialize)]
+pub struct Condition {
+    /// Who decided: `resources/disk /var`, `deadman/nightly-export`.
+    pub source: String,
+    /// `fired`, `cleared`, `down`.
+    pub state: &'static str,
+    /// The value that decided, in words.
+    pub value: String,
+    /// What the decision is based on.
+    pub evidence: String,
+    /// When (Unix ms).
+    pub at_unix_ms: i64,
+}
+
+impl Watch {
+    /// Runs `actions` for `condition`, each unless its cooldown holds it back, and
+    /// says what came of each.
+    pub async fn act(&self, condition: &Condition, actions: &[ActionConfig]) -> Vec<ActionTaken> {
+        let mut taken = Vec::new();
+        for (i, config) in actions.iter().enumerate() {
+            let Ok(action) = config.action() else {
+                continue; // refused by check-config; a loaded config has none
+            };
+            let cooldown_key = format!("cooldown/{}/{i} {action}", condition.source);
+            let now = self.now_ms();
+            let last = store::load::<i64>(&self.core.catalog, &cooldown_key)
+                .await
+                .ok()
+                .and_then(|m| m.get(&cooldown_key).copied());
+            let cooldown_ms = i64::try_from(config.cooldown().as_millis()).unwrap_or(i64::MAX);
+            let outcome = match last {
+                Some(at) if now.saturating_sub(at) < cooldown_ms => {
+                    format!(
+                        "held back: it ran {}s ago, cooldown {}s",
+                        (now - at) / 1000,
+                        cooldown_ms / 1000
+                    )
+                }
+                _ => {
+                    if let Err(err) =
+                        store::save(&self.core.catalog, &[(cooldown_key, now)], Vec::new(), now)
+                            .await
+                    {
+                        tracing::warn!(cause = %err, "cannot keep an action's cooldown");
+                    }
+                    self.run_action(condition, &action).await
+                }
+            };
+            taken.push(ActionTaken {
+                at_unix_ms: now,
+                action: action.to_string(),
+                outcome,
+            });
+        }
+        taken
+    }
+
+    /// Alerts people: the journal (at a level by severity) and the audit log. The
+    /// next layer (issue 14) sends it on to receivers from here.
+    pub async fn alert(&self, severity: Severity, condition: &Condition) {
+        let text = format!(
+            "{} {}: {}",
+            condition.source, condition.state, condition.evidence
+        );
+        match severity {
+            Severity::Critical => {
+                tracing::error!(severity = severity.as_str(), alert = %text, "alert");
+            }
+            Severity::Warning => {
+                tracing::warn!(severity = severity.as_str(), alert = %text, "alert");
+            }
+            Severity::Info => tracing::info!(severity = severity.as_str(), alert = %text, "alert"),
+        }
+        self.core
+            .audit(
+                &Actor::Monitor(condition.source.clone()),
+                "alert",
+                Outcome::Ok,
+                format!("{}: {text}", severity.as_str()),
+            )
+            .await;
+    }
+
+    /// Runs one action; what came of it, in words.
+    async fn run_action(&self, condition: &Condition, action: &Action) -> String {
+        let actor = Actor::Monitor(condition.source.clone());
+        match action {
+            Action::Alert(severity) => {
+                self.alert(*severity, condition).await;
+                "sent".to_owned()
+            }
+            Action::Backup(names) => {
+                for job in names.clone() {
+                    let (backups, actor) = (self.backups.clone(), actor.clone());
+                    self.core.workers.spawn_task(async move {
+                        let quiet: jobs::RunProgress = Arc::new(|_| {});
+                        if let Err(err) =
+                            jobs::run_job(&backups, &job, Trigger::Monitor, &actor, quiet).await
+                        {
+                            tracing::warn!(job, cause = %err, "backup action failed");
+                        }
+                    });
+                }
+                "started".to_owned()
+            }
+            Action::EmergencyBackup => {
+                let (backups, actor) = (self.backups.clone(), actor.clone());
+                self.core.workers.spawn_task(async move {
+                    let quiet: jobs::RunProgress = Arc::new(|_| {});
+                    if let Err(err) = jobs::emergency::run_emergency(&backups, &actor, quiet).await
+                    {
+                        tracing::warn!(cause = %err, "emergency backup action failed");
+                    }
+                });
+                "started".to_owned()
+            }
+            Action::Shutdown {
+                trigger,
+                only,
+                force,
+            } => {
+                if !self.core.config().config.policy.automatic_shutdown {
+                    let would = format!(
+                        "would shut down: {action}; {} (automatic_shutdown is off in [policy])",
+                        condition.evidence
+                    );
+                    tracing::error!(check = %condition.source, "{would}");
+                    self.core
+                        .audit(
+                            &actor,
+                            "emergency shutdown",
+                            Outcome::Refused,
+                            would.clone(),
+                        )
+                        .await;
+                    self.alert(
+                        Severity::Critical,
+                        &Condition {
+                            evidence: would.clone(),
+                            ..condition.clone()
+                        },
+                    )
+                    .await;
+                    return would;
+                }
+                let request = StartRequest {
+                    trigger: *trigger,
+                    force: *force,
+                    only: only.clone(),
+                    reason: Some(format!(
+                        "{} {}: {}",
+                        condition.source, condition.state, condition.evidence
+                    )),
+                    resume: false,
+                };
+                match drd_shutdown::start(&self.shutdowns, request, actor.clone()).await {
+                    Ok(following) => format!("started shutdown #{}", following.run_id),
+                    Err(err) => {
+                        self.core
+                            .audit(
+                                &actor,
+                                "emergency shutdown",
+                                Outcome::Refused,
+                                err.to_string(),
+                            )
+                            .await;
+                        format!("refused: {err}")
+                    }
+                }
+            }
+            Action::Exec { argv, timeout } => {
+                let input = serde_json::to_vec(condition).unwrap_or_default();
+                let command = Command::new(argv, *timeout).stdin(input);
+                let (core, what) = (self.core.clone(), action.to_string());
+                self.core.workers.spawn_task(async move {
+                    let (outcome, detail) = match command.run().await {
+                        Ok(done) if done.success() => (Outcome::Ok, format!("{what}: {done}")),
+                        Ok(done) => (Outcome::Failed, format!("{what}: {done}")),
+                        Err(err) => (Outcome::Failed, format!("{what}: {err}")),
+                    };
+                    core.audit(&actor, "exec action", outcome, detail).await;
+                });
+                "started".to_owned()
+            }
+        }
+    }
+}
