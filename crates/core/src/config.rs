@@ -4,6 +4,7 @@
 //! folder, and runs every check it can before the daemon touches anything, so that
 //! `drd check-config` and a SIGHUP reload see the same problems a start would.
 
+pub mod corruption;
 mod hook;
 mod jobs;
 mod locate;

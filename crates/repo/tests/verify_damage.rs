@@ -405,3 +405,34 @@ fn a_blob_the_landing_index_lacks_is_read_from_the_replica() {
     assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
     assert_eq!(describe(&src).0, describe(&restored(&target, &src)).0);
 }
+
+#[test]
+fn verify_packs_reads_only_the_packs_it_is_given_and_names_the_files() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    std::fs::write(src.join("victim.db"), random_bytes(100_000)).unwrap();
+    let snap = fx.backup(&src, None).snapshot;
+    let path_in_snapshot = format!("{}/victim.db", src.display());
+    let blobs = fx.repo.file_blobs(&snap, &path_in_snapshot).unwrap();
+    common::flip_byte_in_blob(&fx.repo, &blobs[0], 0x40);
+    let (damaged_pack, _, _) = fx.repo.blob_location(&blobs[0]).unwrap();
+
+    let packs = fx.repo.indexed_packs().unwrap();
+    assert!(!packs.is_empty());
+    let (damaged, others): (Vec<_>, Vec<_>) = packs
+        .iter()
+        .map(|(id, _)| *id)
+        .partition(|id| fx.repo.pack_file(id) == damaged_pack.display().to_string());
+    assert_eq!(damaged.len(), 1, "{packs:?}");
+
+    let clean = fx.repo.verify_packs(&others, 1, &mut |_| {}).unwrap();
+    assert!(clean.is_ok(), "{:#?}", clean.problems);
+    assert_eq!(clean.packs_read, others.len() as u64);
+
+    let report = fx.repo.verify_packs(&damaged, 1, &mut |_| {}).unwrap();
+    assert_eq!(report.packs_read, 1);
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    let text = report.problems[0].to_string();
+    assert!(text.contains(&fx.repo.pack_file(&damaged[0])), "{text}");
+    assert!(text.contains("victim.db"), "{text}");
+}

@@ -16,10 +16,12 @@
 //! | the actions a decision takes, with cooldowns; the one `alert` | [`policy`] |
 //! | the monitors' memory in the catalog (`watch_state`) | [`store`] |
 //! | the resource monitor: space, inodes, memory, swap, load, pressure, open files | [`resources`] |
+//! | the corruption monitor: SQLite checks on a copy, protected files' BLAKE3 manifests, rolling pack verification | [`corruption`] |
 
 pub mod breaker;
 pub mod checks;
 pub mod condition;
+pub mod corruption;
 pub mod deadman;
 pub mod policy;
 pub mod resources;
@@ -79,4 +81,8 @@ pub fn spawn_workers(watch: &Arc<Watch>) {
         .core
         .workers
         .spawn(resources::ResourceMonitor::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(corruption::CorruptionMonitor::new(watch.clone()));
 }

@@ -18,6 +18,9 @@ use super::{Config, Problem};
 pub struct MonitorsConfig {
     /// `[monitors.resources]`: space, inodes, memory, swap, load, pressure, open files.
     pub resources: ResourcesConfig,
+    /// `[monitors.corruption]`: SQLite checks, protected files, rolling repository
+    /// verification.
+    pub corruption: super::corruption::CorruptionConfig,
 }
 
 /// The default sampling interval of a monitor.
@@ -221,6 +224,7 @@ pub(super) fn problems(config: &Config, text: &str) -> Vec<Problem> {
             check_actions(config, &format!("{field}.on_fire"), actions, &mut problem);
         }
     }
+    super::corruption::problems(config, &mut problem);
     found
 }
 
