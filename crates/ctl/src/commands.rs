@@ -9,6 +9,8 @@ pub mod abort;
 pub mod audit;
 pub mod backup;
 pub mod backups;
+pub mod deadman;
+pub mod heartbeat;
 pub mod jobs;
 pub mod prune;
 pub mod reload;
