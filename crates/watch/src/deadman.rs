@@ -466,7 +466,7 @@ mod tests {
         // Quarter hours fall alike in every zone with a whole-quarter offset.
         let quarter = 1_800_000_000_000;
         let mut s = Switch::new(
-            Expect::Cron(Schedule::parse("*/15 * * * *").unwrap()),
+            Expect::Cron(Box::new(Schedule::parse("*/15 * * * *").unwrap())),
             MIN,
             None,
         );

@@ -56,7 +56,7 @@ pub enum Expect {
     /// One period after the last success.
     Every(Duration),
     /// At the first time of the schedule after the last success (local time).
-    Cron(Schedule),
+    Cron(Box<Schedule>),
 }
 
 impl Expect {
@@ -78,7 +78,8 @@ impl DeadmanConfig {
     /// taken as the default period.
     pub fn expect(&self) -> Expect {
         match &self.schedule {
-            Some(text) => Schedule::parse(text).map_or(Expect::Every(DEFAULT_PERIOD), Expect::Cron),
+            Some(text) => Schedule::parse(text)
+                .map_or(Expect::Every(DEFAULT_PERIOD), |s| Expect::Cron(Box::new(s))),
             None => Expect::Every(self.period.unwrap_or(DEFAULT_PERIOD)),
         }
     }
@@ -307,7 +308,7 @@ mod tests {
 
     #[test]
     fn cron_deadlines_are_the_next_slot_after_the_last_success() {
-        let expect = Expect::Cron(Schedule::parse("*/15 * * * *").unwrap());
+        let expect = Expect::Cron(Box::new(Schedule::parse("*/15 * * * *").unwrap()));
         // 15-minute slots are the same in every zone with whole-quarter offsets.
         let last = 1_800_000_000_000 + 60_000; // a minute past a quarter hour
         let due = expect.due_after_ms(last);
