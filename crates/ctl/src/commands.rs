@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup;
 pub mod backups;
 pub mod jobs;
+pub mod monitors;
 pub mod prune;
 pub mod reload;
 pub mod repair;

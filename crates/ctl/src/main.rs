@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    abort, audit, backup, backups, jobs, prune, reload, repair, restore, shutdown, status, verify,
-    Global,
+    abort, audit, backup, backups, jobs, monitors, prune, reload, repair, restore, shutdown,
+    status, verify, Global,
 };
 use exit::Failure;
 
@@ -94,6 +94,10 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Repair the repositories.
     Repair(repair::RepairArgs),
+    /// List the monitor checks: state (ok, pending, firing, clearing), value,
+    /// thresholds, since when, and the evidence and actions of every check that is not
+    /// ok. Exits 1 while a check is firing or clearing.
+    Monitors,
 }
 
 /// Runs the one command the command line names.
@@ -112,6 +116,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Jobs => jobs::run(global).await,
         Command::Prune(args) => prune::run(global, args).await,
         Command::Repair(args) => repair::run(global, args).await,
+        Command::Monitors => monitors::run(global).await,
     }
 }
 
