@@ -47,6 +47,8 @@ impl Worker for ResourceMonitor {
         self.interval = resources.interval;
         let checks = resources.checks().len();
         if checks == 0 {
+            // Forgets the checks a reload took out.
+            self.watch.observe("resources", Vec::new()).await;
             return Ok("nothing configured in [monitors.resources]".to_owned());
         }
         // statvfs and /proc reads are quick but blocking: off the runtime.
