@@ -172,6 +172,13 @@ disk = [{{ mount = "{mount}", fire = "75%", clear = "40%", on_fire = [{{ alert =
     assert_eq!(check["state"], "firing", "{check}");
     assert_eq!(check["actions"].as_array().unwrap().len(), 1, "{check}");
     assert_eq!(audited(&daemon, "monitor fired").len(), 1);
+
+    // A reload that takes the check out: it is gone from the list.
+    daemon.rewrite_config("");
+    assert!(daemon.drctl(&["reload"]).status.success());
+    eventually_within("the check to be forgotten", HANG, || {
+        monitors(&daemon).as_array().is_some_and(Vec::is_empty)
+    });
 }
 
 #[test]
