@@ -12,6 +12,7 @@ pub mod backups;
 pub mod deadman;
 pub mod heartbeat;
 pub mod jobs;
+pub mod monitors;
 pub mod prune;
 pub mod reload;
 pub mod repair;

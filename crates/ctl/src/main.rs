@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    abort, audit, backup, backups, deadman, heartbeat, jobs, prune, reload, repair, restore,
-    shutdown, status, verify, Global,
+    abort, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, reload, repair,
+    restore, shutdown, status, verify, Global,
 };
 use exit::Failure;
 
@@ -109,6 +109,10 @@ enum Command {
     /// in progress; or pause / resume one. Exits 1 when a switch is down.
     #[command(args_conflicts_with_subcommands = true)]
     Deadman(deadman::DeadmanArgs),
+    /// List the monitor checks: state (ok, pending, firing, clearing), value,
+    /// thresholds, since when, and the evidence and actions of every check that is not
+    /// ok. Exits 1 while a check is firing or clearing.
+    Monitors,
 }
 
 /// Runs the one command the command line names.
@@ -129,6 +133,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Repair(args) => repair::run(global, args).await,
         Command::Heartbeat(args) => heartbeat::run(global, args).await,
         Command::Deadman(args) => deadman::run(global, args).await,
+        Command::Monitors => monitors::run(global).await,
     }
 }
 
