@@ -10,20 +10,15 @@ use std::time::Duration;
 
 use drd_integration_tests::{
     audit_rows, backup_daemon, flip_middle_byte, open_tempdir, packs, random_bytes, text, Daemon,
-    RawConn,
 };
-use drd_proto::{CheckState, MonitorCheck, Reply, Request, Response, ServerFrame};
+use drd_proto::{CheckState, MonitorCheck};
 
-/// Every monitor check, as `drctl monitors` gets them over the socket.
+/// Every monitor check, as `drctl monitors --json` lists them (it exits 1 while one
+/// fires).
 fn monitors(daemon: &Daemon) -> Vec<MonitorCheck> {
-    let mut conn = RawConn::request(&daemon.socket(), Request::Monitors, Duration::from_secs(10));
-    loop {
-        match conn.read_frame().unwrap() {
-            Some(ServerFrame::Response(Response::Ok(Reply::Monitors(checks)))) => return checks,
-            Some(ServerFrame::Event(_)) => {}
-            other => panic!("unexpected answer to Monitors: {other:?}"),
-        }
-    }
+    let out = daemon.drctl(&["monitors", "--json"]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Waits up to `secs` for the corruption check `name` to satisfy `cond`; returns it.
@@ -116,9 +111,15 @@ fn a_damaged_sqlite_page_is_found_and_an_unopenable_database_says_why() {
     assert!(audited[0].contains("quick_check"), "{audited:?}");
     assert!(!damaged.actions.is_empty(), "{damaged:?}");
 
-    // Still serving.
-    let out = daemon.drctl(&["status"]);
-    assert!(out.status.success(), "{}", text(&out));
+    // What the on-call engineer sees: exit 1, the check firing, SQLite's words.
+    let out = daemon.drctl(&["monitors"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&app) && shown.contains("quick_check"),
+        "{shown}"
+    );
+    assert!(shown.contains("No such file"), "{shown}");
 }
 
 #[test]

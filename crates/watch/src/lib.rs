@@ -15,6 +15,7 @@
 //! | one cycle of readings turned into decisions, kept in the catalog, shown by `drctl monitors` | [`checks`] |
 //! | the actions a decision takes, with cooldowns; the one `alert` | [`policy`] |
 //! | the monitors' memory in the catalog (`watch_state`) | [`store`] |
+//! | deadman switches at run time: pings, pause, the clock worker, memory in the catalog | [`switches`] |
 //! | the resource monitor: space, inodes, memory, swap, load, pressure, open files | [`resources`] |
 //! | the corruption monitor: SQLite checks on a copy, protected files' BLAKE3 manifests, rolling pack verification | [`corruption`] |
 
@@ -26,6 +27,7 @@ pub mod deadman;
 pub mod policy;
 pub mod resources;
 pub mod store;
+pub mod switches;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,8 @@ pub struct Watch {
     pub clock: Arc<dyn Clock>,
     /// Each monitor's checks, by monitor then check: what `drctl monitors` shows.
     checks: Mutex<BTreeMap<&'static str, checks::Monitor>>,
+    /// The deadman switches' memory.
+    switches: switches::Switches,
 }
 
 impl Watch {
@@ -64,6 +68,7 @@ impl Watch {
             shutdowns,
             clock,
             checks: Mutex::default(),
+            switches: switches::Switches::default(),
         }
     }
 
@@ -85,4 +90,8 @@ pub fn spawn_workers(watch: &Arc<Watch>) {
         .core
         .workers
         .spawn(corruption::CorruptionMonitor::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(switches::DeadmanWorker::new(watch.clone()));
 }
