@@ -272,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_is_never_held_for_long() {
+    fn a_busy_writer_goes_on_while_the_check_copies_and_the_check_finishes() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("busy.db");
         make_db(&db);
