@@ -4,10 +4,12 @@
 //! folder, and runs every check it can before the daemon touches anything, so that
 //! `drd check-config` and a SIGHUP reload see the same problems a start would.
 
+pub mod health;
 mod hook;
 mod jobs;
 mod locate;
 pub mod monitors;
+pub mod network;
 pub mod policy;
 mod restore;
 pub mod schedule;

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use drd_core::command::{Command, CommandError, Finished};
+use drd_core::command::{CommandError, Finished};
+use drd_core::probe::Prober;
 use drd_core::config::{DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
 
 /// A service's state before the shutdown touched it; recorded in the assess
@@ -152,24 +153,27 @@ fn ran_ok(
     }
 }
 
-/// Waits for `service`'s health check to pass, trying every 200 ms until its
-/// timeout has passed in all.
-pub async fn wait_healthy(hook: &HookConfig) -> std::result::Result<(), String> {
-    let timeout = hook.timeout_or(SERVICE_HOOK_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(format!(
-                "not healthy within {}: {last}",
-                humantime::format_duration(timeout)
-            ));
-        }
-        match ran_ok(&hook.run, Command::new(&hook.run, left).run().await) {
-            Ok(()) => return Ok(()),
-            Err(err) => last = err,
-        }
-        tokio::time::sleep(Duration::from_millis(200).min(left)).await;
-    }
+/// Asks `service`'s health check once, within its timeout: whether it is healthy.
+pub async fn is_healthy(service: &ServiceConfig) -> Option<bool> {
+    let health = service.health.as_ref()?;
+    let probe = health.probe(service).ok()?;
+    Some(
+        Prober::new()
+            .probe(&probe, health.timeout())
+            .await
+            .is_ok(),
+    )
+}
+
+/// Waits for `service`'s health check to pass, asking every 200 ms until its
+/// timeout has passed in all (the same probe the service monitor asks).
+pub async fn wait_healthy(service: &ServiceConfig) -> std::result::Result<(), String> {
+    let Some(health) = &service.health else {
+        return Ok(());
+    };
+    let probe = health.probe(service)?;
+    Prober::new()
+        .wait_until_ok(&probe, health.timeout())
+        .await
+        .map(drop)
 }

@@ -16,13 +16,17 @@
 //! | the actions a decision takes, with cooldowns; the one `alert` | [`policy`] |
 //! | the monitors' memory in the catalog (`watch_state`) | [`store`] |
 //! | the resource monitor: space, inodes, memory, swap, load, pressure, open files | [`resources`] |
+//! | the network monitor: TCP, HTTP, DNS targets; a partition when a quorum fails | [`network`] |
+//! | the service health monitor: probes behind circuit breakers; the cascade | [`services`] |
 
 pub mod breaker;
 pub mod checks;
 pub mod condition;
 pub mod deadman;
+pub mod network;
 pub mod policy;
 pub mod resources;
+pub mod services;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -79,4 +83,12 @@ pub fn spawn_workers(watch: &Arc<Watch>) {
         .core
         .workers
         .spawn(resources::ResourceMonitor::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(network::NetworkMonitor::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(services::ServicesMonitor::new(watch.clone()));
 }
