@@ -112,7 +112,11 @@ fn a_quorum_failing_for_hold_is_a_partition_and_it_clears_after_clear_hold() {
         .collect();
     assert_eq!(decisions, ["monitor fired", "monitor cleared"], "{rows:#?}");
     assert_eq!(
-        std::fs::read_to_string(&fired).unwrap().lines().filter(|l| !l.is_empty()).count(),
+        std::fs::read_to_string(&fired)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count(),
         1,
         "the action ran once"
     );
@@ -134,9 +138,11 @@ fn one_dead_target_of_three_is_a_target_finding_not_a_partition() {
         exec_into(&partition),
         exec_into(&target)
     ));
-    daemon.wait_until("the dead target's check firing", Duration::from_secs(15), || {
-        state(&daemon, "target backup-host") == Some(CheckState::Firing)
-    });
+    daemon.wait_until(
+        "the dead target's check firing",
+        Duration::from_secs(15),
+        || state(&daemon, "target backup-host") == Some(CheckState::Firing),
+    );
     daemon.wait_until("its action ran", Duration::from_secs(10), || {
         std::fs::read_to_string(&target).is_ok_and(|t| t.contains("backup-host"))
     });
@@ -168,9 +174,11 @@ fn a_target_that_does_not_resolve_is_a_finding_and_drd_keeps_running() {
         view.evidence.contains("no-such-host.invalid"),
         "the evidence says what failed: {view:?}"
     );
-    daemon.wait_until("the tcp target by name firing", Duration::from_secs(15), || {
-        state(&daemon, "target tcp://no-such-host.invalid:80") == Some(CheckState::Firing)
-    });
+    daemon.wait_until(
+        "the tcp target by name firing",
+        Duration::from_secs(15),
+        || state(&daemon, "target tcp://no-such-host.invalid:80") == Some(CheckState::Firing),
+    );
     // Two of three fail: that is a partition (hold 0s), and drd is still there.
     daemon.wait_until("the partition firing", Duration::from_secs(10), || {
         state(&daemon, "partition") == Some(CheckState::Firing)

@@ -59,9 +59,11 @@ fn a_failing_service_opens_its_breaker_which_half_opens_and_closes_when_it_recov
         service(dir.path(), "api", false, &health),
         exec_into(&fired)
     ));
-    daemon.wait_until("the breaker closed and probing", Duration::from_secs(10), || {
-        breaker(&daemon, "api") == Some(BreakerState::Closed) && server.requests() > 0
-    });
+    daemon.wait_until(
+        "the breaker closed and probing",
+        Duration::from_secs(10),
+        || breaker(&daemon, "api") == Some(BreakerState::Closed) && server.requests() > 0,
+    );
 
     server.answer(500);
     daemon.wait_until("the breaker open", Duration::from_secs(10), || {
@@ -76,7 +78,11 @@ fn a_failing_service_opens_its_breaker_which_half_opens_and_closes_when_it_recov
     // Open: nobody hammers the service.
     let asked = server.requests();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(server.requests(), asked, "probes went out while the breaker was open");
+    assert_eq!(
+        server.requests(),
+        asked,
+        "probes went out while the breaker was open"
+    );
 
     // It recovers: after open_for, trials go out (half-open) and, both good, close it.
     server.answer(200);
@@ -121,10 +127,14 @@ fn two_critical_services_down_at_once_fire_the_cascade() {
         service(dir.path(), "cache", false, &tcp(dead_port)),
         exec_into(&cascade)
     ));
-    daemon.wait_until("api's and cache's breakers open", Duration::from_secs(10), || {
-        breaker(&daemon, "api") == Some(BreakerState::Open)
-            && breaker(&daemon, "cache") == Some(BreakerState::Open)
-    });
+    daemon.wait_until(
+        "api's and cache's breakers open",
+        Duration::from_secs(10),
+        || {
+            breaker(&daemon, "api") == Some(BreakerState::Open)
+                && breaker(&daemon, "cache") == Some(BreakerState::Open)
+        },
+    );
     // One critical service down (and one that is not critical) is not a cascade.
     std::thread::sleep(Duration::from_secs(2));
     let view = check(&daemon, "services", "cascade").unwrap();

@@ -243,9 +243,7 @@ impl Prober {
                     None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) => {
                         Ok(format!("container {container} running (no health check)"))
                     }
-                    Some(HealthStatusEnum::HEALTHY) => {
-                        Ok(format!("container {container} healthy"))
-                    }
+                    Some(HealthStatusEnum::HEALTHY) => Ok(format!("container {container} healthy")),
                     Some(other) => Err(format!("container {container} is {other}")),
                 }
             }

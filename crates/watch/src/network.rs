@@ -260,7 +260,9 @@ mod tests {
         let sample = partition.sample.as_ref().unwrap();
         assert_eq!(sample.value, 2.0);
         assert!(
-            sample.evidence.contains("failing: tcp://127.0.0.1:1 (refused)"),
+            sample
+                .evidence
+                .contains("failing: tcp://127.0.0.1:1 (refused)"),
             "{}",
             sample.evidence
         );

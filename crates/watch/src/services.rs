@@ -313,10 +313,9 @@ fn readings(
         }
         let shown = match state {
             BreakerState::Closed => "breaker closed".to_owned(),
-            BreakerState::Open { until_ms } => format!(
-                "breaker open until {}",
-                drd_core::util::rfc3339(until_ms)
-            ),
+            BreakerState::Open { until_ms } => {
+                format!("breaker open until {}", drd_core::util::rfc3339(until_ms))
+            }
             BreakerState::HalfOpen => "breaker half-open".to_owned(),
         };
         readings.push(Reading {

@@ -211,7 +211,12 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
             "must be longer than zero (30s is the default)".to_owned(),
         );
     }
-    check_actions(config, "monitors.services.on_fire", &monitor.on_fire, problem);
+    check_actions(
+        config,
+        "monitors.services.on_fire",
+        &monitor.on_fire,
+        problem,
+    );
     for (name, service) in &config.services {
         let Some(health) = &service.health else {
             continue;
@@ -230,7 +235,10 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
         }
         for (key, value) in [("timeout", health.timeout), ("interval", health.interval)] {
             if value.is_some_and(|v| v.is_zero()) {
-                problem(&field(&format!(".{key}")), "must be longer than zero".to_owned());
+                problem(
+                    &field(&format!(".{key}")),
+                    "must be longer than zero".to_owned(),
+                );
             }
         }
         let breaker = &health.breaker;
@@ -250,7 +258,10 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
             if !(rate.0 > 0.0 && rate.0 <= 100.0) {
                 problem(
                     &field(".breaker.failure_rate"),
-                    format!("{} is not a share of probes; use more than 0% up to 100%", rate.0),
+                    format!(
+                        "{} is not a share of probes; use more than 0% up to 100%",
+                        rate.0
+                    ),
                 );
             }
         }

@@ -177,7 +177,9 @@ impl TargetConfig {
     pub fn probe(&self) -> Result<Probe, String> {
         match (Probe::parse_target(&self.url)?, self.expect_status) {
             (Probe::Http { url, .. }, expect_status) => Ok(Probe::Http { url, expect_status }),
-            (_, Some(_)) => Err("expect_status is read only by http:// and https:// targets".to_owned()),
+            (_, Some(_)) => {
+                Err("expect_status is read only by http:// and https:// targets".to_owned())
+            }
             (probe, None) => Ok(probe),
         }
     }
@@ -254,7 +256,10 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
             .iter()
             .any(|d| d.is_some_and(|d| d.is_zero()))
         {
-            problem(&field, "timeout and interval must be longer than zero".to_owned());
+            problem(
+                &field,
+                "timeout and interval must be longer than zero".to_owned(),
+            );
         }
         if target.name.as_deref() == Some("") {
             problem(&field, "name must not be empty".to_owned());
@@ -358,15 +363,37 @@ mod tests {
         "#,
         );
         let has = |needle: &str| found.iter().any(|p| p.contains(needle));
-        assert!(has("monitors.network.targets[0]: \"tcp://10.0.0.1\" names no port"), "{found:#?}");
-        assert!(has("monitors.network.targets[1]: \"ftp://x\": unknown scheme"), "{found:#?}");
-        assert!(has("monitors.network.targets[2]: expect_status is read only"), "{found:#?}");
-        assert!(has("monitors.network.targets[3]: a second target named"), "{found:#?}");
-        assert!(has("monitors.network.quorum: 5 is bigger than the 4 targets"), "{found:#?}");
-        assert!(has("monitors.network.interval: must be longer"), "{found:#?}");
-        assert!(has("monitors.network.on_target_fire[0].backup"), "{found:#?}");
+        assert!(
+            has("monitors.network.targets[0]: \"tcp://10.0.0.1\" names no port"),
+            "{found:#?}"
+        );
+        assert!(
+            has("monitors.network.targets[1]: \"ftp://x\": unknown scheme"),
+            "{found:#?}"
+        );
+        assert!(
+            has("monitors.network.targets[2]: expect_status is read only"),
+            "{found:#?}"
+        );
+        assert!(
+            has("monitors.network.targets[3]: a second target named"),
+            "{found:#?}"
+        );
+        assert!(
+            has("monitors.network.quorum: 5 is bigger than the 4 targets"),
+            "{found:#?}"
+        );
+        assert!(
+            has("monitors.network.interval: must be longer"),
+            "{found:#?}"
+        );
+        assert!(
+            has("monitors.network.on_target_fire[0].backup"),
+            "{found:#?}"
+        );
 
-        let found = problems("[monitors.network]\ntargets = [\"dns://a\", \"dns://b\"]\nquorum = 1\n");
+        let found =
+            problems("[monitors.network]\ntargets = [\"dns://a\", \"dns://b\"]\nquorum = 1\n");
         assert!(found[0].contains("not more than half"), "{found:#?}");
         let found = problems("[monitors.network]\nquorum = \"most\"\n");
         assert!(found[0].contains("is not a quorum"), "{found:#?}");
