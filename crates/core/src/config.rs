@@ -4,6 +4,7 @@
 //! folder, and runs every check it can before the daemon touches anything, so that
 //! `drd check-config` and a SIGHUP reload see the same problems a start would.
 
+pub mod deadman;
 pub mod health;
 mod hook;
 mod jobs;
@@ -67,6 +68,9 @@ pub struct Config {
     /// What monitors and deadman switches may do on their own.
     #[serde(default)]
     pub policy: policy::PolicyConfig,
+    /// Deadman switches, by name: each expects a ping (`drctl heartbeat NAME`) on time.
+    #[serde(default)]
+    pub deadman: BTreeMap<String, deadman::DeadmanConfig>,
 }
 
 /// The `[daemon]` table.
@@ -357,6 +361,7 @@ impl Config {
         problems.extend(services::problems(&config, text));
         problems.extend(restore::problems(&config, text));
         problems.extend(monitors::problems(&config, text));
+        problems.extend(deadman::problems(&mut config, text));
         // Each key file was read on its own by the checks above; the set is read once
         // here and shared by everything that opens a repository until the next load.
         let keys = match (problems.is_empty(), config.keys.files.is_empty()) {

@@ -72,7 +72,8 @@ Exit codes:
       by verify, a restore that could not restore every file whole, a wrong key, a
       broken audit chain)
   64  bad command line
-  66  what the request names does not exist (job, snapshot, repository)
+  66  what the request names does not exist (job, snapshot, repository, deadman
+      switch)
   69  drd is not running at the socket
   70  drd failed while serving the request
   75  drd is busy or stopping; try again

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    abort, audit, backup, backups, jobs, prune, reload, repair, restore, shutdown, status, verify,
-    Global,
+    abort, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, reload, repair,
+    restore, shutdown, status, verify, Global,
 };
 use exit::Failure;
 
@@ -94,6 +94,25 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Repair the repositories.
     Repair(repair::RepairArgs),
+    /// Ping a deadman switch: a success, or with --start, --fail, --exit-code N.
+    ///
+    /// Examples:
+    ///   drctl heartbeat nightly-export                       the job succeeded
+    ///   drctl heartbeat nightly-export --start --run-id 42   it started
+    ///   drctl heartbeat nightly-export --exit-code $? --run-id 42
+    ///
+    /// Operators may ping any switch; a switch's own users and groups only it. An
+    /// unknown switch exits 66 with the known names.
+    #[command(verbatim_doc_comment)]
+    Heartbeat(heartbeat::HeartbeatArgs),
+    /// List the deadman switches: state, last ping and its kind, next deadline, run
+    /// in progress; or pause / resume one. Exits 1 when a switch is down.
+    #[command(args_conflicts_with_subcommands = true)]
+    Deadman(deadman::DeadmanArgs),
+    /// List the monitor checks: state (ok, pending, firing, clearing), value,
+    /// thresholds, since when, and the evidence and actions of every check that is not
+    /// ok. Exits 1 while a check is firing or clearing.
+    Monitors,
 }
 
 /// Runs the one command the command line names.
@@ -112,6 +131,9 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Jobs => jobs::run(global).await,
         Command::Prune(args) => prune::run(global, args).await,
         Command::Repair(args) => repair::run(global, args).await,
+        Command::Heartbeat(args) => heartbeat::run(global, args).await,
+        Command::Deadman(args) => deadman::run(global, args).await,
+        Command::Monitors => monitors::run(global).await,
     }
 }
 

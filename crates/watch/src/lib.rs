@@ -15,6 +15,7 @@
 //! | one cycle of readings turned into decisions, kept in the catalog, shown by `drctl monitors` | [`checks`] |
 //! | the actions a decision takes, with cooldowns; the one `alert` | [`policy`] |
 //! | the monitors' memory in the catalog (`watch_state`) | [`store`] |
+//! | deadman switches at run time: pings, pause, the clock worker, memory in the catalog | [`switches`] |
 //! | the resource monitor: space, inodes, memory, swap, load, pressure, open files | [`resources`] |
 //! | the network monitor: TCP, HTTP, DNS targets; a partition when a quorum fails | [`network`] |
 //! | the service health monitor: probes behind circuit breakers; the cascade | [`services`] |
@@ -28,6 +29,7 @@ pub mod policy;
 pub mod resources;
 pub mod services;
 pub mod store;
+pub mod switches;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,8 @@ pub struct Watch {
     pub clock: Arc<dyn Clock>,
     /// Each monitor's checks, by monitor then check: what `drctl monitors` shows.
     checks: Mutex<BTreeMap<&'static str, checks::Monitor>>,
+    /// The deadman switches' memory.
+    switches: switches::Switches,
 }
 
 impl Watch {
@@ -66,6 +70,7 @@ impl Watch {
             shutdowns,
             clock,
             checks: Mutex::default(),
+            switches: switches::Switches::default(),
         }
     }
 
@@ -83,6 +88,10 @@ pub fn spawn_workers(watch: &Arc<Watch>) {
         .core
         .workers
         .spawn(resources::ResourceMonitor::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(switches::DeadmanWorker::new(watch.clone()));
     watch
         .core
         .workers

@@ -208,3 +208,76 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use drd_core::catalog::Catalog;
+    use drd_core::clock::Clock;
+    use drd_core::config::Config;
+    use drd_core::workers::Supervisor;
+    use drd_core::Core;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+
+    struct Manual(AtomicI64);
+
+    impl Clock for Manual {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn watch(dir: &Path, clock: Arc<Manual>) -> Watch {
+        let config = Config::load_str(&dir.join("drd.toml"), "").unwrap();
+        let catalog = Catalog::open(&dir.join("catalog.db")).unwrap();
+        let token = CancellationToken::new();
+        let workers = Supervisor::new(token.clone(), TaskTracker::new());
+        let core = Arc::new(Core::new(config, catalog, workers, token));
+        let backups = Arc::new(drd_backup::Backups::new(core.clone()));
+        let shutdowns = Arc::new(drd_shutdown::Shutdowns::new(core.clone(), backups.clone()));
+        Watch::new(core, backups, shutdowns, clock)
+    }
+
+    fn condition(at: i64) -> Condition {
+        Condition {
+            source: "resources/disk /var".to_owned(),
+            state: "fired",
+            value: "96% used".to_owned(),
+            evidence: "/var: 96% used".to_owned(),
+            at_unix_ms: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_action_waits_out_its_cooldown_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(Manual(AtomicI64::new(1_000_000)));
+        let actions: Vec<ActionConfig> =
+            vec![toml::from_str("alert = \"warning\"\ncooldown = \"10m\"").unwrap()];
+        let first = watch(dir.path(), clock.clone());
+        let taken = first.act(&condition(1_000_000), &actions).await;
+        assert_eq!(taken[0].outcome, "sent");
+        first.core.catalog.close().await;
+
+        // Five minutes on, in a new daemon: held back.
+        clock.0.fetch_add(5 * 60_000, Ordering::SeqCst);
+        let again = watch(dir.path(), clock.clone());
+        let taken = again.act(&condition(clock.now_ms()), &actions).await;
+        assert_eq!(taken[0].action, "alert warning");
+        assert_eq!(
+            taken[0].outcome,
+            "held back: it ran 300s ago, cooldown 600s"
+        );
+        // Ten minutes after the first: it runs.
+        clock.0.fetch_add(5 * 60_000, Ordering::SeqCst);
+        let taken = again.act(&condition(clock.now_ms()), &actions).await;
+        assert_eq!(taken[0].outcome, "sent");
+        let alerts = again.core.audit.list(None, 0).await.unwrap();
+        assert_eq!(alerts.iter().filter(|e| e.action == "alert").count(), 2);
+    }
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drd_core::config::monitors::{ResourceKind, ResourcesConfig};
 use drd_core::workers::Worker;
+use drd_proto::text::bytes;
 use sysinfo::System;
 
 use crate::checks::{thresholds_in_words, Reading, Sample};
@@ -46,6 +47,8 @@ impl Worker for ResourceMonitor {
         self.interval = resources.interval;
         let checks = resources.checks().len();
         if checks == 0 {
+            // Forgets the checks a reload took out.
+            self.watch.observe("resources", Vec::new()).await;
             return Ok("nothing configured in [monitors.resources]".to_owned());
         }
         // statvfs and /proc reads are quick but blocking: off the runtime.
@@ -202,21 +205,5 @@ fn read_one(
                 evidence: format!("open files: {open} of fs.file-max {max}"),
             })
         }
-    }
-}
-
-/// `1.5 GiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

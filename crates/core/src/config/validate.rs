@@ -192,7 +192,7 @@ fn check_log_level(level: &str) -> Result<(), String> {
         .map_err(|err| err.to_string())
 }
 
-fn resolve_user(user: &UserRef) -> Result<u32, String> {
+pub(super) fn resolve_user(user: &UserRef) -> Result<u32, String> {
     match user {
         UserRef::Id(uid) => Ok(*uid),
         UserRef::Name(name) => match User::from_name(name) {
@@ -205,7 +205,7 @@ fn resolve_user(user: &UserRef) -> Result<u32, String> {
     }
 }
 
-fn resolve_group(group: &GroupRef) -> Result<u32, String> {
+pub(super) fn resolve_group(group: &GroupRef) -> Result<u32, String> {
     match group {
         GroupRef::Id(gid) => Ok(*gid),
         GroupRef::Name(name) => match Group::from_name(name) {

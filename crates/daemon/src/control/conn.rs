@@ -1,6 +1,6 @@
-//! One connection: who is calling first (a peer with no role is refused right after its
-//! hello, and one with a role takes a slot from `limits` or is told it is busy), then
-//! the handshake, then requests one at a time, each answered by events and a
+//! One connection: who is calling first (a peer with no role, and no deadman switch of
+//! its own to ping, is refused right after its hello, and one with a role takes a slot
+//! from `limits` or is told it is busy), then the handshake, then requests one at a time, each answered by events and a
 //! response. Anything malformed gets an error reply where the peer can still read
 //! one, and the connection is closed; the daemon goes on serving everyone else.
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drd_core::audit::Outcome;
+use drd_core::config::deadman::switches_of;
 use drd_core::config::DaemonConfig;
 use drd_proto::codec::{self, frame_codec};
 use drd_proto::{
@@ -47,7 +48,11 @@ pub(super) async fn handle(stream: UnixStream, shared: Arc<Shared>, gate: Arc<Ga
     let mut conn = Framed::new(stream, frame_codec());
     let config = shared.config();
     let daemon = &config.config.daemon;
-    let outcome = match peer.role(&config.roles) {
+    // A switch's own `users` / `groups` hold no role but may ping that switch: they
+    // take a slot as a viewer would, and `answer` lets them ping only their own.
+    let pinger = !switches_of(&config.config.deadman, peer.uid, &peer.groups).is_empty();
+    let slot_role = peer.role(&config.roles).or(pinger.then_some(Role::Viewer));
+    let outcome = match slot_role {
         None => {
             Err(
                 refuse_without_role(&mut conn, &shared, &gate, &peer, daemon.handshake_timeout)
@@ -211,15 +216,29 @@ async fn answer(
         ));
     }
     let needed = request.required_role();
-    let held = peer.role(&shared.config().roles);
-    if held < Some(needed) {
-        let message = format!(
+    let config = shared.config();
+    let held = peer.role(&config.roles);
+    let own_switches = switches_of(&config.config.deadman, peer.uid, &peer.groups);
+    let pings_own_switch = matches!(
+        &request,
+        Request::Heartbeat { name, .. } if own_switches.contains(&name.as_str())
+    );
+    if held < Some(needed) && !pings_own_switch {
+        let mut message = format!(
             "permission denied: {} needs {needed}, and uid {} holds {}; ask an admin to add \
              you to roles.{needed} in the drd config",
             request.name(),
             peer.uid,
             held.map_or("no role".to_owned(), |r| format!("only {r}")),
         );
+        if !own_switches.is_empty() {
+            message.push_str(&format!(
+                " (as a pinger of its own, uid {} may ping only the deadman switch{} {})",
+                peer.uid,
+                if own_switches.len() == 1 { "" } else { "es" },
+                own_switches.join(", ")
+            ));
+        }
         shared
             .audit(
                 &peer.actor(),

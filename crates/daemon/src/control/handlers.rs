@@ -4,6 +4,8 @@ mod abort;
 mod audit;
 mod backup;
 mod backups;
+mod deadman;
+mod heartbeat;
 mod jobs;
 mod monitors;
 mod prune;
@@ -120,13 +122,14 @@ pub async fn dispatch(
         Request::EmergencyBackup => backup::emergency(&ctx).await,
         Request::RepairIndex { job, tier } => repair::repair_index(&ctx, job, tier).await,
         Request::Monitors => monitors::monitors(&ctx).await,
-        // DEADMAN-WIP: replaced by the deadman handlers (issue 12).
-        Request::Heartbeat { .. } | Request::Deadman | Request::DeadmanPause { .. } => {
-            Err(drd_proto::ErrorReply {
-                kind: drd_proto::ErrorKind::Failed,
-                message: "deadman switches are not built yet".to_owned(),
-            })
-        }
+        Request::Heartbeat {
+            name,
+            kind,
+            exit_code,
+            run_id,
+        } => heartbeat::heartbeat(&ctx, name, kind, exit_code, run_id).await,
+        Request::Deadman => deadman::list(&ctx).await,
+        Request::DeadmanPause { name, pause } => deadman::pause(&ctx, name, pause).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),
