@@ -191,3 +191,27 @@ fn a_target_that_does_not_resolve_is_a_finding_and_drd_keeps_running() {
         text(&status)
     );
 }
+
+#[test]
+fn check_config_names_a_quorum_bigger_than_the_targets_and_a_bad_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drd.toml");
+    std::fs::write(
+        &config,
+        "[monitors.network]\n\
+         targets = [\"tcp://10.0.0.1:22\", \"ftp://files.example.net\", \"dns://example.net\"]\n\
+         quorum = 4\n",
+    )
+    .unwrap();
+    let out = drd_integration_tests::check_config(&config);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(
+        said.contains("monitors.network.quorum") && said.contains("4 is bigger than the 3 targets"),
+        "{said}"
+    );
+    assert!(
+        said.contains("monitors.network.targets[1]") && said.contains("unknown scheme"),
+        "{said}"
+    );
+}

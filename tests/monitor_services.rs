@@ -182,3 +182,31 @@ fn an_open_breaker_stays_open_across_a_restart_of_drd() {
         "a restarted drd probed a service whose breaker is open"
     );
 }
+
+#[test]
+fn check_config_refuses_a_cascade_that_could_never_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}{}[monitors.services]\ncascade = {{ critical_open = 2 }}\n",
+            service(dir.path(), "db", true, "{ tcp = \"127.0.0.1:5432\" }"),
+            service(
+                dir.path(),
+                "api",
+                false,
+                "{ http = \"http://127.0.0.1:8000/health\" }"
+            ),
+        ),
+    )
+    .unwrap();
+    let out = drd_integration_tests::check_config(&config);
+    let said = drd_integration_tests::text(&out);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(
+        said.contains("monitors.services.cascade.critical_open")
+            && said.contains("only 1 has critical = true and a health check (db)"),
+        "{said}"
+    );
+}
