@@ -370,3 +370,60 @@ fn readings(
     }
     readings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_counts_as_down_until_its_breaker_closes_and_the_cascade_counts_critical_ones() {
+        let text = r#"
+            [services.db]
+            driver = "process"
+            pidfile = "/run/db.pid"
+            critical = true
+            health = { tcp = "127.0.0.1:5432" }
+            [services.api]
+            driver = "process"
+            pidfile = "/run/api.pid"
+            critical = true
+            health = { tcp = "127.0.0.1:8000", on_fire = [{ alert = "critical" }] }
+            [services.cache]
+            driver = "process"
+            pidfile = "/run/cache.pid"
+            health = { tcp = "127.0.0.1:6379" }
+            [monitors.services]
+            on_fire = [{ alert = "warning" }]
+            cascade = { critical_open = 2 }
+        "#;
+        let loaded =
+            drd_core::config::Config::load_str(std::path::Path::new("/x/drd.toml"), text).unwrap();
+        let services = watched(&loaded.config);
+        let with = |state| Watched {
+            memory: BreakerMemory {
+                state,
+                ..BreakerMemory::default()
+            },
+            last: String::new(),
+            due: None,
+        };
+        let mut known = BTreeMap::new();
+        known.insert("db".to_owned(), with(BreakerState::HalfOpen));
+        known.insert("api".to_owned(), with(BreakerState::Closed));
+        known.insert("cache".to_owned(), with(BreakerState::Open { until_ms: 0 }));
+        let readings = readings(&loaded.config.monitors.services, &services, &known);
+        let value = |check: &str| {
+            let reading = readings.iter().find(|r| r.check == check).unwrap();
+            reading.sample.as_ref().unwrap().value
+        };
+        assert_eq!(value("service db"), 1.0, "half-open is not trusted yet");
+        assert_eq!(value("service api"), 0.0);
+        assert_eq!(value("service cache"), 1.0);
+        assert_eq!(value("cascade"), 1.0, "cache is not critical");
+        let api = readings.iter().find(|r| r.check == "service api").unwrap();
+        assert_eq!(api.actions[0].alert, Some(drd_proto::Severity::Critical));
+        assert_eq!(api.breaker, Some(drd_proto::BreakerState::Closed));
+        let cascade = readings.iter().find(|r| r.check == "cascade").unwrap();
+        assert_eq!((cascade.rule.fire, cascade.rule.clear), (2.0, 1.0));
+    }
+}
