@@ -1,7 +1,7 @@
 //! One connection: who is calling first (a peer with no role, and no deadman switch of
 //! its own to ping, is refused right after its hello, and one with a role takes a slot
-//! from `limits` or is told it is busy), then the handshake, then requests one at a time, each answered by events and a
-//! response. Anything malformed gets an error reply where the peer can still read
+//! from `limits` or is told it is busy), then the handshake, then requests one at a
+//! time, each answered by events and a response. Anything malformed gets an error reply where the peer can still read
 //! one, and the connection is closed; the daemon goes on serving everyone else.
 
 use std::sync::Arc;
