@@ -6,10 +6,12 @@
 
 pub mod corruption;
 pub mod deadman;
+pub mod health;
 mod hook;
 mod jobs;
 mod locate;
 pub mod monitors;
+pub mod network;
 pub mod policy;
 mod restore;
 pub mod schedule;

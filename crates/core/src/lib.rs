@@ -15,6 +15,7 @@
 //! | [`audit`] | the hash-chained audit log |
 //! | [`command`] | the one bounded-command runner (process group, timeout, output tails) |
 //! | [`docker`] | the one Docker client; `docker/blocking.rs` for non-async callers |
+//! | [`probe`] | the one prober: TCP, HTTP, DNS, command, Docker health, with a timeout |
 //! | [`workers`] | the `Worker` trait and the `Supervisor` that runs workers |
 //! | [`systemd`] | the notify protocol and the watchdog worker |
 //! | [`util`] | wall-clock helpers |
@@ -26,6 +27,7 @@ pub mod command;
 pub mod config;
 mod core;
 pub mod docker;
+pub mod probe;
 pub mod systemd;
 pub mod util;
 pub mod workers;

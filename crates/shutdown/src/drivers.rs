@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use drd_core::command::{Command, CommandError, Finished};
+use drd_core::command::{CommandError, Finished};
 use drd_core::config::{DriverKind, HookConfig, ServiceConfig, SERVICE_HOOK_TIMEOUT};
+use drd_core::probe::Prober;
 
 /// A service's state before the shutdown touched it; recorded in the assess
 /// checkpoint so a rollback (even by a later drd) knows what to bring back.
@@ -152,24 +153,60 @@ fn ran_ok(
     }
 }
 
-/// Waits for `service`'s health check to pass, trying every 200 ms until its
-/// timeout has passed in all.
-pub async fn wait_healthy(hook: &HookConfig) -> std::result::Result<(), String> {
-    let timeout = hook.timeout_or(SERVICE_HOOK_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(format!(
-                "not healthy within {}: {last}",
-                humantime::format_duration(timeout)
-            ));
-        }
-        match ran_ok(&hook.run, Command::new(&hook.run, left).run().await) {
-            Ok(()) => return Ok(()),
-            Err(err) => last = err,
-        }
-        tokio::time::sleep(Duration::from_millis(200).min(left)).await;
+/// Asks `service`'s health check once, within its timeout: whether it is healthy.
+pub async fn is_healthy(service: &ServiceConfig) -> Option<bool> {
+    let health = service.health.as_ref()?;
+    let probe = health.probe(service).ok()?;
+    Some(Prober::new().probe(&probe, health.timeout()).await.is_ok())
+}
+
+/// Waits for `service`'s health check to pass, asking every 200 ms until its
+/// timeout has passed in all (the same probe the service monitor asks).
+pub async fn wait_healthy(service: &ServiceConfig) -> std::result::Result<(), String> {
+    let Some(health) = &service.health else {
+        return Ok(());
+    };
+    let probe = health.probe(service)?;
+    Prober::new()
+        .wait_until_ok(&probe, health.timeout())
+        .await
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(health: &str) -> ServiceConfig {
+        toml::from_str(&format!(
+            "driver = \"process\"\npidfile = \"/run/x.pid\"\nhealth = {health}\n"
+        ))
+        .unwrap()
+    }
+
+    /// The rollback waits on the same probes the service monitor asks: a TCP check
+    /// passes once the port listens, and the old command hook still works.
+    #[tokio::test]
+    async fn a_rollback_waits_on_every_kind_of_health_check() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = service(&format!(
+            "{{ tcp = \"127.0.0.1:{port}\", timeout = \"1s\" }}"
+        ));
+        assert_eq!(wait_healthy(&tcp).await, Ok(()));
+        assert_eq!(is_healthy(&tcp).await, Some(true));
+        drop(listener);
+        let err = wait_healthy(&tcp).await.unwrap_err();
+        assert!(
+            err.starts_with("not healthy within 1s: tcp 127.0.0.1:"),
+            "{err}"
+        );
+        assert_eq!(is_healthy(&tcp).await, Some(false));
+
+        let old = service("{ run = [\"/bin/sh\", \"-c\", \"exit 3\"], timeout = \"1s\" }");
+        let err = wait_healthy(&old).await.unwrap_err();
+        assert!(err.contains("exit"), "{err}");
+        let none = service("{ run = [\"true\"] }");
+        assert_eq!(wait_healthy(&none).await, Ok(()));
     }
 }

@@ -18,14 +18,18 @@
 //! | deadman switches at run time: pings, pause, the clock worker, memory in the catalog | [`switches`] |
 //! | the resource monitor: space, inodes, memory, swap, load, pressure, open files | [`resources`] |
 //! | the corruption monitor: SQLite checks on a copy, protected files' BLAKE3 manifests, rolling pack verification | [`corruption`] |
+//! | the network monitor: TCP, HTTP, DNS targets; a partition when a quorum fails | [`network`] |
+//! | the service health monitor: probes behind circuit breakers; the cascade | [`services`] |
 
 pub mod breaker;
 pub mod checks;
 pub mod condition;
 pub mod corruption;
 pub mod deadman;
+pub mod network;
 pub mod policy;
 pub mod resources;
+pub mod services;
 pub mod store;
 pub mod switches;
 
@@ -94,4 +98,12 @@ pub fn spawn_workers(watch: &Arc<Watch>) {
         .core
         .workers
         .spawn(switches::DeadmanWorker::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(network::NetworkMonitor::new(watch.clone()));
+    watch
+        .core
+        .workers
+        .spawn(services::ServicesMonitor::new(watch.clone()));
 }

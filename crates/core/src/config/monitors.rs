@@ -21,6 +21,11 @@ pub struct MonitorsConfig {
     /// `[monitors.corruption]`: SQLite checks, protected files, rolling repository
     /// verification.
     pub corruption: super::corruption::CorruptionConfig,
+    /// `[monitors.network]`: probes to named targets; a partition when a quorum fails.
+    pub network: super::network::NetworkConfig,
+    /// `[monitors.services]`: each service's `health` behind a circuit breaker, and
+    /// the cascade of critical services down at once.
+    pub services: super::health::ServicesMonitorConfig,
 }
 
 /// The default sampling interval of a monitor.
@@ -175,6 +180,8 @@ pub(super) fn problems(config: &Config, text: &str) -> Vec<Problem> {
             message,
         });
     };
+    super::network::problems(config, &mut problem);
+    super::health::problems(config, &mut problem);
     let resources = &config.monitors.resources;
     if resources.interval.is_zero() {
         problem(

@@ -83,8 +83,10 @@ pub struct ServiceConfig {
     /// say).
     #[serde(default)]
     pub drain: Vec<HookConfig>,
-    /// A command that exits 0 when the service is healthy; a rollback waits for it.
-    pub health: Option<HookConfig>,
+    /// How drd asks whether the service is well (HTTP, TCP, a command, Docker
+    /// health): a rollback waits for it, and the service monitor probes it behind a
+    /// circuit breaker. See [`super::health`].
+    pub health: Option<super::health::HealthConfig>,
 }
 
 /// `stop_timeout` written like `"30s"`, or left out.
@@ -225,12 +227,12 @@ fn check(
                 );
             }
         }
+        // `health` is checked with [monitors.services] (config/health.rs).
         let hooks = service
             .drain
             .iter()
             .enumerate()
-            .map(|(i, h)| (format!("drain[{i}]"), h))
-            .chain(service.health.iter().map(|h| ("health".to_owned(), h)));
+            .map(|(i, h)| (format!("drain[{i}]"), h));
         for (at, hook) in hooks {
             hook.check(&field(&at), r#"["/usr/local/bin/lb", "drain"]"#, problem);
         }

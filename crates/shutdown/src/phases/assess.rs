@@ -24,8 +24,8 @@ impl Run {
                     Ok(driver) => driver.assess().await.map_err(|e| e.to_string()),
                     Err(err) => Err(err.clone()),
                 };
-                let healthy = match (&now, &step.config.health) {
-                    (Ok(a), Some(hook)) if a.running => Some(drivers::run_hook(hook).await.is_ok()),
+                let healthy = match &now {
+                    Ok(a) if a.running => drivers::is_healthy(&step.config).await,
                     _ => None,
                 };
                 (driver, now, healthy)

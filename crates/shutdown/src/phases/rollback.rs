@@ -172,14 +172,16 @@ impl Run {
                     Err(err) => Err(err.clone()),
                 };
                 if result.is_ok() {
-                    if let Some(hook) = &step.config.health {
+                    if let Some(health) = &step.config.health {
                         this.emit(
                             ShutdownPhase::Rollback,
                             Some(name),
                             EventState::WaitingForHealth,
-                            hook.run.join(" "),
+                            health
+                                .probe(&step.config)
+                                .map_or_else(|err| err, |probe| probe.to_string()),
                         );
-                        result = drivers::wait_healthy(hook).await;
+                        result = drivers::wait_healthy(&step.config).await;
                     }
                 }
                 let took = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
