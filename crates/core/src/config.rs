@@ -358,6 +358,7 @@ impl Config {
             service.resolve(&base);
         }
         config.restore.resolve(&base);
+        config.monitors.corruption.resolve(&base);
         let (roles, socket_gid, mut problems) = validate::check(&config, text);
         problems.extend(services::problems(&config, text));
         problems.extend(restore::problems(&config, text));
@@ -431,6 +432,16 @@ mod tests {
             loaded.config.daemon.socket,
             Path::new("/etc/drd/state/drd.sock")
         );
+        let loaded = load(
+            "[monitors.corruption]\nsqlite = [{ path = \"state/app.db\" }]\nprotected = [\"bin\"]\n",
+        )
+        .unwrap();
+        let corruption = &loaded.config.monitors.corruption;
+        assert_eq!(
+            corruption.sqlite[0].path,
+            Path::new("/etc/drd/state/app.db")
+        );
+        assert_eq!(corruption.protected[0], Path::new("/etc/drd/bin"));
     }
 
     #[test]

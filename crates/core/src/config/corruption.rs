@@ -94,6 +94,16 @@ pub struct SqliteCheckConfig {
 }
 
 impl CorruptionConfig {
+    /// Makes relative paths absolute against `base` (the config file's folder).
+    pub(super) fn resolve(&mut self, base: &std::path::Path) {
+        for db in &mut self.sqlite {
+            db.path = base.join(&db.path);
+        }
+        for path in &mut self.protected {
+            *path = base.join(&*path);
+        }
+    }
+
     /// Whether the table asks for anything at all.
     pub fn is_empty(&self) -> bool {
         self.sqlite.is_empty() && self.protected.is_empty() && !self.verify
