@@ -212,13 +212,8 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
         problem,
     );
     for (i, db) in corruption.sqlite.iter().enumerate() {
+        // Relative paths were taken from the config file's folder by `resolve`.
         let field = format!("monitors.corruption.sqlite[{i}]");
-        if !db.path.is_absolute() {
-            problem(
-                &format!("{field}.path"),
-                format!("{} is not an absolute path", db.path.display()),
-            );
-        }
         for (name, value) in [
             ("quick_check_every", db.quick_check_every),
             ("integrity_check_every", db.integrity_check_every),
@@ -232,14 +227,6 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
         }
         if let Some(actions) = &db.on_fire {
             check_actions(config, &format!("{field}.on_fire"), actions, problem);
-        }
-    }
-    for (i, path) in corruption.protected.iter().enumerate() {
-        if !path.is_absolute() {
-            problem(
-                &format!("monitors.corruption.protected[{i}]"),
-                format!("{} is not an absolute path", path.display()),
-            );
         }
     }
     if let Some(hook) = &corruption.expected_change {
@@ -316,9 +303,7 @@ mod tests {
             "monitors.corruption.interval: must be longer than zero",
             "monitors.corruption.verify: no job writes to any tier",
             "monitors.corruption.verify_budget: must be more than zero",
-            "monitors.corruption.sqlite[0].path: app.db is not an absolute path",
             "monitors.corruption.sqlite[0].on_fire[0].backup: no job named \"nope\"",
-            "monitors.corruption.protected[0]: etc/app is not an absolute path",
             "monitors.corruption.expected_change: run must name a program",
         ] {
             assert!(has(needle), "{needle} not in {found:#?}");
