@@ -408,6 +408,20 @@ mod humantime_serde_compat {
     }
 }
 
+/// The problems [`Config::load_str`] finds in `text`, as `FIELD: MESSAGE` (none when
+/// it loads): what the config modules' tests assert on.
+#[cfg(test)]
+pub(crate) fn problems_in(text: &str) -> Vec<String> {
+    match Config::load_str(Path::new("/etc/drd/drd.toml"), text) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect(),
+        Err(err) => vec![err.to_string()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ use drd_core::config::policy::ActionConfig;
 use drd_core::config::threshold::{Confirm, Direction, Rule};
 use drd_core::config::LoadedConfig;
 use drd_core::workers::Worker;
+use drd_proto::text::bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -637,22 +638,6 @@ impl PackJob {
             shown: "sound".to_owned(),
             evidence,
         })
-    }
-}
-
-/// `1.5 GiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -331,19 +331,10 @@ pub(super) fn problems(config: &Config, problem: &mut dyn FnMut(&str, String)) {
 mod tests {
     use std::path::Path;
 
-    use crate::config::{Config, ConfigError};
     use crate::probe::Probe;
 
-    fn problems(text: &str) -> Vec<String> {
-        match Config::load_str(Path::new("/etc/drd/drd.toml"), text) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems
-                .into_iter()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .collect(),
-            Err(err) => vec![err.to_string()],
-        }
-    }
+    use crate::config::problems_in as problems;
+    use crate::config::Config;
 
     #[test]
     fn every_kind_loads_and_the_old_command_hook_still_does() {

@@ -237,20 +237,8 @@ pub(super) fn problems(config: &Config, text: &str) -> Vec<Problem> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
-    use crate::config::{Config, ConfigError};
-
-    fn problems(text: &str) -> Vec<String> {
-        match Config::load_str(Path::new("/etc/drd/drd.toml"), text) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems
-                .into_iter()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .collect(),
-            Err(err) => vec![err.to_string()],
-        }
-    }
+    use crate::config::problems_in as problems;
 
     #[test]
     fn a_good_resources_table_loads() {

@@ -313,18 +313,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::{Config, ConfigError};
 
-    fn problems(text: &str) -> Vec<String> {
-        match Config::load_str(Path::new("/etc/drd/drd.toml"), text) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems
-                .into_iter()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .collect(),
-            Err(err) => vec![err.to_string()],
-        }
-    }
+    use crate::config::problems_in as problems;
 
     #[test]
     fn strings_and_tables_load_and_the_rule_follows_the_quorum() {
