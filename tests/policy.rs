@@ -103,3 +103,47 @@ fn with_automatic_shutdown_off_nothing_stops_and_the_audit_log_says_what_would_h
         "{monitors:#}"
     );
 }
+
+#[test]
+fn a_check_that_fired_before_drd_died_runs_its_actions_after_the_restart_and_fires_once() {
+    let dir = drd_integration_tests::open_tempdir();
+    let ran = dir.path().join("ran");
+    let mut daemon = Daemon::start(&format!(
+        r#"
+[monitors.resources]
+interval = "1s"
+load = {{ fire = 0.0, clear = -1.0, on_fire = [{{ exec = ["sh", "-c", "echo ran >> {ran}"] }}] }}
+"#,
+        ran = ran.display()
+    ));
+    let runs = || {
+        std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    eventually_within("the action to run", HANG, || runs() == 1);
+    daemon.stop_with(nix::sys::signal::Signal::SIGTERM);
+    // What a drd killed after it kept the decision and before the actions ran leaves:
+    // the check firing, marked pending, no action taken, no cooldown.
+    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    conn.execute_batch(
+        "UPDATE watch_state SET value = json_set(json_set(value, '$.pending', json('true')),
+                                                 '$.actions', json('[]'))
+         WHERE key = 'check/resources/load';
+         DELETE FROM watch_state WHERE key LIKE 'cooldown/%';",
+    )
+    .unwrap();
+    drop(conn);
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    daemon.wait_until("the action to run again", HANG, || runs() == 2);
+    wait_audited(&daemon, "monitor actions resumed");
+    let rows = audit_rows(&daemon.catalog());
+    let count = |action: &str| rows.iter().filter(|r| r.1 == action).count();
+    assert_eq!(count("monitor fired"), 1, "{rows:#?}");
+    assert_eq!(count("monitor actions resumed"), 1, "{rows:#?}");
+    // Done once: it stays done across the next cycles.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(), 2);
+}

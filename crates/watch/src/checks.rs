@@ -61,6 +61,18 @@ struct Kept {
     evidence: String,
     /// The newest actions, oldest first.
     actions: Vec<ActionTaken>,
+    /// Fired, and its actions have not all run yet.
+    #[serde(default)]
+    pending: bool,
+}
+
+/// What one cycle decided for a check.
+#[derive(Debug, Clone, Copy)]
+enum Decision {
+    Fired,
+    /// Fired before drd stopped, which was before its actions had run.
+    Resumed,
+    Cleared,
 }
 
 /// A monitor's checks as of its newest cycle.
@@ -77,120 +89,130 @@ fn key(monitor: &str, check: &str) -> String {
 impl Watch {
     /// Feeds one cycle of `monitor`'s readings. Checks of the monitor that are not
     /// among them (taken out of the config) are forgotten.
+    ///
+    /// A decision is kept in the catalog before it is shown or acted on, and a fired
+    /// check stays marked until its actions have run: drd stopped or killed at any
+    /// point neither fires a check twice nor loses its actions (they run after the
+    /// restart, audited as resumed).
     pub async fn observe(&self, monitor: &'static str, readings: Vec<Reading>) {
         let now = self.now_ms();
-        if !self.monitor_loaded(monitor) {
-            let kept = store::load::<Kept>(&self.core.catalog, &key(monitor, ""))
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::warn!(monitor, cause = %err, "cannot read monitor state; starting afresh");
-                    BTreeMap::new()
-                });
-            let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = all.entry(monitor).or_default();
-            for (k, kept) in kept {
-                let check = k[key(monitor, "").len()..].to_owned();
-                let mut view = empty_view(monitor, &check);
-                view.state = kept.memory.state;
-                view.since_unix_ms = kept.memory.since_ms;
-                view.evidence.clone_from(&kept.evidence);
-                view.actions.clone_from(&kept.actions);
-                entry.checks.insert(check, (kept, view));
-            }
-            entry.loaded = true;
-        }
+        self.load_monitor(monitor).await;
 
-        let mut decisions = Vec::new();
-        let gone = {
-            let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = all.entry(monitor).or_default();
-            let gone: Vec<String> = entry
-                .checks
-                .keys()
-                .filter(|k| !readings.iter().any(|r| &r.check == *k))
-                .cloned()
-                .collect();
-            for check in &gone {
-                entry.checks.remove(check);
-            }
-            for reading in &readings {
-                let (kept, view) = entry
-                    .checks
-                    .entry(reading.check.clone())
-                    .or_insert_with(|| (Kept::default(), empty_view(monitor, &reading.check)));
-                let mut check = Check::restore(reading.rule, kept.memory.clone());
-                view.fire.clone_from(&reading.fire);
-                view.clear.clone_from(&reading.clear);
-                view.breaker = reading.breaker;
-                match &reading.sample {
-                    Ok(sample) => {
-                        view.error = None;
-                        view.value.clone_from(&sample.shown);
-                        if let Some(transition) = check.observe(sample.value, now) {
-                            kept.evidence.clone_from(&sample.evidence);
-                            decisions.push((reading.clone(), sample.clone(), transition));
-                        }
-                        if kept.evidence.is_empty() || check.state() != CheckState::Ok {
-                            view.evidence.clone_from(&sample.evidence);
-                        } else {
-                            view.evidence.clone_from(&kept.evidence);
-                        }
-                    }
-                    Err(err) => view.error = Some(err.clone()),
-                }
-                kept.memory = check.memory().clone();
-                view.state = check.state();
-                view.since_unix_ms = check.since_ms();
-            }
-            gone
-        };
-
-        for (reading, sample, transition) in decisions {
-            let condition = Condition {
-                source: format!("{monitor}/{}", reading.check),
-                state: match transition {
-                    Transition::Fired => "fired",
-                    Transition::Cleared => "cleared",
-                },
-                value: sample.shown.clone(),
-                evidence: sample.evidence.clone(),
-                at_unix_ms: now,
-            };
-            let actor = Actor::Monitor(condition.source.clone());
-            let detail = format!(
-                "{} {}: {} (fire {}, clear {})",
-                condition.source, condition.state, condition.evidence, reading.fire, reading.clear
-            );
-            match transition {
-                Transition::Fired => {
-                    tracing::warn!(check = %condition.source, evidence = %condition.evidence, "monitor check fired");
-                    self.core
-                        .audit(&actor, "monitor fired", Outcome::Ok, detail)
-                        .await;
-                    let taken = self.act(&condition, &reading.actions).await;
-                    self.note_actions(monitor, &reading.check, taken);
-                }
-                Transition::Cleared => {
-                    tracing::info!(check = %condition.source, evidence = %condition.evidence, "monitor check cleared");
-                    self.core
-                        .audit(&actor, "monitor cleared", Outcome::Ok, detail)
-                        .await;
-                }
-            }
-        }
-
-        let kept: Vec<(String, Kept)> = {
+        let mut checks = {
             let all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
             all.get(monitor)
-                .map(|m| {
-                    m.checks
-                        .iter()
-                        .map(|(check, (kept, _))| (key(monitor, check), kept.clone()))
-                        .collect()
-                })
+                .map(|m| m.checks.clone())
                 .unwrap_or_default()
         };
-        let gone = gone.iter().map(|check| key(monitor, check)).collect();
+        let gone: Vec<String> = checks
+            .keys()
+            .filter(|k| !readings.iter().any(|r| &r.check == *k))
+            .cloned()
+            .collect();
+        for check in &gone {
+            checks.remove(check);
+        }
+        let mut decisions = Vec::new();
+        for reading in &readings {
+            let (kept, view) = checks
+                .entry(reading.check.clone())
+                .or_insert_with(|| (Kept::default(), empty_view(monitor, &reading.check)));
+            if let Some(decision) = decide(kept, view, reading, now) {
+                decisions.push(decision);
+            }
+        }
+        let gone: Vec<String> = gone.iter().map(|check| key(monitor, check)).collect();
+        self.keep(monitor, &checks, gone, now).await;
+        {
+            let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
+            all.entry(monitor).or_default().checks = checks;
+        }
+
+        let mut acted = false;
+        for (reading, decision) in decisions {
+            let source = format!("{monitor}/{}", reading.check);
+            let actor = Actor::Monitor(source.clone());
+            let (evidence, value) = match &reading.sample {
+                Ok(sample) => (sample.evidence.clone(), sample.shown.clone()),
+                Err(err) => (err.clone(), String::new()),
+            };
+            let (state, action) = match decision {
+                Decision::Fired => ("fired", "monitor fired"),
+                Decision::Resumed => ("fired", "monitor actions resumed"),
+                Decision::Cleared => ("cleared", "monitor cleared"),
+            };
+            let detail = format!(
+                "{source} {state}: {evidence} (fire {}, clear {})",
+                reading.fire, reading.clear
+            );
+            if matches!(decision, Decision::Cleared) {
+                tracing::info!(check = %source, %evidence, "monitor check cleared");
+            } else {
+                tracing::warn!(check = %source, %evidence, "{action}");
+            }
+            self.core.audit(&actor, action, Outcome::Ok, detail).await;
+            if matches!(decision, Decision::Cleared) {
+                continue;
+            }
+            let condition = Condition {
+                source,
+                state,
+                value,
+                evidence,
+                at_unix_ms: now,
+            };
+            let taken = self.act(&condition, &reading.actions).await;
+            self.note_actions(monitor, &reading.check, taken);
+            acted = true;
+        }
+        if acted {
+            let checks = {
+                let all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
+                all.get(monitor)
+                    .map(|m| m.checks.clone())
+                    .unwrap_or_default()
+            };
+            self.keep(monitor, &checks, Vec::new(), now).await;
+        }
+    }
+
+    /// Reads `monitor`'s checks from the catalog the first time it reports.
+    async fn load_monitor(&self, monitor: &'static str) {
+        if self.monitor_loaded(monitor) {
+            return;
+        }
+        let kept = store::load::<Kept>(&self.core.catalog, &key(monitor, ""))
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(monitor, cause = %err, "cannot read monitor state; starting afresh");
+                BTreeMap::new()
+            });
+        let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = all.entry(monitor).or_default();
+        for (k, kept) in kept {
+            let check = k[key(monitor, "").len()..].to_owned();
+            let mut view = empty_view(monitor, &check);
+            view.state = kept.memory.state;
+            view.since_unix_ms = kept.memory.since_ms;
+            view.evidence.clone_from(&kept.evidence);
+            view.actions.clone_from(&kept.actions);
+            entry.checks.insert(check, (kept, view));
+        }
+        entry.loaded = true;
+    }
+
+    /// Writes `checks` and removes `gone` in one transaction.
+    async fn keep(
+        &self,
+        monitor: &'static str,
+        checks: &BTreeMap<String, (Kept, MonitorCheck)>,
+        gone: Vec<String>,
+        now: i64,
+    ) {
+        let kept: Vec<(String, &Kept)> = checks
+            .iter()
+            .map(|(check, (kept, _))| (key(monitor, check), kept))
+            .collect();
         if let Err(err) = store::save(&self.core.catalog, &kept, gone, now).await {
             tracing::warn!(monitor, cause = %err, "cannot keep monitor state");
         }
@@ -213,11 +235,59 @@ impl Watch {
         let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((kept, view)) = all.get_mut(monitor).and_then(|m| m.checks.get_mut(check)) {
             kept.actions.extend(taken);
+            kept.pending = false;
             let excess = kept.actions.len().saturating_sub(ACTIONS_KEPT);
             kept.actions.drain(..excess);
             view.actions.clone_from(&kept.actions);
         }
     }
+}
+
+/// Moves one check by its reading: its memory, its view, and what was decided.
+fn decide(
+    kept: &mut Kept,
+    view: &mut MonitorCheck,
+    reading: &Reading,
+    now: i64,
+) -> Option<(Reading, Decision)> {
+    let mut check = Check::restore(reading.rule, kept.memory.clone());
+    view.fire.clone_from(&reading.fire);
+    view.clear.clone_from(&reading.clear);
+    view.breaker = reading.breaker;
+    let mut decision = None;
+    match &reading.sample {
+        Ok(sample) => {
+            view.error = None;
+            view.value.clone_from(&sample.shown);
+            match check.observe(sample.value, now) {
+                Some(transition) => {
+                    kept.evidence.clone_from(&sample.evidence);
+                    decision = Some(match transition {
+                        Transition::Fired => Decision::Fired,
+                        Transition::Cleared => Decision::Cleared,
+                    });
+                }
+                None if kept.pending
+                    && matches!(check.state(), CheckState::Firing | CheckState::Clearing) =>
+                {
+                    decision = Some(Decision::Resumed);
+                }
+                None => {}
+            }
+            if kept.evidence.is_empty() || check.state() != CheckState::Ok {
+                view.evidence.clone_from(&sample.evidence);
+            } else {
+                view.evidence.clone_from(&kept.evidence);
+            }
+        }
+        Err(err) => view.error = Some(err.clone()),
+    }
+    kept.memory = check.memory().clone();
+    let firing = matches!(check.state(), CheckState::Firing | CheckState::Clearing);
+    kept.pending = firing && (kept.pending || matches!(decision, Some(Decision::Fired)));
+    view.state = check.state();
+    view.since_unix_ms = check.since_ms();
+    decision.map(|d| (reading.clone(), d))
 }
 
 /// A rule's thresholds in words: (`>= 95% for 2m`, `<= 90%`).

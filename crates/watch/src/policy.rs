@@ -60,13 +60,15 @@ impl Watch {
                     )
                 }
                 _ => {
+                    let outcome = self.run_action(condition, &action).await;
+                    // Kept once it has run: drd stopped half-way runs it again.
                     if let Err(err) =
                         store::save(&self.core.catalog, &[(cooldown_key, now)], Vec::new(), now)
                             .await
                     {
                         tracing::warn!(cause = %err, "cannot keep an action's cooldown");
                     }
-                    self.run_action(condition, &action).await
+                    outcome
                 }
             };
             taken.push(ActionTaken {
