@@ -13,6 +13,7 @@ mod event;
 mod jobs;
 mod message;
 mod named;
+mod recovery;
 mod request;
 mod response;
 mod role;
@@ -31,6 +32,10 @@ pub use jobs::{
     RetainedSnapshot, RunInfo, RunOutcome, RunTrigger, TierPrune,
 };
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
+pub use recovery::{
+    PlannedStart, RecoveryOutcome, RecoveryPlan, RecoveryReport, RunKind, RunSummary,
+    ValidationCheck,
+};
 pub use request::Request;
 pub use response::{
     AuditEntry, AuditMismatch, AuditVerifyReport, DaemonState, ErrorKind, ErrorReply, Reply,
@@ -49,7 +54,7 @@ pub use watch::{
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest frame either side accepts, length prefix excluded. A peer that announces
 /// more is answered with an error and disconnected before anything is allocated.

@@ -133,6 +133,29 @@ pub enum Request {
     },
     /// Every monitor check with its state, value, thresholds and last decision.
     Monitors,
+    /// Bring services back after a shutdown: initiate, validate, optionally restore
+    /// data, start level by level waiting for health, verify, measure the RTO.
+    Recover {
+        /// Return the plan and the go / no-go checks; start nothing.
+        dry_run: bool,
+        /// Only these services (and what depends on them); by default what the
+        /// shutdown stopped.
+        only: Vec<String>,
+        /// The shutdown to recover from; by default the newest completed one.
+        from_shutdown: Option<i64>,
+        /// Carry on with the recovery that drd was killed in the middle of.
+        resume: bool,
+        /// Restore each service's preserve jobs' snapshot before it starts.
+        restore_data: bool,
+        /// With `restore_data`: the newest snapshot at or before this time instead
+        /// of the one the shutdown took (RFC 3339 or `YYYY-MM-DD HH:MM:SS`).
+        at: Option<String>,
+    },
+    /// Past shutdowns and recoveries, newest first.
+    Shutdowns {
+        /// At most this many.
+        limit: u32,
+    },
 }
 
 impl Request {
@@ -145,14 +168,17 @@ impl Request {
             | Request::Backups { .. }
             | Request::Jobs
             | Request::Deadman
-            | Request::Monitors => Role::Viewer,
+            | Request::Monitors
+            | Request::Shutdowns { .. } => Role::Viewer,
             Request::Heartbeat { .. } | Request::DeadmanPause { .. } => Role::Operator,
             Request::Prune { .. } | Request::EmergencyBackup | Request::RepairIndex { .. } => {
                 Role::Operator
             }
             Request::Reload | Request::Backup { .. } | Request::Verify { .. } => Role::Operator,
             Request::Restore { .. } => Role::Responder,
-            Request::Shutdown { .. } | Request::Abort { .. } => Role::Responder,
+            Request::Shutdown { .. } | Request::Abort { .. } | Request::Recover { .. } => {
+                Role::Responder
+            }
         }
     }
 
@@ -178,6 +204,8 @@ impl Request {
             Request::DeadmanPause { pause: true, .. } => "deadman pause",
             Request::DeadmanPause { pause: false, .. } => "deadman resume",
             Request::Monitors => "monitors",
+            Request::Recover { .. } => "recover",
+            Request::Shutdowns { .. } => "shutdowns",
         }
     }
 
@@ -191,6 +219,7 @@ impl Request {
                 | Request::Restore { .. }
                 | Request::Shutdown { .. }
                 | Request::Abort { .. }
+                | Request::Recover { .. }
                 | Request::Prune { .. }
                 | Request::EmergencyBackup
                 | Request::RepairIndex { .. }

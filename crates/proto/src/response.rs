@@ -96,6 +96,13 @@ pub enum Reply {
     SwitchPaused(crate::SwitchInfo),
     /// Answer to [`crate::Request::Monitors`].
     Monitors(Vec<crate::MonitorCheck>),
+    /// Answer to a dry-run [`crate::Request::Recover`]: what would be done, and the
+    /// go / no-go as of now.
+    RecoveryPlanned(Box<crate::RecoveryPlan>),
+    /// Answer to [`crate::Request::Recover`]: how it ended.
+    Recovered(Box<crate::RecoveryReport>),
+    /// Answer to [`crate::Request::Shutdowns`].
+    Shutdowns(Vec<crate::RunSummary>),
 }
 
 /// What `drctl status` shows.

@@ -89,6 +89,14 @@ pub enum ShutdownPhase {
     Done,
     /// After an abort: start what was stopped, in dependency order.
     Rollback,
+    /// Recovery: what will be started, in which order.
+    Initiate,
+    /// Recovery: the go / no-go checks before anything starts.
+    Validate,
+    /// Recovery: the preserve jobs' snapshots restored (`--restore-data`).
+    RestoreData,
+    /// Recovery: services started level by level, waiting for health.
+    Start,
 }
 
 impl ShutdownPhase {
@@ -102,6 +110,10 @@ impl ShutdownPhase {
             ShutdownPhase::Verify => "verify",
             ShutdownPhase::Done => "done",
             ShutdownPhase::Rollback => "rollback",
+            ShutdownPhase::Initiate => "initiate",
+            ShutdownPhase::Validate => "validate",
+            ShutdownPhase::RestoreData => "restore data",
+            ShutdownPhase::Start => "start",
         }
     }
 
@@ -115,6 +127,10 @@ impl ShutdownPhase {
             ShutdownPhase::Verify,
             ShutdownPhase::Done,
             ShutdownPhase::Rollback,
+            ShutdownPhase::Initiate,
+            ShutdownPhase::Validate,
+            ShutdownPhase::RestoreData,
+            ShutdownPhase::Start,
         ]
         .into_iter()
         .find(|p| p.as_str() == text)
@@ -416,6 +432,8 @@ pub struct AbortReport {
 pub struct ShutdownStatus {
     /// The run's id in the catalog.
     pub run_id: i64,
+    /// A shutdown, or a recovery.
+    pub kind: crate::RunKind,
     /// What started it.
     pub trigger: ShutdownTrigger,
     /// When it started (Unix milliseconds).

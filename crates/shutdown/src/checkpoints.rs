@@ -6,7 +6,7 @@
 //! an interrupted run: only one drd uses a catalog, and a live run always ends by
 //! writing its outcome.
 
-use drd_proto::{ShutdownPhase, ShutdownTrigger};
+use drd_proto::{RunKind, ShutdownPhase, ShutdownTrigger};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use drd_core::catalog::stored;
@@ -32,6 +32,10 @@ pub struct RunRow {
     pub only: Vec<String>,
     /// `running` or its outcome.
     pub state: String,
+    /// A shutdown or a recovery.
+    pub kind: RunKind,
+    /// For a recovery: the shutdown it brings back.
+    pub recovers: Option<i64>,
 }
 
 /// How a step ended, as `shutdown_steps.state` stores it.
@@ -172,7 +176,8 @@ pub async fn unfinished_run(catalog: &Catalog) -> Result<Option<RunRow>, Catalog
 
 fn read_unfinished(conn: &mut Connection) -> rusqlite::Result<Option<RunRow>> {
     conn.query_row(
-        "SELECT id, started_ms, trigger, actor, reason, force, only_services, state
+        "SELECT id, started_ms, trigger, actor, reason, force, only_services, state, kind,
+                recovers
          FROM shutdown_runs WHERE state = 'running' ORDER BY id DESC LIMIT 1",
         [],
         |r| {
@@ -188,6 +193,8 @@ fn read_unfinished(conn: &mut Connection) -> rusqlite::Result<Option<RunRow>> {
                 force: r.get(5)?,
                 only: only.lines().map(str::to_owned).collect(),
                 state: r.get(7)?,
+                kind: stored(r, 8, "shutdown_runs.kind", RunKind::parse)?,
+                recovers: r.get(9)?,
             })
         },
     )

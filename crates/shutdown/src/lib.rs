@@ -462,6 +462,7 @@ pub async fn status(shared: &Shutdowns) -> Option<ShutdownStatus> {
         .unwrap_or_default();
     Some(ShutdownStatus {
         run_id: run.id,
+        kind: run.kind,
         trigger: run.trigger,
         started_unix_ms: run.started_ms,
         state: if running == Some(run.id) {

@@ -130,6 +130,13 @@ pub const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL,
         seen_ms INTEGER NOT NULL
     );",
+    // 9: recoveries are runs of the same machine as shutdowns, in the same tables:
+    // `kind` tells them apart, `recovers` names the shutdown a recovery brings back,
+    // and `rto_ms` is the recovery's measured RTO (from that shutdown's start to the
+    // last service healthy).
+    "ALTER TABLE shutdown_runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'shutdown';
+    ALTER TABLE shutdown_runs ADD COLUMN recovers INTEGER REFERENCES shutdown_runs (id);
+    ALTER TABLE shutdown_runs ADD COLUMN rto_ms INTEGER;",
 ];
 
 /// An in-memory database with the whole schema, for the unit tests of the modules

@@ -87,6 +87,13 @@ pub struct ServiceConfig {
     /// health): a rollback waits for it, and the service monitor probes it behind a
     /// circuit breaker. See [`super::health`].
     pub health: Option<super::health::HealthConfig>,
+    /// A command a recovery runs before it starts the service: exit 0 is a go, any
+    /// other exit a no-go (nothing starts).
+    pub validate: Option<HookConfig>,
+    /// Commands a recovery runs once the service is back and healthy, undoing its
+    /// `drain` (take the load balancer out of maintenance, say).
+    #[serde(default)]
+    pub undrain: Vec<HookConfig>,
 }
 
 /// `stop_timeout` written like `"30s"`, or left out.
@@ -232,9 +239,23 @@ fn check(
             .drain
             .iter()
             .enumerate()
-            .map(|(i, h)| (format!("drain[{i}]"), h));
-        for (at, hook) in hooks {
-            hook.check(&field(&at), r#"["/usr/local/bin/lb", "drain"]"#, problem);
+            .map(|(i, h)| (format!("drain[{i}]"), h, "drain"))
+            .chain(
+                service
+                    .undrain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| (format!("undrain[{i}]"), h, "undrain")),
+            )
+            .chain(
+                service
+                    .validate
+                    .iter()
+                    .map(|h| ("validate".to_owned(), h, "check")),
+            );
+        for (at, hook, verb) in hooks {
+            let example = format!(r#"["/usr/local/bin/lb", "{verb}"]"#);
+            hook.check(&field(&at), &example, problem);
         }
     }
     if let Some(cycle) = find_cycle(services) {

@@ -130,6 +130,10 @@ pub async fn dispatch(
         } => heartbeat::heartbeat(&ctx, name, kind, exit_code, run_id).await,
         Request::Deadman => deadman::list(&ctx).await,
         Request::DeadmanPause { name, pause } => deadman::pause(&ctx, name, pause).await,
+        Request::Recover { .. } | Request::Shutdowns { .. } => Err(ErrorReply {
+            kind: ErrorKind::BadRequest,
+            message: "this drd cannot do that yet".to_owned(),
+        }),
     };
     match result {
         Ok(reply) => Response::Ok(reply),
