@@ -7,6 +7,7 @@
 
 mod command;
 pub mod docker;
+mod in_place;
 pub mod report;
 mod select;
 mod sources;
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 use drd_core::config::{JobConfig, LoadedConfig, TierConfig};
 use drd_repo::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, Repository};
 
+pub use in_place::{restore_in_place, snapshot_at};
 pub use select::{select, Selected};
+pub use sqlite::integrity_check;
 
 /// Why a backup, restore or verify could not run.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ mod plan;
 mod target;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -135,6 +135,49 @@ impl Repository {
         options: &RestoreOptions,
         progress: &mut dyn FnMut(&RestoreProgress),
     ) -> Result<RestoreSummary> {
+        self.restore_below(snapshot, options, None, progress)
+    }
+
+    /// Restores the snapshot path `path` (a folder or a file, stored under its absolute
+    /// path) back at that same path on this host: putting a job's data back where it
+    /// came from. Only `path` and what is below it are written. Its ancestors are
+    /// neither made nor changed (their modes, owners and times stay as they are), so
+    /// they must exist; they are walked from `/` without following a symlink, like
+    /// every restore target. Files in the way are replaced; files that the snapshot
+    /// does not hold are left where they are.
+    pub fn restore_in_place(
+        &self,
+        snapshot: &Snapshot,
+        path: &Path,
+        threads: usize,
+        progress: &mut dyn FnMut(&RestoreProgress),
+    ) -> Result<RestoreSummary> {
+        if !path.is_absolute() || path.parent().is_none() {
+            return Err(Error::InvalidOption(format!(
+                "restore in place needs an absolute path below /, not {}",
+                path.display()
+            )));
+        }
+        let options = RestoreOptions {
+            paths: vec![path.to_path_buf()],
+            target: PathBuf::from("/"),
+            overwrite: true,
+            threads,
+            beneath: None,
+        };
+        let below = plan::to_path(&plan::filter_parts(path));
+        self.restore_below(snapshot, &options, Some(&below), progress)
+    }
+
+    /// [`Repository::restore`], writing only `below` (relative to the target) and what
+    /// it holds when given: the folders on the way to it are left alone.
+    fn restore_below(
+        &self,
+        snapshot: &Snapshot,
+        options: &RestoreOptions,
+        below: Option<&Path>,
+        progress: &mut dyn FnMut(&RestoreProgress),
+    ) -> Result<RestoreSummary> {
         let started = Instant::now();
         let mut summary = RestoreSummary::default();
         let _lock = self.lock_for_read(&mut summary.warnings)?;
@@ -152,11 +195,14 @@ impl Repository {
 
         let mut filters = Filters::new(&options.paths);
         let reader = Reader::new(self);
-        let plan = reader.plan(&snapshot.tree, &mut filters)?;
+        let mut plan = reader.plan(&snapshot.tree, &mut filters)?;
         if let Some(i) = filters.unmatched() {
             return Err(Error::PathNotInSnapshot(
                 options.paths[i].display().to_string(),
             ));
+        }
+        if let Some(below) = below {
+            plan.dirs.retain(|(rel, _)| rel.starts_with(below));
         }
         summary.damaged = plan.damaged;
 
@@ -212,7 +258,21 @@ impl Repository {
             .extend(meta.warnings.into_inner().unwrap_or_default());
         // Services are restarted on restored data: make it durable. One syncfs is much
         // cheaper than an fsync per file.
-        target.sync()?;
+        match below {
+            // The target ("/") may be on another filesystem than what was written.
+            Some(below) => {
+                let written = if plan.dirs.is_empty() {
+                    below.parent().unwrap_or(Path::new(""))
+                } else {
+                    below
+                };
+                let dir = target.dir(written)?;
+                nix::unistd::syncfs(&dir).map_err(|e| {
+                    Error::io("sync the filesystem of", target.full(written), e.into())
+                })?;
+            }
+            None => target.sync()?,
+        }
         summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
         summary.elapsed = started.elapsed();
         Ok(summary)
@@ -367,5 +427,53 @@ mod tests {
             .file_type()
             .is_dir());
         assert_eq!(std::fs::read(target.join("d/f")).unwrap(), b"data");
+    }
+
+    /// In place, the source's own folder gets its files back and keeps what the
+    /// snapshot lacks, and the folders above it are not touched.
+    #[test]
+    fn restore_in_place_writes_only_below_the_path() {
+        use std::os::unix::fs::PermissionsExt;
+
+        use crate::backup::{BackupOptions, BackupPlan, Source};
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeySet::from_strings(&["cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="]).unwrap();
+        let repo = Repository::init(&dir.path().join("repo"), &keys).unwrap();
+        let above = dir.path().join("above");
+        let data = above.join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("sub/a"), b"original").unwrap();
+        let plan = BackupPlan {
+            job: "t".into(),
+            host: None,
+            parent: None,
+            sources: vec![Source::Path {
+                root: data.clone(),
+                excludes: vec![],
+            }],
+        };
+        let summary = repo
+            .backup(plan, &BackupOptions::default(), &mut |_| {})
+            .unwrap();
+        let snap = summary.snapshot;
+
+        std::fs::write(data.join("sub/a"), b"changed").unwrap();
+        std::fs::write(data.join("extra"), b"new since").unwrap();
+        std::fs::set_permissions(&above, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let old = filetime::FileTime::from_unix_time(1_000_000, 0);
+        filetime::set_file_mtime(&above, old).unwrap();
+
+        repo.restore_in_place(&snap, &data, 1, &mut |_| {}).unwrap();
+        assert_eq!(std::fs::read(data.join("sub/a")).unwrap(), b"original");
+        assert_eq!(std::fs::read(data.join("extra")).unwrap(), b"new since");
+        let meta = std::fs::metadata(&above).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o711);
+        assert_eq!(filetime::FileTime::from_last_modification_time(&meta), old);
+
+        let err = repo
+            .restore_in_place(&snap, &dir.path().join("elsewhere"), 1, &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(err, Error::PathNotInSnapshot(_)), "{err}");
     }
 }

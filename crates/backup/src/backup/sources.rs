@@ -98,7 +98,7 @@ pub(super) fn prepare(
 
 /// A database is stored where it lives, so a restore puts it back in the same place
 /// below the target, beside the path sources.
-fn stored_name(path: &Path) -> String {
+pub(super) fn stored_name(path: &Path) -> String {
     let relative: PathBuf = path.components().skip(1).collect();
     relative.to_string_lossy().into_owned()
 }

@@ -72,6 +72,38 @@ pub(super) fn online_copy(db: &Path, scratch: &Path) -> Result<NamedTempFile, Ba
     Ok(copy)
 }
 
+/// Checks the SQLite database at `path` with `PRAGMA integrity_check`, opened
+/// read-only. The error names the file and what SQLite found wrong with it.
+pub fn integrity_check(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    if let Err(err) = std::fs::metadata(path) {
+        return Err(format!(
+            "sqlite {shown}: cannot read the database file: {err}"
+        ));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("sqlite {shown}: cannot open it read-only: {e}"))?;
+    let _ = conn.busy_timeout(Duration::from_secs(30));
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check(20)")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(|e| format!("sqlite {shown} fails its integrity check: {e}"))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(format!(
+        "sqlite {shown} fails its integrity check: {}; restore it from a snapshot \
+         (drctl recover --restore-data, or drctl restore)",
+        problems.join("; ")
+    ))
+}
+
 /// How long to keep retrying while a writer holds a lock that stops the copy.
 const LOCKED_FOR: Duration = Duration::from_secs(30);
 
@@ -98,7 +130,7 @@ fn copy_all(backup: &Backup<'_, '_>) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -119,6 +151,36 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn integrity_check_finds_a_damaged_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE t (x TEXT); CREATE INDEX tx ON t (x);")
+            .unwrap();
+        for i in 0..2000 {
+            conn.execute("INSERT INTO t VALUES (?1)", [format!("row {i:05}")])
+                .unwrap();
+        }
+        drop(conn);
+        integrity_check(&db).unwrap();
+        damage(&db);
+        let err = integrity_check(&db).unwrap_err();
+        assert!(err.contains(&db.display().to_string()), "{err}");
+        let err = integrity_check(&dir.path().join("nope.db")).unwrap_err();
+        assert!(err.contains("cannot read the database file"), "{err}");
+    }
+
+    /// Overwrites bytes in the middle of `db`, past its header.
+    pub(crate) fn damage(db: &Path) {
+        let mut bytes = std::fs::read(db).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 4096] {
+            *b = 0x5a;
+        }
+        std::fs::write(db, bytes).unwrap();
     }
 
     #[test]

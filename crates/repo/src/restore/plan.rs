@@ -57,7 +57,7 @@ fn check_name(name: &[u8], dir: &Path) -> Result<()> {
 }
 
 /// Normalizes a filter path to its components.
-fn filter_parts(p: &Path) -> Vec<Vec<u8>> {
+pub(super) fn filter_parts(p: &Path) -> Vec<Vec<u8>> {
     p.components()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(n.as_bytes().to_vec()),
