@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod jobs;
 pub mod monitors;
 pub mod prune;
+pub mod recover;
 pub mod reload;
 pub mod repair;
 pub mod restore;

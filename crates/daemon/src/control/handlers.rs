@@ -9,6 +9,7 @@ mod heartbeat;
 mod jobs;
 mod monitors;
 mod prune;
+mod recover;
 mod reload;
 mod repair;
 mod restore;
@@ -130,7 +131,27 @@ pub async fn dispatch(
         } => heartbeat::heartbeat(&ctx, name, kind, exit_code, run_id).await,
         Request::Deadman => deadman::list(&ctx).await,
         Request::DeadmanPause { name, pause } => deadman::pause(&ctx, name, pause).await,
-        Request::Recover { .. } | Request::Shutdowns { .. } => Err(ErrorReply {
+        Request::Recover {
+            dry_run,
+            only,
+            from_shutdown,
+            resume,
+            restore_data,
+            at,
+        } => match recover::point_in_time(at.as_deref()) {
+            Ok(at_unix_ms) => {
+                let request = drd_shutdown::RecoverRequest {
+                    only,
+                    from_shutdown,
+                    resume,
+                    restore_data,
+                    at_unix_ms,
+                };
+                recover::recover(&ctx, request, dry_run).await
+            }
+            Err(err) => Err(err),
+        },
+        Request::Shutdowns { .. } => Err(ErrorReply {
             kind: ErrorKind::BadRequest,
             message: "this drd cannot do that yet".to_owned(),
         }),
