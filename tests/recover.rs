@@ -23,9 +23,13 @@ fn recover(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), report)
 }
 
-fn chain() -> Services {
+fn chain(undrained: &std::path::Path) -> Services {
     let mut mid = spec("mid", &["back"], 0.0);
-    mid.extra = "health = { run = [\"/bin/true\"], timeout = \"5s\" }\n".to_owned();
+    mid.extra = format!(
+        "health = {{ run = [\"/bin/true\"], timeout = \"5s\" }}\n\
+         undrain = [{{ run = [\"/usr/bin/touch\", \"{}\"] }}]\n",
+        undrained.display()
+    );
     Services::start(vec![
         spec("front", &["mid"], 0.0),
         mid,
@@ -44,7 +48,9 @@ fn check<'a>(report: &'a serde_json::Value, subject: &str) -> &'a serde_json::Va
 
 #[test]
 fn a_recovery_starts_what_the_shutdown_stopped_in_order_and_records_the_rto() {
-    let mut services = chain();
+    let dir = drd_integration_tests::open_tempdir();
+    let undrained = dir.path().join("undrained");
+    let mut services = chain(&undrained);
     let daemon = Daemon::start(&services.config());
     let (code, stopped) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
     assert_eq!(code, Some(0), "{stopped:#}");
@@ -97,6 +103,7 @@ fn a_recovery_starts_what_the_shutdown_stopped_in_order_and_records_the_rto() {
         .unwrap();
     assert_eq!((kind.as_str(), recovers), ("recovery", 1));
     assert_eq!(u64::try_from(kept).unwrap(), rto);
+    assert!(undrained.exists(), "mid's undrain hook did not run");
     let rows = audit_rows(&daemon.catalog());
     let done = rows
         .iter()
@@ -262,4 +269,40 @@ fn drd_killed_mid_recovery_then_resume_carries_on_without_a_second_copy() {
     assert_eq!(services.copies("mid").len(), 1, "a second mid was started");
     assert!(services.running("front") && services.running("back"));
     wait_audited(&daemon, "resume recovery");
+}
+
+/// `drctl abort` stops a recovery at its next safe point (after the level under
+/// way): what it started keeps running, the rest stays down, and both the abort and
+/// the recovery's own client say so.
+#[test]
+fn abort_stops_a_recovery_between_levels_and_leaves_what_it_started_running() {
+    let mut mid = spec("mid", &["back"], 0.0);
+    mid.start_gate = true;
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0));
+    let recovering = daemon.spawn_drctl(&["recover", "--yes", "--json"]);
+    let starting = services.starting("mid");
+    let abort = daemon.spawn_drctl(&["abort", "--json"]);
+    wait_audited(&daemon, "abort recovery");
+    starting.release(b"");
+    let (code, aborted) = services::json_of(abort);
+    assert_eq!(code, Some(0), "{aborted:#}");
+    assert_eq!(aborted["outcome"], "aborted", "{aborted:#}");
+    let (code, report) = services::json_of(recovering);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "aborted", "{report:#}");
+    assert!(services.running("back") && services.running("mid"));
+    assert!(!services.running("front"));
+    let rows = audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter().any(|r| r.1 == "abort recovery"
+            && r.3.contains("what it started keeps running")),
+        "{rows:#?}"
+    );
 }
