@@ -301,8 +301,8 @@ fn abort_stops_a_recovery_between_levels_and_leaves_what_it_started_running() {
     assert!(!services.running("front"));
     let rows = audit_rows(&daemon.catalog());
     assert!(
-        rows.iter().any(|r| r.1 == "abort recovery"
-            && r.3.contains("what it started keeps running")),
+        rows.iter()
+            .any(|r| r.1 == "abort recovery" && r.3.contains("what it started keeps running")),
         "{rows:#?}"
     );
 }
