@@ -13,6 +13,7 @@ mod reload;
 mod repair;
 mod restore;
 mod shutdown;
+mod shutdowns;
 mod status;
 mod verify;
 
@@ -130,10 +131,11 @@ pub async fn dispatch(
         } => heartbeat::heartbeat(&ctx, name, kind, exit_code, run_id).await,
         Request::Deadman => deadman::list(&ctx).await,
         Request::DeadmanPause { name, pause } => deadman::pause(&ctx, name, pause).await,
-        Request::Recover { .. } | Request::Shutdowns { .. } => Err(ErrorReply {
+        Request::Recover { .. } => Err(ErrorReply {
             kind: ErrorKind::BadRequest,
             message: "this drd cannot do that yet".to_owned(),
         }),
+        Request::Shutdowns { limit } => shutdowns::shutdowns(&ctx, limit).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),
