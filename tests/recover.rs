@@ -104,6 +104,14 @@ fn a_recovery_starts_what_the_shutdown_stopped_in_order_and_records_the_rto() {
     assert_eq!((kind.as_str(), recovers), ("recovery", 1));
     assert_eq!(u64::try_from(kept).unwrap(), rto);
     assert!(undrained.exists(), "mid's undrain hook did not run");
+    // The history lists the recovery, newest first, with the shutdown it brought
+    // back and its RTO.
+    let out = daemon.drctl(&["shutdowns", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["kind"], "recovery", "{runs:#}");
+    assert_eq!(runs[0]["state"], "recovered", "{runs:#}");
+    assert_eq!(runs[0]["recovers"], 1, "{runs:#}");
+    assert_eq!(runs[0]["rto_ms"].as_u64(), Some(rto), "{runs:#}");
     let rows = audit_rows(&daemon.catalog());
     let done = rows
         .iter()

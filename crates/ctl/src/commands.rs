@@ -19,6 +19,7 @@ pub mod reload;
 pub mod repair;
 pub mod restore;
 pub mod shutdown;
+pub mod shutdowns;
 pub mod status;
 pub mod verify;
 

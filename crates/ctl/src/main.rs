@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     abort, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, recover, reload,
-    repair, restore, shutdown, status, verify, Global,
+    repair, restore, shutdown, shutdowns, status, verify, Global,
 };
 use exit::Failure;
 
@@ -128,6 +128,10 @@ enum Command {
     /// thresholds, since when, and the evidence and actions of every check that is not
     /// ok. Exits 1 while a check is firing or clearing.
     Monitors,
+    /// List past emergency shutdowns and recoveries, newest first: kind, trigger,
+    /// start, duration, outcome (or running, interrupted), the shutdown a recovery
+    /// brought back and its measured RTO, and who started it.
+    Shutdowns(shutdowns::ShutdownsArgs),
 }
 
 /// Runs the one command the command line names.
@@ -150,6 +154,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Heartbeat(args) => heartbeat::run(global, args).await,
         Command::Deadman(args) => deadman::run(global, args).await,
         Command::Monitors => monitors::run(global).await,
+        Command::Shutdowns(args) => shutdowns::run(global, args).await,
     }
 }
 

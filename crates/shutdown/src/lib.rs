@@ -13,6 +13,7 @@
 //! | what a NOT STOPPED service keeps up | `phases/hold.rs` |
 //! | checkpoints in the catalog | [`checkpoints`] |
 //! | reading them back after drd was restarted | `record` |
+//! | past runs, newest first, for `drctl shutdowns` | [`history`] |
 //! | acting on services: Docker, compose, systemd, processes | [`drivers`] |
 //!
 //! At most one shutdown runs at a time: the [`ShutdownSlot`] in [`Shutdowns`] holds it.
@@ -22,6 +23,7 @@
 
 pub mod checkpoints;
 pub mod drivers;
+pub mod history;
 mod phases;
 pub mod plan;
 mod record;

@@ -14,6 +14,7 @@ mod reload;
 mod repair;
 mod restore;
 mod shutdown;
+mod shutdowns;
 mod status;
 mod verify;
 
@@ -151,10 +152,7 @@ pub async fn dispatch(
             }
             Err(err) => Err(err),
         },
-        Request::Shutdowns { .. } => Err(ErrorReply {
-            kind: ErrorKind::BadRequest,
-            message: "this drd cannot do that yet".to_owned(),
-        }),
+        Request::Shutdowns { limit } => shutdowns::shutdowns(&ctx, limit).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),
