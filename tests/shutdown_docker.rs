@@ -212,3 +212,57 @@ fn compose_containers_are_found_by_their_labels_and_stopped_in_order() {
         "db stopped before web"
     );
 }
+
+/// After a shutdown, `drctl recover` starts the containers again, what they depend
+/// on first, with the restart policies the shutdown held at `no` put back.
+#[test]
+fn a_recovery_brings_stopped_containers_back_with_their_restart_policies() {
+    if !require_docker() {
+        return;
+    }
+    let web = Container::new("rec-web")
+        .restart("always")
+        .args(SLEEP_FOREVER)
+        .start();
+    let db = Container::new("rec-db")
+        .restart("unless-stopped")
+        .args(SLEEP_FOREVER)
+        .start();
+    let daemon = Daemon::start(&format!(
+        "{}{}",
+        service("web", &web, &["db"], "2s"),
+        service("db", &db, &[], "2s")
+    ));
+    let (code, report) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        (web.status().as_str(), policy(&web).as_str()),
+        ("exited", "no")
+    );
+    assert_eq!(
+        (db.status().as_str(), policy(&db).as_str()),
+        ("exited", "no")
+    );
+
+    let out = daemon.drctl(&["recover", "--yes", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "recovered", "{report:#}");
+    assert_eq!(web.status(), "running");
+    assert_eq!(policy(&web), "always");
+    assert_eq!(db.status(), "running");
+    assert_eq!(policy(&db), "unless-stopped");
+    // db (what web needs) was started first.
+    let started = |c: &Container| {
+        c.inspect()["State"]["StartedAt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        started(&db) < started(&web),
+        "{} {}",
+        started(&db),
+        started(&web)
+    );
+}

@@ -430,6 +430,9 @@ impl Follow {
                 Some(ServerFrame::Response(Response::Ok(Reply::Aborted(report)))) => {
                     return serde_json::to_value(report).unwrap()
                 }
+                Some(ServerFrame::Response(Response::Ok(Reply::Recovered(report)))) => {
+                    return serde_json::to_value(report).unwrap()
+                }
                 other => panic!("not a shutdown's answer: {other:?}"),
             }
         }

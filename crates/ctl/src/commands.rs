@@ -14,10 +14,12 @@ pub mod heartbeat;
 pub mod jobs;
 pub mod monitors;
 pub mod prune;
+pub mod recover;
 pub mod reload;
 pub mod repair;
 pub mod restore;
 pub mod shutdown;
+pub mod shutdowns;
 pub mod status;
 pub mod verify;
 

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    abort, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, reload, repair,
-    restore, shutdown, status, verify, Global,
+    abort, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, recover, reload,
+    repair, restore, shutdown, shutdowns, status, verify, Global,
 };
 use exit::Failure;
 
@@ -84,8 +84,23 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Shutdown(shutdown::ShutdownArgs),
     /// Stop a running (or interrupted) shutdown at its next safe point and start
-    /// again what it stopped, in dependency order.
+    /// again what it stopped, in dependency order. A recovery is stopped at its next
+    /// safe point; what it started keeps running.
     Abort(abort::AbortArgs),
+    /// Bring services back after a shutdown: initiate (start order), validate (the
+    /// trigger has cleared, validate hooks, SQLite integrity of the databases each
+    /// service owns), optionally restore data, start level by level waiting for
+    /// health, verify, undrain. Reports the measured RTO. Exits 1 unless every
+    /// service came back; a no-go starts nothing.
+    ///
+    /// Examples:
+    ///   drctl recover --dry-run                  the plan and the go / no-go now
+    ///   drctl recover --yes                      what the last shutdown stopped
+    ///   drctl recover --restore-data --yes       data back from the shutdown's snapshots first
+    ///   drctl recover --only api --yes           api and what depends on it
+    ///   drctl recover --resume                   after drd died mid-recovery
+    #[command(verbatim_doc_comment)]
+    Recover(recover::RecoverArgs),
     /// List the backup jobs: schedule, last success and failure, next run, and RPO
     /// now against the job's target. Exits 1 when a job is behind its RPO target.
     Jobs,
@@ -113,6 +128,10 @@ enum Command {
     /// thresholds, since when, and the evidence and actions of every check that is not
     /// ok. Exits 1 while a check is firing or clearing.
     Monitors,
+    /// List past emergency shutdowns and recoveries, newest first: kind, trigger,
+    /// start, duration, outcome (or running, interrupted), the shutdown a recovery
+    /// brought back and its measured RTO, and who started it.
+    Shutdowns(shutdowns::ShutdownsArgs),
 }
 
 /// Runs the one command the command line names.
@@ -128,12 +147,14 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => verify::run(global, args).await,
         Command::Shutdown(args) => shutdown::run(global, args).await,
         Command::Abort(args) => abort::run(global, args).await,
+        Command::Recover(args) => recover::run(global, args).await,
         Command::Jobs => jobs::run(global).await,
         Command::Prune(args) => prune::run(global, args).await,
         Command::Repair(args) => repair::run(global, args).await,
         Command::Heartbeat(args) => heartbeat::run(global, args).await,
         Command::Deadman(args) => deadman::run(global, args).await,
         Command::Monitors => monitors::run(global).await,
+        Command::Shutdowns(args) => shutdowns::run(global, args).await,
     }
 }
 

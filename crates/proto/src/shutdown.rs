@@ -334,6 +334,21 @@ named! {
         RolledBack = "rolled back",
         /// See [`ShutdownOutcome::Halted`].
         Halted = "halted",
+        /// See [`crate::RecoveryOutcome::Recovered`].
+        Recovered = "recovered",
+        /// See [`crate::RecoveryOutcome::NoGo`].
+        NoGo = "no-go",
+    }
+}
+
+impl From<crate::RecoveryOutcome> for EventState {
+    fn from(outcome: crate::RecoveryOutcome) -> EventState {
+        match outcome {
+            crate::RecoveryOutcome::Recovered => EventState::Recovered,
+            crate::RecoveryOutcome::Incomplete => EventState::Incomplete,
+            crate::RecoveryOutcome::NoGo => EventState::NoGo,
+            crate::RecoveryOutcome::Aborted => EventState::Aborted,
+        }
     }
 }
 

@@ -91,14 +91,19 @@ pub fn status(report: &StatusReport) -> String {
         report.state_dir, report.catalog_schema
     );
     if let Some(shutdown) = &report.shutdown {
-        let what = if shutdown.state == RunState::Interrupted {
-            "INTERRUPTED (drd died or was stopped mid-shutdown; `drctl shutdown --resume` carries on, `drctl abort` rolls back)"
-        } else {
-            "RUNNING (`drctl abort` stops it)"
+        let what = match (shutdown.state, shutdown.kind) {
+            (RunState::Interrupted, crate::RunKind::Shutdown) => {
+                "INTERRUPTED (drd died or was stopped mid-shutdown; `drctl shutdown --resume` carries on, `drctl abort` rolls back)"
+            }
+            (RunState::Interrupted, crate::RunKind::Recovery) => {
+                "INTERRUPTED (drd died or was stopped mid-recovery; `drctl recover --resume` carries on, `drctl abort` ends it)"
+            }
+            (RunState::Running, _) => "RUNNING (`drctl abort` stops it)",
         };
         let _ = writeln!(
             out,
-            "  shutdown #{} ({}, started {}) {what}\n           stopped at: {}",
+            "  {:<8} #{} ({}, started {}) {what}\n           stopped at: {}",
+            shutdown.kind.as_str(),
             shutdown.run_id,
             shutdown.trigger,
             ago(now, shutdown.started_unix_ms),

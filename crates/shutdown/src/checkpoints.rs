@@ -107,6 +107,72 @@ pub async fn begin_run(
         .await
 }
 
+/// Records a new recovery of the shutdown `recovers` (if any) and returns its id. A
+/// recovery has no reason of its own: its `reason` keeps its options (JSON), for a
+/// resume.
+pub async fn begin_recovery(
+    catalog: &Catalog,
+    trigger: ShutdownTrigger,
+    actor: &str,
+    only: &[String],
+    recovers: Option<i64>,
+    options: &str,
+) -> Result<i64, CatalogError> {
+    let (trigger, actor, options) = (trigger.as_str(), actor.to_owned(), options.to_owned());
+    let only = only.join("\n");
+    catalog
+        .call("record recovery run", move |conn| {
+            conn.execute(
+                "INSERT INTO shutdown_runs (started_ms, trigger, actor, reason, force, only_services,
+                                            state, kind, recovers)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, 'running', 'recovery', ?6)",
+                params![unix_ms_now(), trigger, actor, options, only, recovers],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+}
+
+/// Records how a recovery ended and its measured RTO.
+pub async fn end_recovery(
+    catalog: &Catalog,
+    run_id: i64,
+    state: &str,
+    rto_ms: Option<u64>,
+) -> Result<(), CatalogError> {
+    let state = state.to_owned();
+    let rto_ms = rto_ms.and_then(|ms| i64::try_from(ms).ok());
+    catalog
+        .call("record recovery outcome", move |conn| {
+            conn.execute(
+                "UPDATE shutdown_runs SET state = ?1, ended_ms = ?2, rto_ms = ?3 WHERE id = ?4",
+                params![state, unix_ms_now(), rto_ms, run_id],
+            )
+            .map(drop)
+        })
+        .await
+}
+
+/// The shutdown `id`, or the newest one that ran to its end (completed, incomplete
+/// or halted: services it stopped may be down); `None` if there is none.
+pub async fn ended_shutdown(
+    catalog: &Catalog,
+    id: Option<i64>,
+) -> Result<Option<RunRow>, CatalogError> {
+    catalog
+        .call("read shutdown runs", move |conn| {
+            let filter = match id {
+                Some(_) => "kind = 'shutdown' AND id = ?1",
+                None => {
+                    "kind = 'shutdown' AND ?1 IS NULL
+                     AND state IN ('completed', 'incomplete', 'halted')"
+                }
+            };
+            read_run(conn, filter, params![id])
+        })
+        .await
+}
+
 /// Records how a run ended.
 pub async fn end_run(catalog: &Catalog, run_id: i64, state: &str) -> Result<(), CatalogError> {
     let state = state.to_owned();
@@ -175,11 +241,22 @@ pub async fn unfinished_run(catalog: &Catalog) -> Result<Option<RunRow>, Catalog
 }
 
 fn read_unfinished(conn: &mut Connection) -> rusqlite::Result<Option<RunRow>> {
+    read_run(conn, "state = 'running'", [])
+}
+
+/// The newest run matching `filter` (an SQL condition on `shutdown_runs`).
+fn read_run(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<RunRow>> {
     conn.query_row(
-        "SELECT id, started_ms, trigger, actor, reason, force, only_services, state, kind,
-                recovers
-         FROM shutdown_runs WHERE state = 'running' ORDER BY id DESC LIMIT 1",
-        [],
+        &format!(
+            "SELECT id, started_ms, trigger, actor, reason, force, only_services, state, kind,
+                    recovers
+             FROM shutdown_runs WHERE {filter} ORDER BY id DESC LIMIT 1"
+        ),
+        params,
         |r| {
             let only: String = r.get(6)?;
             Ok(RunRow {

@@ -13,6 +13,7 @@
 //! | what a NOT STOPPED service keeps up | `phases/hold.rs` |
 //! | checkpoints in the catalog | [`checkpoints`] |
 //! | reading them back after drd was restarted | `record` |
+//! | past runs, newest first, for `drctl shutdowns` | [`history`] |
 //! | acting on services: Docker, compose, systemd, processes | [`drivers`] |
 //!
 //! At most one shutdown runs at a time: the [`ShutdownSlot`] in [`Shutdowns`] holds it.
@@ -22,16 +23,20 @@
 
 pub mod checkpoints;
 pub mod drivers;
+pub mod history;
 mod phases;
 pub mod plan;
 mod record;
+mod recover;
+
+pub use recover::{recover, recovery_plan, Firing, RecoverRequest};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use drd_proto::{
-    AbortReport, ErrorKind, ErrorReply, Event, RunState, ShutdownPlan, ShutdownReport,
-    ShutdownStatus, ShutdownTrigger,
+    AbortReport, ErrorKind, ErrorReply, Event, RecoveryReport, RunKind, RunState, ShutdownPlan,
+    ShutdownReport, ShutdownStatus, ShutdownTrigger,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -65,9 +70,11 @@ pub enum StartError {
     /// A shutdown runs already.
     #[error("shutdown #{0} is already running; follow it with `drctl status` or stop it with `drctl abort`")]
     Busy(i64),
-    /// The previous shutdown was interrupted and must be resumed or aborted first.
-    #[error("shutdown #{run_id} ({trigger}) was interrupted when drd died or was stopped, at {at}; carry on with `drctl shutdown --resume` or roll back with `drctl abort`")]
+    /// The previous run was interrupted and must be resumed or aborted first.
+    #[error("{kind} #{run_id} ({trigger}) was interrupted when drd died or was stopped, at {at}; {}", next_step(*kind))]
     Interrupted {
+        /// Shutdown or recovery.
+        kind: RunKind,
         /// The interrupted run.
         run_id: i64,
         /// Its trigger.
@@ -90,6 +97,22 @@ pub enum StartError {
 }
 
 impl StartError {
+    /// The error for a new run while `run` is interrupted.
+    async fn interrupted(
+        catalog: &drd_core::catalog::Catalog,
+        run: checkpoints::RunRow,
+    ) -> StartError {
+        match checkpoints::last_step(catalog, run.id).await {
+            Ok(at) => StartError::Interrupted {
+                kind: run.kind,
+                run_id: run.id,
+                at,
+                trigger: run.trigger,
+            },
+            Err(err) => StartError::Catalog(err),
+        }
+    }
+
     /// The error as a reply, with the kind drctl maps to its exit code.
     pub fn reply(&self) -> ErrorReply {
         let kind = match self {
@@ -109,18 +132,36 @@ impl StartError {
     }
 }
 
-/// How a run ended: its report, and the abort's report if it was aborted.
+/// What to do with an interrupted run of `kind`.
+pub fn next_step(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Shutdown => {
+            "carry on with `drctl shutdown --resume` or roll back with `drctl abort`"
+        }
+        RunKind::Recovery => {
+            "carry on with `drctl recover --resume` or end it with `drctl abort` (what it started keeps running)"
+        }
+    }
+}
+
+/// How a run ended.
 #[derive(Debug, Clone)]
-pub struct Finished {
-    /// The shutdown's report.
-    pub report: ShutdownReport,
-    /// Set when the run was aborted.
-    pub abort: Option<AbortReport>,
+pub enum Finished {
+    /// A shutdown: its report, and the abort's report if it was aborted.
+    Shutdown {
+        /// The shutdown's report.
+        report: ShutdownReport,
+        /// Set when the run was aborted.
+        abort: Option<AbortReport>,
+    },
+    /// A recovery, however it ended (an aborted one says so in its outcome).
+    Recovery(RecoveryReport),
 }
 
 /// The shutdown that runs now.
 struct Active {
     run_id: i64,
+    kind: RunKind,
     abort: CancellationToken,
     rollback: Arc<AtomicBool>,
     events: broadcast::Sender<Event>,
@@ -157,6 +198,8 @@ impl Shutdowns {
 pub struct Following {
     /// The run's id.
     pub run_id: i64,
+    /// Shutdown or recovery.
+    pub kind: RunKind,
     /// Every event from now on.
     pub events: broadcast::Receiver<Event>,
     finished: watch::Receiver<Option<Finished>>,
@@ -166,6 +209,7 @@ impl Following {
     fn of(active: &Active) -> Following {
         Following {
             run_id: active.run_id,
+            kind: active.kind,
             events: active.events.subscribe(),
             finished: active.finished.clone(),
         }
@@ -229,12 +273,9 @@ pub async fn start(
                 "no interrupted shutdown to resume; `drctl status` shows the last one",
             ))
         }
-        (false, Some(run)) => {
-            return Err(StartError::Interrupted {
-                run_id: run.id,
-                at: checkpoints::last_step(catalog, run.id).await?,
-                trigger: run.trigger,
-            })
+        (false, Some(run)) => return Err(StartError::interrupted(catalog, run).await),
+        (true, Some(run)) if run.kind != RunKind::Shutdown => {
+            return Err(StartError::interrupted(catalog, run).await)
         }
         (true, Some(run)) => {
             let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
@@ -310,6 +351,7 @@ pub async fn start(
         actor,
         earlier,
         abort_now: None,
+        recovery: None,
     };
     Ok(launch(shared, &mut slot, spec))
 }
@@ -330,12 +372,15 @@ pub async fn abort(
             .core
             .audit(
                 &actor,
-                "abort shutdown",
+                &format!("abort {}", active.kind),
                 Outcome::Ok,
                 format!(
-                    "shutdown #{} asked to stop at its next safe point{}",
+                    "{} #{} asked to stop at its next safe point{}",
+                    active.kind,
                     active.run_id,
-                    if rollback {
+                    if active.kind == RunKind::Recovery {
+                        " (what it started keeps running)"
+                    } else if rollback {
                         " and roll back"
                     } else {
                         " (no rollback)"
@@ -354,17 +399,24 @@ pub async fn abort(
     let earlier = Record::read(&checkpoints::steps(catalog, run.id).await?);
     let config = expanded(&shared.core.config().config).await;
     let plan = Plan::build(&config, &run.only, run.force)?;
+    let recovery = match run.kind {
+        RunKind::Shutdown => None,
+        RunKind::Recovery => Some(recover::interrupted(shared, &run).await?),
+    };
     shared
         .core
         .audit(
             &actor,
-            "abort shutdown",
+            &format!("abort {}", run.kind),
             Outcome::Ok,
             format!(
-                "interrupted shutdown #{} aborted at {}{}",
+                "interrupted {} #{} aborted at {}{}",
+                run.kind,
                 run.id,
                 checkpoints::last_step(catalog, run.id).await?,
-                if rollback {
+                if run.kind == RunKind::Recovery {
+                    " (what it started keeps running)"
+                } else if rollback {
                     "; rolling back"
                 } else {
                     " (no rollback)"
@@ -379,6 +431,7 @@ pub async fn abort(
         actor,
         earlier,
         abort_now: Some(rollback),
+        recovery,
     };
     Ok(launch(shared, &mut slot, spec))
 }
@@ -393,6 +446,8 @@ struct RunSpec {
     earlier: Record,
     /// Takes an interrupted run straight to its abort (with rollback if `Some(true)`).
     abort_now: Option<bool>,
+    /// Set for a recovery: what it recovers from and how.
+    recovery: Option<recover::RecoverySpec>,
 }
 
 /// Fills the slot and runs the coordinator in a task on the daemon's tracker, so a
@@ -409,6 +464,11 @@ fn launch(shared: &Arc<Shutdowns>, slot: &mut Option<Arc<Active>>, spec: RunSpec
     }
     let active = Arc::new(Active {
         run_id,
+        kind: if spec.recovery.is_some() {
+            RunKind::Recovery
+        } else {
+            RunKind::Shutdown
+        },
         abort: abort.clone(),
         rollback: rollback.clone(),
         events: events.clone(),

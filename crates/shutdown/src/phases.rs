@@ -20,7 +20,9 @@
 mod assess;
 mod hold;
 mod prepare;
+mod recover;
 mod rollback;
+mod start;
 mod steps;
 mod stop;
 mod verify;
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drd_proto::{
-    Event, ServiceResult, ShutdownOutcome, ShutdownPhase, ShutdownReport, ShutdownTrigger,
+    Event, RunKind, ServiceResult, ShutdownOutcome, ShutdownPhase, ShutdownReport, ShutdownTrigger,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +101,10 @@ pub(super) struct Run {
     problems: Vec<String>,
     /// The phase and step it was in when last seen, for the abort report.
     at: String,
+    /// Shutdown or recovery.
+    kind: RunKind,
+    /// Set for a recovery until its phases take it: what it recovers from and how.
+    recovery: Option<recover::Recovery>,
 }
 
 impl Run {
@@ -119,7 +125,18 @@ impl Run {
             holds: Holds::default(),
             problems: Vec::new(),
             at: "assess".to_owned(),
+            kind: if spec.recovery.is_some() {
+                RunKind::Recovery
+            } else {
+                RunKind::Shutdown
+            },
+            recovery: spec.recovery.map(recover::Recovery::new),
         }
+    }
+
+    /// Shutdown or recovery.
+    fn kind(&self) -> RunKind {
+        self.kind
     }
 
     /// Runs the shutdown to its end, or to its abort and rollback; `None` when drd
@@ -131,15 +148,24 @@ impl Run {
                 tokio::time::sleep(EXTEND_EVERY).await;
             }
         });
-        drd_core::systemd::status(&format!("emergency shutdown #{} running", self.run_id));
-        let finished = self.phases().await;
+        let kind = self.kind();
+        let name = match kind {
+            RunKind::Shutdown => "emergency shutdown",
+            RunKind::Recovery => "recovery",
+        };
+        drd_core::systemd::status(&format!("{name} #{} running", self.run_id));
+        let finished = match kind {
+            RunKind::Shutdown => self.phases().await,
+            RunKind::Recovery => self.recovery_phases().await,
+        };
         extend.abort();
-        if let Some(finished) = &finished {
-            drd_core::systemd::status(&format!(
-                "serving; emergency shutdown #{} {}",
-                self.run_id,
-                finished.report.outcome.as_str()
-            ));
+        let outcome = match &finished {
+            Some(Finished::Shutdown { report, .. }) => Some(report.outcome.as_str()),
+            Some(Finished::Recovery(report)) => Some(report.outcome.as_str()),
+            None => None,
+        };
+        if let Some(outcome) = outcome {
+            drd_core::systemd::status(&format!("serving; {name} #{} {outcome}", self.run_id));
         }
         finished
     }
@@ -179,7 +205,7 @@ impl Run {
             ShutdownOutcome::Incomplete
         };
         self.end(outcome, &[]).await;
-        Some(Finished {
+        Some(Finished::Shutdown {
             report: self.report(outcome),
             abort: None,
         })
@@ -210,16 +236,14 @@ impl Run {
     /// Leaves the run interrupted at a safe point: its record ends with the step
     /// that was under way, done, and the run stays `running` in the catalog.
     async fn leave(&mut self) {
+        let kind = self.kind();
         let detail = format!(
-            "drd is stopping; left interrupted at {}: carry on with `drctl shutdown --resume` \
-             or roll back with `drctl abort` once drd is back",
-            self.at
+            "drd is stopping; left interrupted at {}: once drd is back, {}",
+            self.at,
+            super::next_step(kind)
         );
-        tracing::warn!(run_id = self.run_id, at = %self.at, "emergency shutdown left interrupted: drd is stopping");
-        drd_core::systemd::status(&format!(
-            "emergency shutdown #{} left interrupted",
-            self.run_id
-        ));
+        tracing::warn!(run_id = self.run_id, at = %self.at, %kind, "run left interrupted: drd is stopping");
+        drd_core::systemd::status(&format!("{kind} #{} left interrupted", self.run_id));
         self.audit("interrupted", Outcome::Ok, detail).await;
     }
 

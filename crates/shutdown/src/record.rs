@@ -41,6 +41,8 @@ pub(super) struct Record {
     rolling_back: bool,
     /// The last step that was begun: (phase, subject).
     last: Option<(ShutdownPhase, String)>,
+    /// The snapshot each preserve job took, by job.
+    snapshots: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -78,6 +80,22 @@ impl Record {
                     };
                     record.stops.insert(step.subject.clone(), mark);
                 }
+                ShutdownPhase::Preserve if done => {
+                    if let (Some(job), Some(id)) = (
+                        step.subject.strip_prefix("job "),
+                        step.record
+                            .as_deref()
+                            .and_then(|r| serde_json::from_str::<String>(r).ok()),
+                    ) {
+                        record.snapshots.insert(job.to_owned(), id);
+                    }
+                }
+                // A recovery's starts are read as a rollback's are.
+                ShutdownPhase::Start if !step.subject.is_empty() => {
+                    record
+                        .starts
+                        .insert(step.subject.clone(), step.ended.is_none());
+                }
                 ShutdownPhase::Rollback => {
                     record.rolling_back = true;
                     if !step.subject.is_empty() {
@@ -110,6 +128,16 @@ impl Record {
     /// it may still be coming up, and starting it again would make a second copy.
     pub(super) fn start_in_flight(&self, service: &str) -> bool {
         self.starts.get(service).copied().unwrap_or(false)
+    }
+
+    /// The snapshot the preserve job `job` took, if it finished.
+    pub(super) fn snapshot(&self, job: &str) -> Option<&str> {
+        self.snapshots.get(job).map(String::as_str)
+    }
+
+    /// Whether a start of the service was begun (by a rollback or a recovery).
+    pub(super) fn start_begun(&self, service: &str) -> bool {
+        self.starts.contains_key(service)
     }
 
     /// Whether the step `phase` / `subject` ended `done`.

@@ -13,7 +13,7 @@ use std::sync::PoisonError;
 use drd_core::audit::{Actor, Outcome};
 use drd_core::config::policy::ActionConfig;
 use drd_core::config::threshold::{Confirm, Direction, Rule};
-use drd_proto::{ActionTaken, BreakerState, CheckState, MonitorCheck};
+use drd_proto::{ActionTaken, BreakerState, CheckState, MonitorCheck, SwitchState};
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{Check, CheckMemory, Transition};
@@ -224,6 +224,31 @@ impl Watch {
         all.values()
             .flat_map(|m| m.checks.values().map(|(_, view)| view.clone()))
             .collect()
+    }
+
+    /// What is not well now, for a recovery's go / no-go: every check that is not
+    /// `ok`, and every deadman switch that is late or down.
+    pub async fn not_well(&self) -> Vec<drd_shutdown::Firing> {
+        let mut firing: Vec<drd_shutdown::Firing> = self
+            .monitor_checks()
+            .into_iter()
+            .filter(|c| c.state != CheckState::Ok)
+            .map(|c| drd_shutdown::Firing {
+                source: format!("{}/{}", c.monitor, c.check),
+                evidence: format!("{} ({}): {}", c.state, c.value, c.evidence),
+            })
+            .collect();
+        firing.extend(
+            self.switches()
+                .await
+                .into_iter()
+                .filter(|s| matches!(s.state, SwitchState::Late | SwitchState::Down))
+                .map(|s| drd_shutdown::Firing {
+                    source: format!("deadman/{}", s.name),
+                    evidence: format!("{}: expects {}", s.state, s.expects),
+                }),
+        );
+        firing
     }
 
     fn monitor_loaded(&self, monitor: &'static str) -> bool {

@@ -412,4 +412,19 @@ mod tests {
         assert_eq!(found[0].line, Some(4));
         assert!(found[0].message.contains("\"dbx\""), "{}", found[0].message);
     }
+
+    #[test]
+    fn validate_and_undrain_hooks_are_checked_like_drain() {
+        let found = crate::config::problems_in(
+            "[services.api]\ndriver = \"process\"\npidfile = \"/run/api.pid\"\n\
+             validate = { run = [] }\nundrain = [{ run = [\"/bin/lb\"] }, { run = [\"\"] }]\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "services.api.undrain[1]: run must name a program, like [\"/usr/local/bin/lb\", \"undrain\"]",
+                "services.api.validate: run must name a program, like [\"/usr/local/bin/lb\", \"check\"]",
+            ]
+        );
+    }
 }

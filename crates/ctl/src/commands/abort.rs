@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use drd_proto::{AbortReport, Reply, Request, ServiceState};
+use drd_proto::{AbortReport, RecoveryOutcome, Reply, Request, ServiceState};
 
 use super::shutdown::{problems_text, services_table, show_event};
 use super::{print, Global};
@@ -31,6 +31,11 @@ pub async fn run(global: &Global, args: &AbortArgs) -> Result<ExitCode, Failure>
         .await?
     {
         Reply::Aborted(report) => report,
+        // A recovery stopped at its safe point: what it started keeps running.
+        Reply::Recovered(report) => {
+            print(json, &report, || super::recover::render_report(&report))?;
+            return Ok(exit::failed_if(report.outcome != RecoveryOutcome::Aborted));
+        }
         other => return Err(ClientError::unexpected(&other).into()),
     };
     print(json, &report, || render_abort(&report))?;

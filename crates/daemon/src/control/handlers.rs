@@ -9,10 +9,12 @@ mod heartbeat;
 mod jobs;
 mod monitors;
 mod prune;
+mod recover;
 mod reload;
 mod repair;
 mod restore;
 mod shutdown;
+mod shutdowns;
 mod status;
 mod verify;
 
@@ -130,10 +132,27 @@ pub async fn dispatch(
         } => heartbeat::heartbeat(&ctx, name, kind, exit_code, run_id).await,
         Request::Deadman => deadman::list(&ctx).await,
         Request::DeadmanPause { name, pause } => deadman::pause(&ctx, name, pause).await,
-        Request::Recover { .. } | Request::Shutdowns { .. } => Err(ErrorReply {
-            kind: ErrorKind::BadRequest,
-            message: "this drd cannot do that yet".to_owned(),
-        }),
+        Request::Recover {
+            dry_run,
+            only,
+            from_shutdown,
+            resume,
+            restore_data,
+            at,
+        } => match recover::point_in_time(at.as_deref()) {
+            Ok(at_unix_ms) => {
+                let request = drd_shutdown::RecoverRequest {
+                    only,
+                    from_shutdown,
+                    resume,
+                    restore_data,
+                    at_unix_ms,
+                };
+                recover::recover(&ctx, request, dry_run).await
+            }
+            Err(err) => Err(err),
+        },
+        Request::Shutdowns { limit } => shutdowns::shutdowns(&ctx, limit).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),

@@ -34,7 +34,7 @@ impl Run {
         .await;
         for ((name, id), (driver, now, healthy)) in names.iter().zip(ids).zip(looks) {
             let level = u32::try_from(self.plan.steps[name].level).unwrap_or(u32::MAX);
-            let earlier = self.record.before(name).cloned();
+            let earlier = self.earlier_before(name);
             let stop = self.record.stop(name);
             let (running, before, detail, state) = match now {
                 Ok(mut now) => {

@@ -55,7 +55,7 @@ impl Run {
             );
             let result = tokio::select! {
                 r = tokio::time::timeout_at(deadline, run) => match r {
-                    Ok(Ok(report)) => Ok(format!("snapshot {}", report.snapshot.id)),
+                    Ok(Ok(report)) => Ok(report.snapshot.id),
                     Ok(Err(err)) => Err(err.to_string()),
                     Err(_) => Err(format!(
                         "the preserve deadline ({}) passed; the job was cancelled",
@@ -67,8 +67,8 @@ impl Run {
             let took = format!("{} ms", t0.elapsed().as_millis());
             let action = format!("preserve {job}");
             match result {
-                Ok(detail) => {
-                    let detail = format!("{detail} in {took}");
+                Ok(snapshot) => {
+                    let detail = format!("snapshot {snapshot} in {took}");
                     let step = Step::new(
                         ShutdownPhase::Preserve,
                         Some(&job),
@@ -76,7 +76,10 @@ impl Run {
                         true,
                         detail,
                     );
-                    self.ended(id, step.audited(action)).await;
+                    // A recovery's `--restore-data` restores this snapshot.
+                    let record = serde_json::to_string(&snapshot).ok();
+                    self.ended(id, step.audited(action).with_record(record))
+                        .await;
                 }
                 Err(err) => {
                     let step = Step::new(

@@ -102,13 +102,13 @@ impl Run {
         }));
     }
 
-    /// Appends `shutdown #N ACTION` to the audit log.
+    /// Appends `shutdown #N ACTION` (or `recovery #N ACTION`) to the audit log.
     pub(super) async fn audit(&self, action: &str, outcome: Outcome, detail: String) {
         self.shared
             .core
             .audit(
                 &self.actor,
-                &format!("shutdown #{} {action}", self.run_id),
+                &format!("{} #{} {action}", self.kind(), self.run_id),
                 outcome,
                 detail,
             )

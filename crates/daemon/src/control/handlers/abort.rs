@@ -3,6 +3,8 @@
 
 use drd_proto::{ErrorKind, ErrorReply, Reply};
 
+use drd_shutdown::Finished;
+
 use super::shutdown::follow;
 use super::{Ctx, HandlerResult};
 
@@ -11,13 +13,20 @@ pub(super) async fn abort(ctx: &Ctx, rollback: bool) -> HandlerResult {
         .await
         .map_err(|err| err.reply())?;
     let run_id = following.run_id;
-    let finished = follow(ctx, following).await?;
-    // A run that ended on its own just before the abort arrived has nothing to undo.
-    finished.abort.map(|a| Reply::Aborted(Box::new(a))).ok_or_else(|| ErrorReply {
-        kind: ErrorKind::Failed,
-        message: format!(
-            "shutdown #{run_id} finished ({}) before the abort took effect; nothing was rolled back",
-            finished.report.outcome.as_str()
-        ),
-    })
+    match follow(ctx, following).await? {
+        Finished::Shutdown {
+            abort: Some(abort), ..
+        } => Ok(Reply::Aborted(Box::new(abort))),
+        Finished::Shutdown {
+            report,
+            abort: None,
+        } => Err(ErrorReply {
+            kind: ErrorKind::Failed,
+            message: format!(
+                "shutdown #{run_id} finished ({}) before the abort took effect; nothing was rolled back",
+                report.outcome.as_str()
+            ),
+        }),
+        Finished::Recovery(report) => Ok(Reply::Recovered(Box::new(report))),
+    }
 }

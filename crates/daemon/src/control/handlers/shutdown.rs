@@ -18,8 +18,14 @@ pub(super) async fn shutdown(ctx: &Ctx, request: StartRequest, dry_run: bool) ->
     let following = shutdown::start(&ctx.shared.shutdowns, request, ctx.peer.actor())
         .await
         .map_err(|err| err.reply())?;
-    let finished = follow(ctx, following).await?;
-    Ok(Reply::ShutdownFinished(Box::new(finished.report)))
+    match follow(ctx, following).await? {
+        shutdown::Finished::Shutdown { report, .. } => {
+            Ok(Reply::ShutdownFinished(Box::new(report)))
+        }
+        shutdown::Finished::Recovery(_) => Err(internal(
+            &"a shutdown ended with a recovery's report; see drd's log",
+        )),
+    }
 }
 
 /// Forwards a run's events to the caller until it ends. The run goes on if the
@@ -41,7 +47,7 @@ pub(super) async fn follow(
             }
         }
     };
-    let run_id = following.run_id;
+    let (run_id, kind) = (following.run_id, following.kind);
     tokio::select! {
         () = forward => {}
         () = ended => {}
@@ -56,13 +62,13 @@ pub(super) async fn follow(
         None if ctx.shared.stopping.is_cancelled() => Err(ErrorReply {
             kind: ErrorKind::ShuttingDown,
             message: format!(
-                "drd is stopping: shutdown #{run_id} stopped after its current step and is \
-                 interrupted; once drd is back, carry on with `drctl shutdown --resume` or \
-                 roll back with `drctl abort`"
+                "drd is stopping: {kind} #{run_id} stopped after its current step and is \
+                 interrupted; once drd is back, {}",
+                shutdown::next_step(kind)
             ),
         }),
         None => Err(internal(&format!(
-            "shutdown #{run_id} ended without a report; see drd's log"
+            "{kind} #{run_id} ended without a report; see drd's log"
         ))),
     }
 }

@@ -1,0 +1,316 @@
+//! Recovery through the real drd and drctl, on fake process services
+//! (support/fake_service.py): after a shutdown, `drctl recover` starts what it
+//! stopped in dependency order waiting for health, records the RTO, refuses to start
+//! anything on a no-go (a failing `validate`, a trigger still firing), holds the
+//! dependants of a service that never gets healthy, and carries on after drd was
+//! killed mid-recovery with `--resume`, without a second copy of anything.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use drd_integration_tests::{audit_rows, text, Daemon};
+
+#[path = "support/services.rs"]
+mod services;
+use services::{report_service, shutdown, spec, wait_audited, Follow, Services, HANG};
+
+/// Runs `drctl recover ARGS --json` and returns its exit code and report.
+fn recover(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec!["recover"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = daemon.drctl(&all);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("drctl {all:?}: {e}: {}", text(&out)));
+    (out.status.code(), report)
+}
+
+fn chain(undrained: &std::path::Path) -> Services {
+    let mut mid = spec("mid", &["back"], 0.0);
+    mid.extra = format!(
+        "health = {{ run = [\"/bin/true\"], timeout = \"5s\" }}\n\
+         undrain = [{{ run = [\"/usr/bin/touch\", \"{}\"] }}]\n",
+        undrained.display()
+    );
+    Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ])
+}
+
+fn check<'a>(report: &'a serde_json::Value, subject: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"] == subject)
+        .unwrap_or_else(|| panic!("no check {subject} in {report:#}"))
+}
+
+#[test]
+fn a_recovery_starts_what_the_shutdown_stopped_in_order_and_records_the_rto() {
+    let dir = drd_integration_tests::open_tempdir();
+    let undrained = dir.path().join("undrained");
+    let mut services = chain(&undrained);
+    let daemon = Daemon::start(&services.config());
+    let (code, stopped) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0), "{stopped:#}");
+    for name in ["front", "mid", "back"] {
+        assert!(!services.running(name), "{name} still runs");
+    }
+
+    // The plan: back first, front last; the go.
+    let (code, plan) = recover(&daemon, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{plan:#}");
+    assert_eq!(plan["recovers"], 1, "{plan:#}");
+    let order: Vec<&str> = plan["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|level| level[0]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["back", "mid", "front"], "{plan:#}");
+    assert_eq!(check(&plan, "trigger")["ok"], true, "{plan:#}");
+    assert!(!services.running("back"), "a dry run started something");
+
+    let (code, report) = recover(&daemon, &["--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "recovered", "{report:#}");
+    assert_eq!(report["recovers"], 1, "{report:#}");
+    for name in ["front", "mid", "back"] {
+        assert_eq!(
+            report_service(&report, name)["state"],
+            "started",
+            "{report:#}"
+        );
+        assert!(services.running(name), "{name} is not running");
+    }
+    // Dependency order: each started after what it needs.
+    let back = services.restarted_at("back");
+    let mid = services.restarted_at("mid");
+    let front = services.restarted_at("front");
+    assert!(back < mid && mid < front, "{back} {mid} {front}");
+    // The RTO runs from the shutdown's start to the last service healthy: longer
+    // than the recovery itself, and kept with the run.
+    let rto = report["rto_ms"].as_u64().unwrap();
+    assert!(rto >= report["elapsed_ms"].as_u64().unwrap(), "{report:#}");
+    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let (kind, recovers, kept): (String, i64, i64) = conn
+        .query_row(
+            "SELECT kind, recovers, rto_ms FROM shutdown_runs WHERE id = ?1",
+            [report["run_id"].as_i64().unwrap()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), recovers), ("recovery", 1));
+    assert_eq!(u64::try_from(kept).unwrap(), rto);
+    assert!(undrained.exists(), "mid's undrain hook did not run");
+    // The history lists the recovery, newest first, with the shutdown it brought
+    // back and its RTO.
+    let out = daemon.drctl(&["shutdowns", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["kind"], "recovery", "{runs:#}");
+    assert_eq!(runs[0]["state"], "recovered", "{runs:#}");
+    assert_eq!(runs[0]["recovers"], 1, "{runs:#}");
+    assert_eq!(runs[0]["rto_ms"].as_u64(), Some(rto), "{runs:#}");
+    let rows = audit_rows(&daemon.catalog());
+    let done = rows
+        .iter()
+        .find(|r| r.1 == "recovery #2 done")
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert!(done.3.contains("RTO"), "{done:?}");
+
+    // The table for people says the same.
+    let out = daemon.drctl(&["recover", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("running already; left alone"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_failing_validate_is_a_no_go_and_nothing_starts() {
+    let mut api = spec("api", &["db"], 0.0);
+    api.extra =
+        "validate = { run = [\"/bin/sh\", \"-c\", \"echo orders table missing >&2; exit 3\"] }\n"
+            .to_owned();
+    let mut services = Services::start(vec![api, spec("db", &[], 0.0)]);
+    let daemon = Daemon::start(&services.config());
+    let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0));
+
+    let (code, plan) = recover(&daemon, &["--dry-run"]);
+    assert_eq!(code, Some(1), "a dry run says no-go: {plan:#}");
+    let (code, report) = recover(&daemon, &["--yes"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "no-go", "{report:#}");
+    let validate = check(&report, "api validate");
+    assert_eq!(validate["ok"], false, "{report:#}");
+    assert!(
+        validate["detail"]
+            .as_str()
+            .unwrap()
+            .contains("orders table missing"),
+        "{report:#}"
+    );
+    assert!(!services.running("db") && !services.running("api"));
+    assert_eq!(services.count("db", "start"), 1, "db was started again");
+}
+
+#[test]
+fn a_service_that_never_gets_healthy_holds_its_dependants_and_the_rest_goes_on() {
+    let mut mid = spec("mid", &["back"], 0.0);
+    mid.extra = "health = { run = [\"/bin/false\"], timeout = \"1s\" }\n".to_owned();
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+        spec("other", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0));
+    let (code, report) = recover(&daemon, &["--yes"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "incomplete", "{report:#}");
+    assert!(report["rto_ms"].is_null(), "no RTO unless all came back");
+    let front = report_service(&report, "front");
+    assert_eq!(front["state"], "NOT STARTED", "{report:#}");
+    assert!(
+        front["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mid, which it depends on, did not start"),
+        "{report:#}"
+    );
+    assert!(services.running("back") && services.running("other") && services.running("mid"));
+    assert!(!services.running("front"));
+}
+
+#[test]
+fn a_shutdown_a_monitor_started_is_not_recovered_while_the_monitor_still_fires() {
+    let mut services = Services::start(vec![spec("api", &[], 0.0)]);
+    let daemon = Daemon::start(&format!(
+        "{}{}",
+        services.config(),
+        r#"
+[policy]
+automatic_shutdown = true
+
+[monitors.resources]
+interval = "1s"
+load = { fire = 0.0, clear = -1.0, on_fire = [{ shutdown = "resource_exhaustion" }] }
+"#
+    ));
+    daemon.wait_until("the monitor's shutdown to end", HANG, || {
+        audit_rows(&daemon.catalog())
+            .iter()
+            .any(|r| r.1 == "shutdown #1 done")
+    });
+    assert!(!services.running("api"));
+    let (code, report) = recover(&daemon, &["--yes"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "no-go", "{report:#}");
+    let trigger = check(&report, "trigger");
+    assert!(
+        trigger["detail"].as_str().unwrap().starts_with(
+            "resources/load, which started shutdown #1 (resource_exhaustion), is still not well"
+        ),
+        "{report:#}"
+    );
+    assert!(!services.running("api"));
+}
+
+/// drd is killed while the recovery's start of mid is under way (held before it
+/// writes its pidfile); `drctl status` shows the recovery interrupted, a new
+/// shutdown is refused, and `--resume` waits for the start under way instead of
+/// starting a second copy, then starts what depends on it.
+#[test]
+fn drd_killed_mid_recovery_then_resume_carries_on_without_a_second_copy() {
+    let mut mid = spec("mid", &["back"], 0.0);
+    mid.start_gate = true;
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let mut daemon = Daemon::start(&services.config());
+    let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0));
+    let recovering = daemon.spawn_drctl(&["recover", "--yes", "--json"]);
+    let starting = services.starting("mid");
+    daemon.kill();
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    let out = recovering.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+
+    let status = daemon.drctl(&["status"]);
+    assert!(
+        text(&status).contains("recovery #2") && text(&status).contains("drctl recover --resume"),
+        "{}",
+        text(&status)
+    );
+    let out = daemon.drctl(&["shutdown", "--trigger", "manual", "--yes"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(text(&out).contains("recovery #2"), "{}", text(&out));
+
+    let resume = Follow::start(
+        &daemon,
+        drd_proto::Request::Recover {
+            dry_run: false,
+            only: Vec::new(),
+            from_shutdown: None,
+            resume: true,
+            restore_data: false,
+            at: None,
+        },
+    );
+    let step = [
+        "mid",
+        "starting",
+        "its start began before drd was restarted",
+    ];
+    let report = resume.release_at(step, starting);
+    assert_eq!(report["outcome"], "recovered", "{report:#}");
+    assert_eq!(services.copies("mid").len(), 1, "a second mid was started");
+    assert!(services.running("front") && services.running("back"));
+    wait_audited(&daemon, "resume recovery");
+}
+
+/// `drctl abort` stops a recovery at its next safe point (after the level under
+/// way): what it started keeps running, the rest stays down, and both the abort and
+/// the recovery's own client say so.
+#[test]
+fn abort_stops_a_recovery_between_levels_and_leaves_what_it_started_running() {
+    let mut mid = spec("mid", &["back"], 0.0);
+    mid.start_gate = true;
+    let mut services = Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ]);
+    let daemon = Daemon::start(&services.config());
+    let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
+    assert_eq!(code, Some(0));
+    let recovering = daemon.spawn_drctl(&["recover", "--yes", "--json"]);
+    let starting = services.starting("mid");
+    let abort = daemon.spawn_drctl(&["abort", "--json"]);
+    wait_audited(&daemon, "abort recovery");
+    starting.release(b"");
+    let (code, aborted) = services::json_of(abort);
+    assert_eq!(code, Some(0), "{aborted:#}");
+    assert_eq!(aborted["outcome"], "aborted", "{aborted:#}");
+    let (code, report) = services::json_of(recovering);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "aborted", "{report:#}");
+    assert!(services.running("back") && services.running("mid"));
+    assert!(!services.running("front"));
+    let rows = audit_rows(&daemon.catalog());
+    assert!(
+        rows.iter()
+            .any(|r| r.1 == "abort recovery" && r.3.contains("what it started keeps running")),
+        "{rows:#?}"
+    );
+}
