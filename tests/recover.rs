@@ -6,7 +6,7 @@
 //! killed mid-recovery with `--resume`, without a second copy of anything.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use drd_integration_tests::{audit_rows, text, Daemon};
+use drd_integration_tests::{audit_rows, backup_daemon, text, Daemon};
 
 #[path = "support/services.rs"]
 mod services;
@@ -313,4 +313,78 @@ fn abort_stops_a_recovery_between_levels_and_leaves_what_it_started_running() {
             .any(|r| r.1 == "abort recovery" && r.3.contains("what it started keeps running")),
         "{rows:#?}"
     );
+}
+
+/// A database damaged after the shutdown is a no-go (SQLite's `integrity_check`
+/// names it); `--restore-data` puts back the snapshot the shutdown's preserve job
+/// took, it passes the check, the rows are the ones from before, and the service
+/// starts on it.
+#[test]
+fn a_damaged_database_is_a_no_go_and_restore_data_brings_back_the_shutdowns_snapshot() {
+    let dir = drd_integration_tests::open_tempdir();
+    let db_file = dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&db_file).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO orders (item) SELECT printf('order %05d', i) FROM n;",
+        )
+        .unwrap();
+    }
+    let mut db = spec("db", &[], 0.0);
+    db.extra = "preserve = [\"dbjob\"]\n".to_owned();
+    let mut services = Services::start(vec![spec("api", &["db"], 0.0), db]);
+    let daemon = backup_daemon(&format!(
+        "[jobs.dbjob]\ntiers = [\"local\"]\nsources = [{{ kind = \"sqlite\", path = \"{}\" }}]\n{}",
+        db_file.display(),
+        services.config()
+    ));
+    let (code, report) = shutdown(&daemon, &["--trigger", "data_corruption", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+
+    // Damage the middle of the file, as a bad disk or a stray writer would.
+    let mut bytes = std::fs::read(&db_file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 8192].fill(0xA5);
+    std::fs::write(&db_file, &bytes).unwrap();
+
+    let (code, report) = recover(&daemon, &["--yes"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "no-go", "{report:#}");
+    let integrity = check(&report, &format!("db integrity {}", db_file.display()));
+    assert_eq!(integrity["ok"], false, "{report:#}");
+    assert!(!services.running("db") && !services.running("api"));
+
+    let (code, plan) = recover(&daemon, &["--dry-run", "--restore-data"]);
+    assert_eq!(code, Some(0), "{plan:#}");
+    assert!(
+        plan["restore"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("dbjob: snapshot "),
+        "{plan:#}"
+    );
+    let (code, report) = recover(&daemon, &["--restore-data", "--yes"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "recovered", "{report:#}");
+    assert!(
+        report["restored"][0]
+            .as_str()
+            .unwrap()
+            .contains(&db_file.display().to_string()),
+        "{report:#}"
+    );
+    let conn = rusqlite::Connection::open(&db_file).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let (count, last): (i64, String) = conn
+        .query_row("SELECT count(*), max(item) FROM orders", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((count, last.as_str()), (3000, "order 03000"));
+    assert!(services.running("db") && services.running("api"));
 }

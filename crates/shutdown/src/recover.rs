@@ -331,9 +331,10 @@ pub(crate) async fn integrity_checks(config: &Config, service: &str) -> Vec<Vali
     let mut checks = Vec::new();
     for path in databases(config, service) {
         let shown = path.display().to_string();
-        let result = tokio::task::spawn_blocking(move || sqlite_integrity(&path))
-            .await
-            .unwrap_or_else(|err| Err(format!("the check failed: {err}")));
+        let result =
+            tokio::task::spawn_blocking(move || drd_backup::backup::integrity_check(&path))
+                .await
+                .unwrap_or_else(|err| Err(format!("the check failed: {err}")));
         checks.push(ValidationCheck {
             subject: format!("{service} integrity {shown}"),
             ok: result.is_ok(),
@@ -341,31 +342,6 @@ pub(crate) async fn integrity_checks(config: &Config, service: &str) -> Vec<Vali
         });
     }
     checks
-}
-
-/// SQLite's own `integrity_check` on `path`, opened read-only.
-fn sqlite_integrity(path: &std::path::Path) -> Result<(), String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check")
-        .map_err(|e| format!("{} is not a sound SQLite database: {e}", path.display()))?;
-    let lines: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .and_then(Iterator::collect)
-        .map_err(|e| format!("{} is not a sound SQLite database: {e}", path.display()))?;
-    if lines == ["ok"] {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} fails integrity_check: {}; restore it (`drctl recover --restore-data`)",
-            path.display(),
-            lines.join("; ")
-        ))
-    }
 }
 
 /// What a recovery would do and the go / no-go as of now; starts nothing. The
@@ -427,8 +403,8 @@ pub async fn recovery_plan(
         restore_sources(&config, &plan, &wanted, &spec)
             .into_iter()
             .map(|(job, snapshot)| match snapshot {
-                Ok(snapshot) => format!("{job}: {snapshot}"),
-                Err(err) => format!("{job}: {err}"),
+                Ok(chosen) => format!("{job}: {chosen}"),
+                Err(err) => format!("{job}: NONE: {err}"),
             })
             .collect()
     } else {
@@ -443,16 +419,37 @@ pub async fn recovery_plan(
     })
 }
 
+/// Which snapshot of a preserve job `--restore-data` restores.
+#[derive(Debug, Clone)]
+pub(crate) enum Chosen {
+    /// The one the shutdown took.
+    Taken(String),
+    /// The newest at or before this time (Unix ms), looked up when it runs.
+    At(i64),
+}
+
+impl std::fmt::Display for Chosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chosen::Taken(id) => write!(f, "snapshot {id}, taken by the shutdown"),
+            Chosen::At(at) => write!(
+                f,
+                "the newest snapshot at or before {}",
+                drd_core::util::rfc3339(*at)
+            ),
+        }
+    }
+}
+
 /// The preserve jobs `--restore-data` restores, in start order, each with the
-/// snapshot to restore: the one the shutdown took, or (with `--at`) the newest at
-/// or before that time (as words, looked up when it runs).
+/// snapshot to restore, or why there is none.
 pub(crate) fn restore_sources(
     config: &Config,
     plan: &Plan,
     wanted: &BTreeSet<String>,
     spec: &RecoverySpec,
-) -> Vec<(String, Result<String, String>)> {
-    let mut jobs: Vec<(String, Result<String, String>)> = Vec::new();
+) -> Vec<(String, Result<Chosen, String>)> {
+    let mut jobs: Vec<(String, Result<Chosen, String>)> = Vec::new();
     for name in plan.levels.iter().rev().flatten() {
         if !wanted.contains(name) {
             continue;
@@ -462,14 +459,11 @@ pub(crate) fn restore_sources(
                 continue;
             }
             let snapshot = match (spec.request.at_unix_ms, &spec.recovers) {
-                (Some(at), _) => Ok(format!(
-                    "the newest snapshot at or before {}",
-                    drd_core::util::rfc3339(at)
-                )),
+                (Some(at), _) => Ok(Chosen::At(at)),
                 (None, Some(recovers)) => recovers
                     .record
                     .snapshot(job)
-                    .map(|s| format!("snapshot {s}"))
+                    .map(|s| Chosen::Taken(s.to_owned()))
                     .ok_or_else(|| {
                         format!(
                             "shutdown #{} took no snapshot of it; name one with --at",

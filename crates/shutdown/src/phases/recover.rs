@@ -24,8 +24,9 @@ use super::steps::Step;
 use super::Run;
 use crate::checkpoints;
 use crate::drivers::{self, Assessment};
-use crate::recover::{self as entry, RecoverySpec};
+use crate::recover::{self as entry, Chosen, RecoverySpec};
 use crate::Finished;
+use drd_backup::backup;
 
 /// A recovery's spec and what it has found so far.
 #[derive(Debug)]
@@ -220,7 +221,7 @@ impl Run {
         let config = self.shared.core.config();
         let jobs = entry::restore_sources(&config.config, &self.plan, &rec.wanted, &rec.spec);
         let mut ok = true;
-        for (job, _) in jobs {
+        for (job, chosen) in jobs {
             let subject = format!("job {job}");
             self.at = format!("restore data {subject}");
             if self.done_earlier(ShutdownPhase::RestoreData, &subject) {
@@ -241,7 +242,7 @@ impl Run {
                 EventState::Started,
                 String::new(),
             );
-            let result = self.restore_job(&job, rec).await;
+            let result = self.restore_job(&job, chosen).await;
             let (detail, done) = match result {
                 Ok(lines) => {
                     rec.restored.extend(lines.iter().cloned());
@@ -412,8 +413,27 @@ impl Run {
 }
 
 impl Run {
-    /// Restores `job`'s snapshot in place; one line per source.
-    async fn restore_job(&self, job: &str, _rec: &Recovery) -> Result<Vec<String>, String> {
-        Err(format!("restoring {job} in place is not wired yet"))
+    /// Restores `job`'s chosen snapshot in place; one line per source.
+    async fn restore_job(
+        &self,
+        job: &str,
+        chosen: Result<Chosen, String>,
+    ) -> Result<Vec<String>, String> {
+        let backups = &self.shared.backups;
+        let snapshot = match chosen? {
+            Chosen::Taken(id) => id,
+            Chosen::At(at) => backup::snapshot_at(backups, job, at)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "{job} has no snapshot at or before {}",
+                        drd_core::util::rfc3339(at)
+                    )
+                })?,
+        };
+        backup::restore_in_place(backups, job, &snapshot)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
