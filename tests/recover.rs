@@ -14,13 +14,19 @@ use services::{report_service, shutdown, spec, wait_audited, Follow, Services, H
 
 /// Runs `drctl recover ARGS --json` and returns its exit code and report.
 fn recover(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let mut all = vec!["recover"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = daemon.drctl(&all);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("drctl {all:?}: {e}: {}", text(&out)));
-    (out.status.code(), report)
+    services::json_command(daemon, "recover", args)
+}
+
+/// front -> mid -> back, where a copy of mid started by the recovery is held before
+/// it writes its pidfile until the test lets it go.
+fn chain_with_a_held_start() -> Services {
+    let mut mid = spec("mid", &["back"], 0.0);
+    mid.start_gate = true;
+    Services::start(vec![
+        spec("front", &["mid"], 0.0),
+        mid,
+        spec("back", &[], 0.0),
+    ])
 }
 
 fn chain(undrained: &std::path::Path) -> Services {
@@ -228,13 +234,7 @@ load = { fire = 0.0, clear = -1.0, on_fire = [{ shutdown = "resource_exhaustion"
 /// starting a second copy, then starts what depends on it.
 #[test]
 fn drd_killed_mid_recovery_then_resume_carries_on_without_a_second_copy() {
-    let mut mid = spec("mid", &["back"], 0.0);
-    mid.start_gate = true;
-    let mut services = Services::start(vec![
-        spec("front", &["mid"], 0.0),
-        mid,
-        spec("back", &[], 0.0),
-    ]);
+    let mut services = chain_with_a_held_start();
     let mut daemon = Daemon::start(&services.config());
     let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
     assert_eq!(code, Some(0));
@@ -284,13 +284,7 @@ fn drd_killed_mid_recovery_then_resume_carries_on_without_a_second_copy() {
 /// the recovery's own client say so.
 #[test]
 fn abort_stops_a_recovery_between_levels_and_leaves_what_it_started_running() {
-    let mut mid = spec("mid", &["back"], 0.0);
-    mid.start_gate = true;
-    let mut services = Services::start(vec![
-        spec("front", &["mid"], 0.0),
-        mid,
-        spec("back", &[], 0.0),
-    ]);
+    let mut services = chain_with_a_held_start();
     let daemon = Daemon::start(&services.config());
     let (code, _) = shutdown(&daemon, &["--trigger", "manual", "--yes"]);
     assert_eq!(code, Some(0));

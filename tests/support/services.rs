@@ -350,7 +350,16 @@ pub fn report_service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serd
 
 /// Runs `drctl shutdown ARGS --json` and returns its exit code and report.
 pub fn shutdown(daemon: &Daemon, args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let mut all = vec!["shutdown"];
+    json_command(daemon, "shutdown", args)
+}
+
+/// Runs `drctl COMMAND ARGS --json` and returns its exit code and report.
+pub fn json_command(
+    daemon: &Daemon,
+    command: &str,
+    args: &[&str],
+) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec![command];
     all.extend_from_slice(args);
     all.push("--json");
     let out = daemon.drctl(&all);
