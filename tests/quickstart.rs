@@ -2,7 +2,7 @@
 //! key made private as the quickstart's command does, drd started by a user who is not
 //! root, and that user driving it with drctl: status, backup, backups, restore,
 //! verify, and the emergency shutdown of the demo services (plan, abort and rollback,
-//! a real shutdown).
+//! a real shutdown, and the recovery that brings them back).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -250,4 +250,12 @@ fn the_quickstart_shows_a_shutdown_plan_and_its_demo_services_stop_and_come_back
     let report = qs.json(&["shutdown", "--trigger", "manual", "--yes"]);
     assert_eq!(report["outcome"], "Completed", "{report:#}");
     assert!(!alive(db) && !alive(web), "{report:#}");
+
+    // And back: the recovery starts demo-db, then demo-web, and measures the RTO.
+    let report = qs.json(&["recover", "--yes"]);
+    assert_eq!(report["outcome"], "recovered", "{report:#}");
+    assert!(report["rto_ms"].as_u64().is_some(), "{report:#}");
+    for name in ["demo-db", "demo-web"] {
+        assert!(qs.demo_pid(name).is_some(), "{name} did not come back");
+    }
 }
