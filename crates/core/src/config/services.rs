@@ -239,22 +239,24 @@ fn check(
             .drain
             .iter()
             .enumerate()
-            .map(|(i, h)| (format!("drain[{i}]"), h, "drain"))
+            .map(|(i, h)| (format!("drain[{i}]"), h, "lb drain"))
             .chain(
                 service
                     .undrain
                     .iter()
                     .enumerate()
-                    .map(|(i, h)| (format!("undrain[{i}]"), h, "undrain")),
+                    .map(|(i, h)| (format!("undrain[{i}]"), h, "lb undrain")),
             )
             .chain(
                 service
                     .validate
                     .iter()
-                    .map(|h| ("validate".to_owned(), h, "check")),
+                    .map(|h| ("validate".to_owned(), h, "app check")),
             );
-        for (at, hook, verb) in hooks {
-            let example = format!(r#"["/usr/local/bin/lb", "{verb}"]"#);
+        // Each hook's example: `["/usr/local/bin/PROGRAM", "ARG"]`.
+        for (at, hook, example) in hooks {
+            let (program, arg) = example.split_once(' ').unwrap_or((example, ""));
+            let example = format!(r#"["/usr/local/bin/{program}", "{arg}"]"#);
             hook.check(&field(&at), &example, problem);
         }
     }
@@ -423,7 +425,7 @@ mod tests {
             found,
             [
                 "services.api.undrain[1]: run must name a program, like [\"/usr/local/bin/lb\", \"undrain\"]",
-                "services.api.validate: run must name a program, like [\"/usr/local/bin/lb\", \"check\"]",
+                "services.api.validate: run must name a program, like [\"/usr/local/bin/app\", \"check\"]",
             ]
         );
     }
