@@ -198,15 +198,9 @@ impl Run {
                 self.problems
                     .push(format!("no-go: {}: {}", check.subject, check.detail));
             }
-            let state = if check.ok {
-                EventState::Done
-            } else {
-                EventState::Failed
-            };
-            let step = Step::new(
+            let step = Step::finished(
                 ShutdownPhase::Validate,
                 Some(&check.subject),
-                state,
                 check.ok,
                 check.detail.clone(),
             );
@@ -254,12 +248,7 @@ impl Run {
                     (err, false)
                 }
             };
-            let state = if done {
-                EventState::Done
-            } else {
-                EventState::Failed
-            };
-            let step = Step::new(ShutdownPhase::RestoreData, Some(&job), state, done, detail);
+            let step = Step::finished(ShutdownPhase::RestoreData, Some(&job), done, detail);
             self.ended(id, step.audited(format!("restore data {job}")))
                 .await;
         }
@@ -306,12 +295,7 @@ impl Run {
             down.join("; ")
         };
         self.problems.extend(down);
-        let state = if ok {
-            EventState::Done
-        } else {
-            EventState::Failed
-        };
-        let step = Step::new(ShutdownPhase::Verify, None, state, ok, detail);
+        let step = Step::finished(ShutdownPhase::Verify, None, ok, detail);
         self.ended(id, step.audited("verify".to_owned())).await;
 
         for name in rec.wanted.clone() {
@@ -331,15 +315,9 @@ impl Run {
                 let detail = result
                     .as_ref()
                     .map_or_else(Clone::clone, |()| hook.run.join(" "));
-                let state = if result.is_ok() {
-                    EventState::Done
-                } else {
-                    EventState::Failed
-                };
-                let step = Step::new(
+                let step = Step::finished(
                     ShutdownPhase::Verify,
                     Some(&subject),
-                    state,
                     result.is_ok(),
                     detail,
                 );

@@ -46,6 +46,21 @@ impl<'a> Step<'a> {
         }
     }
 
+    /// A step that ended `done` when `ok`, else `failed`, and is streamed so.
+    pub(super) fn finished(
+        phase: ShutdownPhase,
+        subject: Option<&'a str>,
+        ok: bool,
+        detail: String,
+    ) -> Step<'a> {
+        let state = if ok {
+            EventState::Done
+        } else {
+            EventState::Failed
+        };
+        Step::new(phase, subject, state, ok, detail)
+    }
+
     /// Also audited as `action`, ok or failed as the step, with its detail.
     pub(super) fn audited(self, action: String) -> Step<'a> {
         let detail = self.detail.clone();

@@ -1,7 +1,7 @@
 //! The verify phase: every service this run left down is looked at again, since
 //! something else (a restart policy, a supervisor) may have started it.
 
-use drd_proto::{EventState, ServiceState, ShutdownPhase};
+use drd_proto::{ServiceState, ShutdownPhase};
 use futures::future::join_all;
 
 use super::steps::Step;
@@ -58,12 +58,7 @@ impl Run {
         } else {
             format!("still up: {}", still_up.join(", "))
         };
-        let state = if ok {
-            EventState::Done
-        } else {
-            EventState::Failed
-        };
-        let step = Step::new(ShutdownPhase::Verify, None, state, ok, detail);
+        let step = Step::finished(ShutdownPhase::Verify, None, ok, detail);
         self.ended(id, step.audited("verify".to_owned())).await;
     }
 }
