@@ -7,13 +7,12 @@
 //! problems, and the measured RTO.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use drd_proto::text::table;
 use drd_proto::{RecoveryOutcome, RecoveryPlan, RecoveryReport, Reply, Request, ValidationCheck};
 
-use super::shutdown::{problems_text, services_table, show_event};
+use super::shutdown::{confirmed, need_terminal, problems_text, services_table, show_event};
 use super::{print, Global};
 use crate::client::{Client, ClientError};
 use crate::exit::{self, Failure};
@@ -60,12 +59,8 @@ pub async fn run(global: &Global, args: &RecoverArgs) -> Result<ExitCode, Failur
         at: args.at.clone(),
     };
     let confirm = !args.dry_run && !args.yes;
-    if confirm && !std::io::stdin().is_terminal() {
-        return Err(Failure::Usage(
-            "refusing to start services without confirmation: stdin is not a terminal; \
-             pass --yes to confirm on the command line"
-                .to_owned(),
-        ));
+    if confirm {
+        need_terminal("start services")?;
     }
     let mut client = Client::connect(&global.socket).await?;
     if args.dry_run || (confirm && !args.resume) {
@@ -89,12 +84,7 @@ pub async fn run(global: &Global, args: &RecoverArgs) -> Result<ExitCode, Failur
         } else {
             "start these services"
         };
-        print!("\nType yes to {what}: ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            eprintln!("drctl: not confirmed; nothing was started");
+        if !confirmed(what, "started") {
             return Ok(ExitCode::from(exit::FAILED));
         }
     }

@@ -60,12 +60,8 @@ pub async fn run(global: &Global, args: &ShutdownArgs) -> Result<ExitCode, Failu
         resume: args.resume,
     };
     let confirm = !args.dry_run && !args.yes;
-    if confirm && !std::io::stdin().is_terminal() {
-        return Err(Failure::Usage(
-            "refusing to shut services down without confirmation: stdin is not a terminal; \
-             pass --yes to confirm on the command line"
-                .to_owned(),
-        ));
+    if confirm {
+        need_terminal("shut services down")?;
     }
     let mut client = Client::connect(&global.socket).await?;
     if args.dry_run || (confirm && !args.resume) {
@@ -80,16 +76,11 @@ pub async fn run(global: &Global, args: &ShutdownArgs) -> Result<ExitCode, Failu
     }
     if confirm {
         let what = if args.resume {
-            "carry on with the interrupted shutdown".to_owned()
+            "carry on with the interrupted shutdown"
         } else {
-            "stop these services".to_owned()
+            "stop these services"
         };
-        print!("\nType yes to {what}: ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            eprintln!("drctl: not confirmed; nothing was stopped");
+        if !confirmed(what, "stopped") {
             return Ok(ExitCode::from(exit::FAILED));
         }
     }
@@ -105,6 +96,32 @@ pub async fn run(global: &Global, args: &ShutdownArgs) -> Result<ExitCode, Failu
     Ok(exit::failed_if(
         report.outcome != ShutdownOutcome::Completed,
     ))
+}
+
+/// Refuses to `act` (`shut services down`) without a terminal to confirm on: a
+/// script must say `--yes`.
+pub fn need_terminal(act: &str) -> Result<(), Failure> {
+    if std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "refusing to {act} without confirmation: stdin is not a terminal; \
+         pass --yes to confirm on the command line"
+    )))
+}
+
+/// Asks the person to type yes to `what`; says nothing was `done` (`stopped`) when
+/// they do not.
+pub fn confirmed(what: &str, done: &str) -> bool {
+    print!("\nType yes to {what}: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        return true;
+    }
+    eprintln!("drctl: not confirmed; nothing was {done}");
+    false
 }
 
 /// Prints a shutdown step as a line as it happens (nothing for `--json`).
