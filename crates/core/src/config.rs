@@ -10,6 +10,7 @@ pub mod health;
 mod hook;
 mod jobs;
 mod locate;
+pub mod metrics;
 pub mod monitors;
 pub mod network;
 pub mod policy;
@@ -69,6 +70,9 @@ pub struct Config {
     /// What monitors and deadman switches may do on their own.
     #[serde(default)]
     pub policy: policy::PolicyConfig,
+    /// Prometheus metrics: the `/metrics` listener and the node_exporter textfile.
+    #[serde(default)]
+    pub metrics: metrics::MetricsConfig,
     /// Deadman switches, by name: each expects a ping (`drctl heartbeat NAME`) on time.
     #[serde(default)]
     pub deadman: BTreeMap<String, deadman::DeadmanConfig>,
@@ -359,11 +363,13 @@ impl Config {
         }
         config.restore.resolve(&base);
         config.monitors.corruption.resolve(&base);
+        config.metrics.resolve(&base);
         let (roles, socket_gid, mut problems) = validate::check(&config, text);
         problems.extend(services::problems(&config, text));
         problems.extend(restore::problems(&config, text));
         problems.extend(monitors::problems(&config, text));
         problems.extend(deadman::problems(&mut config, text));
+        problems.extend(metrics::problems(&config, text));
         // Each key file was read on its own by the checks above; the set is read once
         // here and shared by everything that opens a repository until the next load.
         let keys = match (problems.is_empty(), config.keys.files.is_empty()) {

@@ -157,6 +157,17 @@ pub fn histories(conn: &Connection) -> rusqlite::Result<BTreeMap<String, History
     Ok(out)
 }
 
+/// The figures (the backup report, as JSON) of each job's newest run that wrote a
+/// snapshot, by job: what the metrics show as the last backup's bytes and files.
+pub fn last_ok_stats(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare(
+        "SELECT job, stats, MAX(started_ms * 1000000 + id) FROM runs
+         WHERE outcome = 'ok' AND stats IS NOT NULL GROUP BY job",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 /// The newest runs of `job` (of every job if `None`), newest first.
 pub fn recent(
     conn: &Connection,

@@ -203,6 +203,52 @@ pub fn record(
     })
 }
 
+/// How far the rolling verifier has come on one tier: what the metrics show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoverageSummary {
+    /// Packs read and found sound.
+    pub sound: u64,
+    /// Packs not read yet.
+    pub unread: u64,
+    /// Packs found damaged at their last read.
+    pub damaged: u64,
+    /// The oldest of each pack's last read (or, for a pack never read, when it was
+    /// first seen): from then on, everything on the tier has been read at least once.
+    pub oldest_ms: Option<i64>,
+}
+
+/// Each tier's [`CoverageSummary`], by tier, from `verify_coverage` as it stands
+/// (read only; the verifier brings the rows in line with the index).
+pub async fn summaries(
+    catalog: &Catalog,
+) -> Result<BTreeMap<String, CoverageSummary>, CatalogError> {
+    catalog
+        .call("read verify coverage summary", |c| {
+            let mut stmt = c.prepare(
+                "SELECT tier,
+                        SUM(checked_ms IS NOT NULL AND problem IS NULL),
+                        SUM(checked_ms IS NULL AND problem IS NULL),
+                        SUM(problem IS NOT NULL),
+                        MIN(COALESCE(checked_ms, first_seen_ms))
+                 FROM verify_coverage GROUP BY tier",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let count = |i| r.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+                Ok((
+                    r.get::<_, String>(0)?,
+                    CoverageSummary {
+                        sound: count(1)?,
+                        unread: count(2)?,
+                        damaged: count(3)?,
+                        oldest_ms: r.get(4)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +339,29 @@ mod tests {
         let rows = sync(&catalog, "local", &packs[..1], 8).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(sync(&catalog, "offsite", &packs, 9).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn summaries_count_packs_by_state_and_find_the_oldest_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let packs = [(id(1), 10), (id(2), 10), (id(3), 10)];
+        sync(&catalog, "local", &packs, 5).unwrap();
+        let found: BTreeMap<String, Vec<String>> =
+            [(id(2).to_hex(), vec!["bad".to_owned()])].into();
+        record(&catalog, "local", &packs[..2], found, 9).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let all = runtime.block_on(summaries(&catalog)).unwrap();
+        assert_eq!(
+            all["local"],
+            CoverageSummary {
+                sound: 1,
+                unread: 1,
+                damaged: 1,
+                oldest_ms: Some(5),
+            }
+        );
     }
 }
