@@ -46,6 +46,34 @@ pub enum RunError {
 /// How often the catalog is checkpointed.
 const CATALOG_MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
+/// Starts the `/metrics` listener on `addr`. One that cannot bind is logged and
+/// audited, and drd runs on without it: backups and monitors matter more than their
+/// figures, and the scraper's `up == 0` says the rest.
+async fn serve_metrics(shared: &Arc<Shared>, addr: std::net::SocketAddr, tracker: &TaskTracker) {
+    match drd_metrics::server::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "serving metrics on /metrics");
+            tracker.spawn(drd_metrics::server::serve(
+                listener,
+                shared.metrics.clone(),
+                shared.stopping.clone(),
+                tracker.clone(),
+            ));
+        }
+        Err(err) => {
+            tracing::error!(cause = %err, "metrics listener not started");
+            shared
+                .audit(
+                    &Actor::Daemon,
+                    "start metrics listener",
+                    Outcome::Failed,
+                    err.to_string(),
+                )
+                .await;
+        }
+    }
+}
+
 /// Runs the daemon on `config` until SIGTERM or SIGINT.
 pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), RunError> {
     let daemon = config.config.daemon.clone();
@@ -108,6 +136,12 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         shared.backups.clone(),
     ));
     drd_watch::spawn_workers(&shared.watch);
+    supervisor.spawn(drd_metrics::textfile::TextfileWriter::new(
+        shared.metrics.clone(),
+    ));
+    if let Some(addr) = shared.config().config.metrics.listen {
+        serve_metrics(&shared, addr, &tracker).await;
+    }
     if let Some(watchdog) = Watchdog::from_env(catalog.clone()) {
         supervisor.spawn(watchdog);
     }

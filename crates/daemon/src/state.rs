@@ -31,6 +31,8 @@ pub struct Shared {
     pub shutdowns: Arc<Shutdowns>,
     /// The watching layer: monitors, deadman switches, the policy.
     pub watch: Arc<Watch>,
+    /// Prometheus metrics, read from the layers above; counts control requests.
+    pub metrics: Arc<drd_metrics::Metrics>,
     /// The socket it listens on (fixed at start).
     pub socket: PathBuf,
     log: Option<LogHandle>,
@@ -58,8 +60,10 @@ impl Shared {
             shutdowns.clone(),
             Arc::new(drd_core::clock::SystemClock),
         ));
+        let metrics = Arc::new(drd_metrics::Metrics::new(watch.clone()));
         Shared {
             socket: core.config().config.daemon.socket.clone(),
+            metrics,
             shutdowns,
             watch,
             backups,
@@ -123,6 +127,9 @@ fn restart_only_changes(old: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static 
     }
     if a.state_dir != b.state_dir {
         fields.push("daemon.state_dir");
+    }
+    if old.config.metrics.listen != new.config.metrics.listen {
+        fields.push("metrics.listen");
     }
     fields
 }

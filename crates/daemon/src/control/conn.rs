@@ -196,8 +196,10 @@ async fn serve_requests(
                 ))
             }
         };
-        let response = answer(conn, shared, peer, request, idle).await?;
-        send(conn, &ServerFrame::Response(response), idle).await?;
+        let name = request.name();
+        let response = answer(conn, shared, peer, request, idle).await;
+        shared.metrics.control.count(name, response.as_ref().ok());
+        send(conn, &ServerFrame::Response(response?), idle).await?;
     }
 }
 
