@@ -81,7 +81,7 @@ mod tests {
         requests.count("backup", Some(&denied));
         requests.count("jobs", None);
         let mut registry = Registry::default();
-        registry.register("drd_control_requests", "Requests", requests.counts.clone());
+        registry.register("drd_control_requests", "Requests", requests.counts);
         let text = crate::encode(&registry).unwrap();
         assert!(
             text.contains("# TYPE drd_control_requests_total counter"),
