@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use drd_alerts::Alerts;
 use drd_backup::Backups;
 use drd_core::audit::{Actor, Outcome};
 use drd_core::config::{Config, ConfigError, LoadedConfig};
@@ -31,6 +32,8 @@ pub struct Shared {
     pub shutdowns: Arc<Shutdowns>,
     /// The watching layer: monitors, deadman switches, the policy.
     pub watch: Arc<Watch>,
+    /// The alerts: outbox, receivers, escalation.
+    pub alerts: Arc<Alerts>,
     /// The socket it listens on (fixed at start).
     pub socket: PathBuf,
     log: Option<LogHandle>,
@@ -52,16 +55,20 @@ impl Shared {
     pub fn new(core: Arc<Core>, log: Option<LogHandle>) -> Shared {
         let backups = Arc::new(Backups::new(core.clone()));
         let shutdowns = Arc::new(Shutdowns::new(core.clone(), backups.clone()));
+        let clock = Arc::new(drd_core::clock::SystemClock);
+        let alerts = Arc::new(Alerts::new(core.clone(), clock.clone()));
         let watch = Arc::new(Watch::new(
             core.clone(),
             backups.clone(),
             shutdowns.clone(),
-            Arc::new(drd_core::clock::SystemClock),
+            alerts.clone(),
+            clock,
         ));
         Shared {
             socket: core.config().config.daemon.socket.clone(),
             shutdowns,
             watch,
+            alerts,
             backups,
             core,
             log,
