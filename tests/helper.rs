@@ -20,6 +20,9 @@ pub mod docker;
 #[path = "support/moto.rs"]
 pub mod moto;
 
+#[path = "support/alerting.rs"]
+pub mod alerting;
+
 #[path = "support/real_parts.rs"]
 pub mod real_parts;
 pub use real_parts::{python3_with, real_part_missing, real_parts_required};

@@ -37,6 +37,32 @@ pub fn now_ms() -> i64 {
     crate::util::unix_ms_now().saturating_add(offset)
 }
 
+/// A clock that stands still until told to move: for tests of decisions made on time
+/// (cooldowns, escalation) without sleeping.
+#[cfg(any(test, feature = "test-support"))]
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+#[cfg(any(test, feature = "test-support"))]
+impl ManualClock {
+    /// A clock at `now_ms`.
+    pub fn at(now_ms: i64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(now_ms))
+    }
+
+    /// Moves it on by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// `2h`, `-30m`, `90s` as signed milliseconds.
 fn parse_offset_ms(text: &str) -> Option<i64> {
     let text = text.trim();

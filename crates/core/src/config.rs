@@ -4,6 +4,7 @@
 //! folder, and runs every check it can before the daemon touches anything, so that
 //! `drd check-config` and a SIGHUP reload see the same problems a start would.
 
+pub mod alerts;
 pub mod corruption;
 pub mod deadman;
 pub mod health;
@@ -76,6 +77,9 @@ pub struct Config {
     /// Deadman switches, by name: each expects a ping (`drctl heartbeat NAME`) on time.
     #[serde(default)]
     pub deadman: BTreeMap<String, deadman::DeadmanConfig>,
+    /// Where alerts go: receivers, routes with escalation, retries.
+    #[serde(default)]
+    pub alerts: alerts::AlertsConfig,
 }
 
 /// The `[daemon]` table.
@@ -125,6 +129,12 @@ pub struct DaemonConfig {
     /// Slots beyond `max_connections` that only responders (root among them) may use,
     /// so the on-call engineer gets in while others hold every shared slot.
     pub reserved_connections: usize,
+    /// A healthchecks.io-style URL drd pings every `ping_every` while it runs, so an
+    /// outside deadman notices when the host or drd goes silent.
+    pub ping_url: Option<String>,
+    /// How often drd pings `ping_url`.
+    #[serde(with = "humantime_serde_compat")]
+    pub ping_every: Duration,
 }
 
 /// The zstd level when the config names none. Measured with bench/run on the 1 GiB
@@ -150,6 +160,8 @@ impl Default for DaemonConfig {
             restore_threads: 0,
             max_connections_per_uid: 16,
             reserved_connections: 8,
+            ping_url: None,
+            ping_every: Duration::from_secs(60),
         }
     }
 }
@@ -369,6 +381,7 @@ impl Config {
         problems.extend(restore::problems(&config, text));
         problems.extend(monitors::problems(&config, text));
         problems.extend(deadman::problems(&mut config, text));
+        problems.extend(alerts::problems(&config, text));
         problems.extend(metrics::problems(&config, text));
         // Each key file was read on its own by the checks above; the set is read once
         // here and shared by everything that opens a repository until the next load.

@@ -32,6 +32,8 @@ pub struct Core {
     pub workers: Supervisor,
     /// Cancelled when the daemon begins to stop.
     pub stopping: CancellationToken,
+    /// Outbound healthchecks-style pings (jobs, drd itself).
+    pub pinger: crate::http::Pinger,
 }
 
 impl Core {
@@ -51,7 +53,21 @@ impl Core {
             catalog,
             workers,
             stopping,
+            pinger: crate::http::Pinger::default(),
         }
+    }
+
+    /// A core for a library test: `config` (TOML) loaded as `DIR/drd.toml`, the
+    /// catalog at `DIR/catalog.db`, workers that nobody waits for.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn for_test(dir: &std::path::Path, config: &str) -> Core {
+        let config = crate::config::Config::load_str(&dir.join("drd.toml"), config)
+            .unwrap_or_else(|err| panic!("test config: {err}"));
+        let catalog = Catalog::open(&dir.join("catalog.db"))
+            .unwrap_or_else(|err| panic!("test catalog: {err}"));
+        let token = CancellationToken::new();
+        let workers = Supervisor::new(token.clone(), tokio_util::task::TaskTracker::new());
+        Core::new(config, catalog, workers, token)
     }
 
     /// The config in force. A snapshot: a reload does not change what the caller holds.

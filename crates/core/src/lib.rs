@@ -13,20 +13,24 @@
 //! | [`clock`] | the daemon's one wall clock (`DRD_TEST_CLOCK_OFFSET` moves it in tests) |
 //! | [`catalog`] | the SQLite catalog, owned by one thread; `catalog/migrations.rs` |
 //! | [`audit`] | the hash-chained audit log |
+//! | [`breaker`] | the one circuit breaker: service health probes, alert receivers |
 //! | [`command`] | the one bounded-command runner (process group, timeout, output tails) |
 //! | [`docker`] | the one Docker client; `docker/blocking.rs` for non-async callers |
+//! | [`http`] | the one HTTP client setup, errors without URLs, healthchecks-style pings |
 //! | [`probe`] | the one prober: TCP, HTTP, DNS, command, Docker health, with a timeout |
 //! | [`workers`] | the `Worker` trait and the `Supervisor` that runs workers |
 //! | [`systemd`] | the notify protocol and the watchdog worker |
 //! | [`util`] | wall-clock helpers |
 
 pub mod audit;
+pub mod breaker;
 pub mod catalog;
 pub mod clock;
 pub mod command;
 pub mod config;
 mod core;
 pub mod docker;
+pub mod http;
 pub mod probe;
 pub mod systemd;
 pub mod util;

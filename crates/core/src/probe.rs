@@ -181,7 +181,7 @@ impl Prober {
                     .timeout(timeout)
                     .send()
                     .await
-                    .map_err(|err| format!("GET {url}: {}", chain(&err)))?;
+                    .map_err(|err| format!("GET {url}: {}", crate::http::chain(&err)))?;
                 let status = response.status();
                 let good = match expect_status {
                     Some(want) => status.as_u16() == *want,
@@ -252,27 +252,9 @@ impl Prober {
 
     async fn http(&self) -> Result<&reqwest::Client, String> {
         self.http
-            .get_or_try_init(|| async {
-                reqwest::Client::builder()
-                    .user_agent(concat!("drd/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|err| format!("cannot set up the HTTP client: {}", chain(&err)))
-            })
+            .get_or_try_init(|| async { crate::http::client() })
             .await
     }
-}
-
-/// An error with its causes: reqwest's own message is often only "error sending
-/// request".
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

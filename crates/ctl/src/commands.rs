@@ -6,6 +6,7 @@
 //! to print ([`print`]).
 
 pub mod abort;
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod backups;

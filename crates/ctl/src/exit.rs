@@ -73,7 +73,7 @@ Exit codes:
       broken audit chain)
   64  bad command line
   66  what the request names does not exist (job, snapshot, repository, deadman
-      switch)
+      switch, alert, alert receiver)
   69  drd is not running at the socket
   70  drd failed while serving the request
   75  drd is busy or stopping; try again

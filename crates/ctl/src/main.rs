@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    abort, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, recover, reload,
-    repair, restore, shutdown, shutdowns, status, verify, Global,
+    abort, alerts, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, recover,
+    reload, repair, restore, shutdown, shutdowns, status, verify, Global,
 };
 use exit::Failure;
 
@@ -132,6 +132,16 @@ enum Command {
     /// start, duration, outcome (or running, interrupted), the shutdown a recovery
     /// brought back and its measured RTO, and who started it.
     Shutdowns(shutdowns::ShutdownsArgs),
+    /// List open alerts: severity, source, since, escalation level, ack, and where
+    /// each delivery stands; or acknowledge one, or test a receiver.
+    ///
+    /// Examples:
+    ///   drctl alerts                              open alerts; exits 1 if one is unacked
+    ///   drctl alerts --all --json                 resolved ones too, for scripts
+    ///   drctl alerts ack 12 -c "disk cleanup running"   stop escalation (responder)
+    ///   drctl alerts test oncall-webhook          send a synthetic alert (operator)
+    #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+    Alerts(alerts::AlertsArgs),
 }
 
 /// Runs the one command the command line names.
@@ -155,6 +165,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Deadman(args) => deadman::run(global, args).await,
         Command::Monitors => monitors::run(global).await,
         Command::Shutdowns(args) => shutdowns::run(global, args).await,
+        Command::Alerts(args) => alerts::run(global, args).await,
     }
 }
 

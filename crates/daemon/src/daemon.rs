@@ -136,6 +136,10 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         shared.backups.clone(),
     ));
     drd_watch::spawn_workers(&shared.watch);
+    supervisor.spawn(drd_alerts::worker::DeliveryWorker::new(
+        shared.alerts.clone(),
+    ));
+    supervisor.spawn(drd_alerts::ping::DaemonPing::new(shared.core.clone()));
     supervisor.spawn(drd_metrics::textfile::TextfileWriter::new(
         shared.metrics.clone(),
     ));

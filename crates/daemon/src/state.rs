@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use drd_alerts::Alerts;
 use drd_backup::Backups;
 use drd_core::audit::{Actor, Outcome};
 use drd_core::config::{Config, ConfigError, LoadedConfig};
@@ -31,6 +32,8 @@ pub struct Shared {
     pub shutdowns: Arc<Shutdowns>,
     /// The watching layer: monitors, deadman switches, the policy.
     pub watch: Arc<Watch>,
+    /// The alerts: outbox, receivers, escalation.
+    pub alerts: Arc<Alerts>,
     /// Prometheus metrics, read from the layers above; counts control requests.
     pub metrics: Arc<drd_metrics::Metrics>,
     /// The socket it listens on (fixed at start).
@@ -54,11 +57,14 @@ impl Shared {
     pub fn new(core: Arc<Core>, log: Option<LogHandle>) -> Shared {
         let backups = Arc::new(Backups::new(core.clone()));
         let shutdowns = Arc::new(Shutdowns::new(core.clone(), backups.clone()));
+        let clock = Arc::new(drd_core::clock::SystemClock);
+        let alerts = Arc::new(Alerts::new(core.clone(), clock.clone()));
         let watch = Arc::new(Watch::new(
             core.clone(),
             backups.clone(),
             shutdowns.clone(),
-            Arc::new(drd_core::clock::SystemClock),
+            alerts.clone(),
+            clock,
         ));
         let metrics = Arc::new(drd_metrics::Metrics::new(watch.clone()));
         Shared {
@@ -66,6 +72,7 @@ impl Shared {
             metrics,
             shutdowns,
             watch,
+            alerts,
             backups,
             core,
             log,

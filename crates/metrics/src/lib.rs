@@ -270,12 +270,9 @@ mod tests {
         let core = Arc::new(drd_core::Core::new(loaded, catalog, supervisor, stopping));
         let backups = Arc::new(drd_backup::Backups::new(core.clone()));
         let shutdowns = Arc::new(drd_shutdown::Shutdowns::new(core.clone(), backups.clone()));
-        Arc::new(Watch::new(
-            core,
-            backups,
-            shutdowns,
-            Arc::new(drd_core::clock::SystemClock),
-        ))
+        let clock = Arc::new(drd_core::clock::SystemClock);
+        let alerts = Arc::new(drd_alerts::Alerts::new(core.clone(), clock.clone()));
+        Arc::new(Watch::new(core, backups, shutdowns, alerts, clock))
     }
 
     #[tokio::test]

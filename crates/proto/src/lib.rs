@@ -7,6 +7,7 @@
 //! Frames are length-delimited with a hard cap ([`MAX_FRAME_LEN`]); payloads are
 //! encoded by [`codec`], the one place that knows the wire encoding.
 
+mod alerts;
 mod backup;
 pub mod codec;
 mod event;
@@ -22,6 +23,7 @@ pub mod text;
 pub mod time;
 mod watch;
 
+pub use alerts::{AlertAck, AlertInfo, AlertStatus, AlertTestReport, DeliveryInfo};
 pub use backup::{
     parse_percent, AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport,
     SnapshotInfo, SnapshotSelector, VerifyProblem, VerifyReport,
@@ -54,7 +56,7 @@ pub use watch::{
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest frame either side accepts, length prefix excluded. A peer that announces
 /// more is answered with an error and disconnected before anything is allocated.

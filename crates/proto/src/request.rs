@@ -156,6 +156,24 @@ pub enum Request {
         /// At most this many.
         limit: u32,
     },
+    /// Open alerts with their deliveries and escalation.
+    Alerts {
+        /// Resolved ones too (the newest 50).
+        all: bool,
+    },
+    /// Acknowledge an alert: its escalation stops (it still resolves when it clears).
+    AlertAck {
+        /// The alert's number, as `drctl alerts` shows it.
+        id: i64,
+        /// Why, or what is being done.
+        comment: Option<String>,
+    },
+    /// Send a synthetic alert (firing, then resolved) to one receiver now, past the
+    /// outbox, and report what it answered.
+    AlertTest {
+        /// The receiver, as in `[alerts.receivers.NAME]`.
+        receiver: String,
+    },
 }
 
 impl Request {
@@ -169,7 +187,10 @@ impl Request {
             | Request::Jobs
             | Request::Deadman
             | Request::Monitors
-            | Request::Shutdowns { .. } => Role::Viewer,
+            | Request::Shutdowns { .. }
+            | Request::Alerts { .. } => Role::Viewer,
+            Request::AlertTest { .. } => Role::Operator,
+            Request::AlertAck { .. } => Role::Responder,
             Request::Heartbeat { .. } | Request::DeadmanPause { .. } => Role::Operator,
             Request::Prune { .. } | Request::EmergencyBackup | Request::RepairIndex { .. } => {
                 Role::Operator
@@ -206,6 +227,9 @@ impl Request {
             Request::Monitors => "monitors",
             Request::Recover { .. } => "recover",
             Request::Shutdowns { .. } => "shutdowns",
+            Request::Alerts { .. } => "alerts",
+            Request::AlertAck { .. } => "alerts ack",
+            Request::AlertTest { .. } => "alerts test",
         }
     }
 
@@ -225,6 +249,8 @@ impl Request {
                 | Request::RepairIndex { .. }
                 | Request::Heartbeat { .. }
                 | Request::DeadmanPause { .. }
+                | Request::AlertAck { .. }
+                | Request::AlertTest { .. }
         )
     }
 }

@@ -103,6 +103,12 @@ pub enum Reply {
     Recovered(Box<crate::RecoveryReport>),
     /// Answer to [`crate::Request::Shutdowns`].
     Shutdowns(Vec<crate::RunSummary>),
+    /// Answer to [`crate::Request::Alerts`].
+    Alerts(Vec<crate::AlertInfo>),
+    /// Answer to [`crate::Request::AlertAck`]: the alert after the ack.
+    AlertAcked(Box<crate::AlertInfo>),
+    /// Answer to [`crate::Request::AlertTest`].
+    AlertTested(crate::AlertTestReport),
 }
 
 /// What `drctl status` shows.

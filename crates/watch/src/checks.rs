@@ -152,6 +152,7 @@ impl Watch {
             }
             self.core.audit(&actor, action, Outcome::Ok, detail).await;
             if matches!(decision, Decision::Cleared) {
+                self.resolve_alert(&source).await;
                 continue;
             }
             let condition = Condition {

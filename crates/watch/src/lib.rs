@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | [`Watch`]: the layer's shared state (core, backups, shutdowns, the checks' view) | `lib.rs` |
 //! | a check with separate fire and clear thresholds, confirmed `for` a time or `k of n` samples | [`condition`] |
-//! | a circuit breaker: closed, open with exponential back-off, half-open trials | [`breaker`] |
+//! | a circuit breaker: closed, open with exponential back-off, half-open trials (in drd-core, shared with the alert receivers) | [`breaker`] |
 //! | a deadman switch: new, up, late, down, paused; runs that never finish; one grace after a restart | [`deadman`] |
 //! | one cycle of readings turned into decisions, kept in the catalog, shown by `drctl monitors` | [`checks`] |
 //! | the actions a decision takes, with cooldowns; the one `alert` | [`policy`] |
@@ -21,7 +21,6 @@
 //! | the network monitor: TCP, HTTP, DNS targets; a partition when a quorum fails | [`network`] |
 //! | the service health monitor: probes behind circuit breakers; the cascade | [`services`] |
 
-pub mod breaker;
 pub mod checks;
 pub mod condition;
 pub mod corruption;
@@ -33,9 +32,13 @@ pub mod services;
 pub mod store;
 pub mod switches;
 
+/// The circuit breaker lives in drd-core: the alert receivers use it too.
+pub use drd_core::breaker;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use drd_alerts::Alerts;
 use drd_backup::Backups;
 use drd_core::clock::Clock;
 use drd_core::Core;
@@ -50,6 +53,8 @@ pub struct Watch {
     pub backups: Arc<Backups>,
     /// For `shutdown` actions.
     pub shutdowns: Arc<Shutdowns>,
+    /// Where alerts go.
+    pub alerts: Arc<Alerts>,
     /// "Now", for every decision (the system clock, shifted in tests).
     pub clock: Arc<dyn Clock>,
     /// Each monitor's checks, by monitor then check: what `drctl monitors` shows.
@@ -64,12 +69,14 @@ impl Watch {
         core: Arc<Core>,
         backups: Arc<Backups>,
         shutdowns: Arc<Shutdowns>,
+        alerts: Arc<Alerts>,
         clock: Arc<dyn Clock>,
     ) -> Watch {
         Watch {
             core,
             backups,
             shutdowns,
+            alerts,
             clock,
             checks: Mutex::default(),
             switches: switches::Switches::default(),

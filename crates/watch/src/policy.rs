@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use drd_alerts::Raise;
 use drd_backup::jobs::{self, Trigger};
 use drd_core::audit::{Actor, Outcome};
 use drd_core::command::Command;
@@ -80,30 +81,43 @@ impl Watch {
         taken
     }
 
-    /// Alerts people: the journal (at a level by severity) and the audit log. The
-    /// next layer (issue 14) sends it on to receivers from here.
+    /// Alerts people: the audit log, then drd-alerts (the journal at once, the
+    /// receivers through the outbox). The same source alerting again while its alert
+    /// is open is that alert, not a new one.
     pub async fn alert(&self, severity: Severity, condition: &Condition) {
-        let text = format!(
-            "{} {}: {}",
-            condition.source, condition.state, condition.evidence
-        );
-        match severity {
-            Severity::Critical => {
-                tracing::error!(severity = severity.as_str(), alert = %text, "alert");
-            }
-            Severity::Warning => {
-                tracing::warn!(severity = severity.as_str(), alert = %text, "alert");
-            }
-            Severity::Info => tracing::info!(severity = severity.as_str(), alert = %text, "alert"),
-        }
+        let summary = if condition.value.is_empty() {
+            format!("{} {}", condition.source, condition.state)
+        } else {
+            format!(
+                "{} {}: {}",
+                condition.source, condition.state, condition.value
+            )
+        };
         self.core
             .audit(
                 &Actor::Monitor(condition.source.clone()),
                 "alert",
                 Outcome::Ok,
-                format!("{}: {text}", severity.as_str()),
+                format!("{}: {summary}: {}", severity.as_str(), condition.evidence),
             )
             .await;
+        let raise = Raise {
+            severity,
+            source: condition.source.clone(),
+            summary,
+            evidence: condition.evidence.clone(),
+        };
+        if let Err(err) = self.alerts.raise(raise).await {
+            tracing::error!(source = %condition.source, cause = %err, "cannot queue the alert for its receivers");
+        }
+    }
+
+    /// The condition of `source` cleared: its open alert, if any, is resolved and its
+    /// receivers told.
+    pub async fn resolve_alert(&self, source: &str) {
+        if let Err(err) = self.alerts.resolve(source).await {
+            tracing::error!(source, cause = %err, "cannot queue the alert's resolution");
+        }
     }
 
     /// Runs one action; what came of it, in words.
@@ -214,35 +228,18 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::atomic::{AtomicI64, Ordering};
 
-    use drd_core::catalog::Catalog;
-    use drd_core::clock::Clock;
-    use drd_core::config::Config;
-    use drd_core::workers::Supervisor;
+    use drd_core::clock::{Clock, ManualClock};
     use drd_core::Core;
-    use tokio_util::sync::CancellationToken;
-    use tokio_util::task::TaskTracker;
 
     use super::*;
 
-    struct Manual(AtomicI64);
-
-    impl Clock for Manual {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-
-    fn watch(dir: &Path, clock: Arc<Manual>) -> Watch {
-        let config = Config::load_str(&dir.join("drd.toml"), "").unwrap();
-        let catalog = Catalog::open(&dir.join("catalog.db")).unwrap();
-        let token = CancellationToken::new();
-        let workers = Supervisor::new(token.clone(), TaskTracker::new());
-        let core = Arc::new(Core::new(config, catalog, workers, token));
+    fn watch(dir: &Path, clock: Arc<ManualClock>) -> Watch {
+        let core = Arc::new(Core::for_test(dir, ""));
         let backups = Arc::new(drd_backup::Backups::new(core.clone()));
         let shutdowns = Arc::new(drd_shutdown::Shutdowns::new(core.clone(), backups.clone()));
-        Watch::new(core, backups, shutdowns, clock)
+        let alerts = Arc::new(drd_alerts::Alerts::new(core.clone(), clock.clone()));
+        Watch::new(core, backups, shutdowns, alerts, clock)
     }
 
     fn condition(at: i64) -> Condition {
@@ -258,7 +255,7 @@ mod tests {
     #[tokio::test]
     async fn an_action_waits_out_its_cooldown_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(Manual(AtomicI64::new(1_000_000)));
+        let clock = Arc::new(ManualClock::at(1_000_000));
         let actions: Vec<ActionConfig> =
             vec![toml::from_str("alert = \"warning\"\ncooldown = \"10m\"").unwrap()];
         let first = watch(dir.path(), clock.clone());
@@ -267,7 +264,7 @@ mod tests {
         first.core.catalog.close().await;
 
         // Five minutes on, in a new daemon: held back.
-        clock.0.fetch_add(5 * 60_000, Ordering::SeqCst);
+        clock.advance(5 * 60_000);
         let again = watch(dir.path(), clock.clone());
         let taken = again.act(&condition(clock.now_ms()), &actions).await;
         assert_eq!(taken[0].action, "alert warning");
@@ -276,7 +273,7 @@ mod tests {
             "held back: it ran 300s ago, cooldown 600s"
         );
         // Ten minutes after the first: it runs.
-        clock.0.fetch_add(5 * 60_000, Ordering::SeqCst);
+        clock.advance(5 * 60_000);
         let taken = again.act(&condition(clock.now_ms()), &actions).await;
         assert_eq!(taken[0].outcome, "sent");
         let alerts = again.core.audit.list(None, 0).await.unwrap();

@@ -442,6 +442,7 @@ impl Watch {
             SwitchTransition::Recovered => {
                 tracing::info!(switch = %decision.name, "{detail}");
                 self.core.audit(&actor, action, Outcome::Ok, detail).await;
+                self.resolve_alert(&source).await;
             }
         }
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use drd_core::audit::{Actor, Outcome as AuditOutcome};
 use drd_core::config::LoadedConfig;
+use drd_core::http::Signal;
 use drd_proto::{BackupReport, ErrorKind, Progress, ProgressUnit};
 
 use super::runs::{self, Finish, Outcome};
@@ -130,6 +131,12 @@ pub async fn run_job(
     })
     .await;
     let action = format!("backup {job}");
+    let ping = |signal, body: String| {
+        let core = &backups.core;
+        core.pinger
+            .ping(&core.workers, job_config.ping_url.as_deref(), signal, body);
+    };
+    ping(Signal::Start, String::new());
     let mut env = vec![
         ("DRD_JOB", job.to_owned()),
         ("DRD_TRIGGER", trigger.as_str().to_owned()),
@@ -140,6 +147,7 @@ pub async fn run_job(
         if let Err(message) = hooks::run_all("before", &job_config.before, &env).await {
             tracing::warn!(job, trigger = trigger.as_str(), cause = %message, "run skipped");
             finish(backups, run_id, Outcome::Skipped, Some(message.clone())).await;
+            ping(Signal::Fail, format!("skipped: {message}"));
             backups
                 .core
                 .audit(
@@ -177,6 +185,7 @@ pub async fn run_job(
                 message.push_str(&format!("; {failure}"));
             }
             finish(backups, run_id, outcome, Some(message.clone())).await;
+            ping(Signal::Fail, message.clone());
             backups
                 .core
                 .audit(
@@ -252,6 +261,13 @@ pub async fn run_job(
     // hold the repository while prune wants it alone.
     backups.replication.notify_one();
 
+    ping(
+        Signal::Success,
+        format!(
+            "snapshot {}: {} bytes added",
+            report.snapshot.id, report.bytes_added
+        ),
+    );
     backups
         .core
         .audit(

@@ -137,6 +137,47 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE shutdown_runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'shutdown';
     ALTER TABLE shutdown_runs ADD COLUMN recovers INTEGER REFERENCES shutdown_runs (id);
     ALTER TABLE shutdown_runs ADD COLUMN rto_ms INTEGER;",
+    // 10: the alert outbox (drd-alerts). An alert is open until resolved, one open
+    // alert per dedup key; each delivery of its firing or its resolution to one
+    // receiver waits in `alert_deliveries` until it is done, so a receiver that is
+    // down, or a drd that is killed, loses nothing. `alert_receivers` keeps each
+    // receiver's circuit breaker across restarts.
+    "
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        dedup_key TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        resolved_ms INTEGER,
+        level INTEGER NOT NULL DEFAULT 0,
+        acked_ms INTEGER,
+        acked_by TEXT,
+        ack_comment TEXT
+    );
+    CREATE UNIQUE INDEX alerts_open ON alerts (dedup_key) WHERE resolved_ms IS NULL;
+    CREATE TABLE alert_deliveries (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        receiver TEXT NOT NULL,
+        status TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        done_ms INTEGER,
+        result TEXT
+    );
+    CREATE INDEX alert_deliveries_waiting ON alert_deliveries (receiver, id)
+        WHERE done_ms IS NULL;
+    CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id);
+    CREATE TABLE alert_receivers (
+        name TEXT PRIMARY KEY,
+        breaker TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );",
 ];
 
 /// An in-memory database with the whole schema, for the unit tests of the modules

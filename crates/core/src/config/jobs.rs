@@ -60,6 +60,9 @@ pub struct JobConfig {
     /// undo what a `before` hook did).
     #[serde(default)]
     pub after: Vec<HookConfig>,
+    /// A healthchecks.io-style URL: `URL/start` when a run begins, `URL` when it
+    /// succeeds, `URL/fail` when it fails.
+    pub ping_url: Option<String>,
 }
 
 /// The priority of a job that names none.

@@ -21,7 +21,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn at(text: &str, field: String, message: String) -> Problem {
+    pub(super) fn at(text: &str, field: String, message: String) -> Problem {
         let line = locate::line_of(text, &field);
         Problem {
             field,

@@ -1,6 +1,7 @@
 //! One handler per request; `dispatch` is the only place that matches on requests.
 
 mod abort;
+mod alerts;
 mod audit;
 mod backup;
 mod backups;
@@ -153,6 +154,9 @@ pub async fn dispatch(
             Err(err) => Err(err),
         },
         Request::Shutdowns { limit } => shutdowns::shutdowns(&ctx, limit).await,
+        Request::Alerts { all } => alerts::list(&ctx, all).await,
+        Request::AlertAck { id, comment } => alerts::ack(&ctx, id, comment).await,
+        Request::AlertTest { receiver } => alerts::test(&ctx, receiver).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),
