@@ -98,7 +98,13 @@ impl Watch {
                 &Actor::Monitor(condition.source.clone()),
                 "alert",
                 Outcome::Ok,
-                format!("{}: {summary}: {}", severity.as_str(), condition.evidence),
+                format!(
+                    "{}: {} {}: {}",
+                    severity.as_str(),
+                    condition.source,
+                    condition.state,
+                    condition.evidence
+                ),
             )
             .await;
         let raise = Raise {
