@@ -19,10 +19,12 @@
 //! | per tier: size, snapshots, replication lag, rolling verify coverage | [`tiers`] |
 //! | monitor checks, deadman switches, circuit breakers | [`watch`] |
 //! | the shutdown running now and how the last ones ended | [`shutdown`] |
+//! | open alerts, the outbox, delivery attempts | [`alerts`] |
 //! | control requests by kind and result (the one counter) | [`control`] |
 //! | the loopback HTTP route | [`server`] |
 //! | the textfile worker, written atomically | [`textfile`] |
 
+pub mod alerts;
 pub mod control;
 pub mod info;
 pub mod jobs;
@@ -125,6 +127,7 @@ impl Metrics {
             Arc::new(tiers::Tiers::default()),
             Arc::new(watch::Watching),
             Arc::new(shutdown::ShutdownState),
+            Arc::new(alerts::Alerting),
             control.clone(),
         ];
         Metrics {
@@ -261,13 +264,7 @@ mod tests {
     /// The state of a daemon on `config` (TOML) with its catalog in `dir`, nothing
     /// started.
     pub(crate) fn daemon(dir: &std::path::Path, config: &str) -> Arc<Watch> {
-        use drd_core::catalog::Catalog;
-        use drd_core::workers::Supervisor;
-        let loaded = drd_core::config::Config::load_str(&dir.join("drd.toml"), config).unwrap();
-        let catalog = Catalog::open(&dir.join("catalog.db")).unwrap();
-        let stopping = tokio_util::sync::CancellationToken::new();
-        let supervisor = Supervisor::new(stopping.clone(), tokio_util::task::TaskTracker::new());
-        let core = Arc::new(drd_core::Core::new(loaded, catalog, supervisor, stopping));
+        let core = Arc::new(drd_core::Core::for_test(dir, config));
         let backups = Arc::new(drd_backup::Backups::new(core.clone()));
         let shutdowns = Arc::new(drd_shutdown::Shutdowns::new(core.clone(), backups.clone()));
         let clock = Arc::new(drd_core::clock::SystemClock);
@@ -289,7 +286,9 @@ mod tests {
             text.contains("drd_shutdown_state{state=\"idle\"} 1"),
             "{text}"
         );
-        for area in ["info", "jobs", "tiers", "watch", "shutdown", "control"] {
+        for area in [
+            "info", "jobs", "tiers", "watch", "shutdown", "alerts", "control",
+        ] {
             let line = format!("drd_scrape_collector_success{{collector=\"{area}\"}} 1");
             assert!(text.contains(&line), "no {line:?} in\n{text}");
         }
