@@ -138,11 +138,12 @@ pub fn alerts_text(list: &[AlertInfo], now: i64) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {} {} (level {}): {state}, {} tries{}",
+                "  {} {} (level {}): {state}, {} {}{}",
                 d.receiver,
                 d.status.as_str(),
                 d.level,
                 d.attempts,
+                if d.attempts == 1 { "try" } else { "tries" },
                 d.result
                     .as_deref()
                     .map(|r| format!("; last answer {r}"))
@@ -163,4 +164,52 @@ fn test_text(r: &AlertTestReport) -> String {
         r.firing,
         r.resolved
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use drd_proto::{AlertAck, AlertStatus, DeliveryInfo, Severity};
+
+    use super::*;
+
+    #[test]
+    fn an_alert_shows_its_level_ack_and_each_delivery() {
+        let alert = AlertInfo {
+            id: 7,
+            dedup_key: "web-1/deadman/export".to_owned(),
+            severity: Severity::Critical,
+            source: "deadman/export".to_owned(),
+            summary: "deadman/export down".to_owned(),
+            evidence: "overdue since 02:00".to_owned(),
+            started_unix_ms: 1_000_000,
+            resolved_unix_ms: None,
+            level: 2,
+            levels: 3,
+            ack: Some(AlertAck {
+                at_unix_ms: 1_060_000,
+                by: "uid=1000 gid=1000 pid=4".to_owned(),
+                comment: Some("on it".to_owned()),
+            }),
+            deliveries: vec![DeliveryInfo {
+                receiver: "oncall".to_owned(),
+                status: AlertStatus::Firing,
+                level: 1,
+                attempts: 1,
+                delivered_unix_ms: Some(1_001_000),
+                next_unix_ms: None,
+                result: Some("HTTP 200".to_owned()),
+            }],
+        };
+        let text = alerts_text(&[alert], 1_120_000);
+        assert!(text.contains("2/3"), "{text}");
+        assert!(text.contains("acked by uid=1000"), "{text}");
+        assert!(text.contains(": on it"), "{text}");
+        assert!(
+            text.contains(
+                "oncall firing (level 1): delivered 1m 59s ago, 1 try; last answer HTTP 200"
+            ),
+            "{text}"
+        );
+        assert_eq!(alerts_text(&[], 0), "no open alerts\n");
+    }
 }
