@@ -3,7 +3,8 @@
 //! while (bounded tries, one delivery, then the resolution, credentials never shown);
 //! an alert waiting in the outbox when drd is killed with SIGKILL, delivered after the
 //! restart; escalation that climbs until acknowledged, with the ack audited; `drctl
-//! alerts test`; and healthchecks-style pings for a job and for drd itself.
+//! alerts test`; a paused switch's alert resolved; and healthchecks-style pings for a
+//! job and for drd itself.
 //!
 //! Alerts are raised by a deadman switch: `drctl heartbeat sw --fail` puts it down at
 //! once (a critical alert), and a success ping brings it up (the resolution).
@@ -211,6 +212,26 @@ fn an_alert_waiting_in_the_outbox_survives_sigkill() {
     assert_eq!(shown.len(), 1, "one alert, not one per start: {shown:#?}");
     assert!(shown[0]["deliveries"][0]["delivered_unix_ms"].is_i64());
     assert!(shown[0]["deliveries"][0]["attempts"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn pausing_a_down_switch_resolves_its_alert() {
+    let hook = Receiver::start(false);
+    let daemon = Daemon::start(&format!(
+        "{SWITCH}[alerts.receivers.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    ));
+    raise(&daemon);
+    wait("the firing", Duration::from_secs(10), || {
+        answered(&hook.requests(), "firing", 200) == 1
+    });
+    let out = daemon.drctl(&["deadman", "pause", "sw"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait("the resolution", Duration::from_secs(10), || {
+        answered(&hook.requests(), "resolved", 200) == 1
+    });
+    let out = daemon.drctl(&["alerts"]);
+    assert_eq!(out.status.code(), Some(0), "nothing open: {}", text(&out));
 }
 
 #[test]

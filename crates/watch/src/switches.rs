@@ -320,6 +320,11 @@ impl Watch {
         };
         tracing::info!(switch = name, "{detail}");
         self.core.audit(actor, action, Outcome::Ok, detail).await;
+        if pause && changed {
+            // Someone decided the switch does not matter for now: its alert stops
+            // climbing the escalation chain and its receivers hear it is over.
+            self.resolve_alert(&format!("deadman/{name}")).await;
+        }
         Ok(info)
     }
 
