@@ -56,6 +56,17 @@ fn switch_audit(daemon: &Daemon, name: &str) -> Vec<AuditRow> {
         .collect()
 }
 
+/// The switch's audit entries once one of them is `action`: the state is kept (and
+/// shown) before the transition is audited and acted on.
+fn audit_once(daemon: &Daemon, name: &str, action: &str) -> Vec<AuditRow> {
+    daemon.wait_until(
+        &format!("{name}: {action} audited"),
+        Duration::from_secs(10),
+        || switch_audit(daemon, name).iter().any(|r| r.1 == action),
+    );
+    switch_audit(daemon, name)
+}
+
 fn actions(rows: &[AuditRow]) -> Vec<&str> {
     rows.iter().map(|r| r.1.as_str()).collect()
 }
@@ -154,7 +165,7 @@ fn a_run_that_never_finishes_and_a_failed_run_are_down() {
     assert_eq!(started["last_ping"][1], "start");
     assert_eq!(started["running"][1], "r7");
     wait_state(&daemon, "nightly", "down", Duration::from_secs(10));
-    let rows = switch_audit(&daemon, "nightly");
+    let rows = audit_once(&daemon, "nightly", "deadman down");
     let down = rows.iter().find(|r| r.1 == "deadman down").unwrap();
     assert!(
         down.3.contains("run r7 started at")
@@ -168,7 +179,7 @@ fn a_run_that_never_finishes_and_a_failed_run_are_down() {
     assert_eq!(failed["state"], "down");
     assert_eq!(failed["last_ping"][1], "fail");
     assert_eq!(failed["last_exit_code"], 3);
-    let rows = switch_audit(&daemon, "cleanup");
+    let rows = audit_once(&daemon, "cleanup", "alert");
     let down = rows.iter().find(|r| r.1 == "deadman down").unwrap();
     assert!(down.3.contains("failed with exit code 3"), "{down:?}");
     // With no on_down, going down alerts at critical.
