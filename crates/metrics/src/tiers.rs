@@ -38,13 +38,7 @@ impl Source for Tiers {
         let config = watch.core.config();
         let now = watch.now_ms();
         let names: Vec<String> = config.config.tiers.keys().cloned().collect();
-        let with_offsite: Vec<(String, Vec<String>)> = config
-            .config
-            .jobs
-            .iter()
-            .filter(|(_, job)| job.tiers.len() > 1)
-            .map(|(name, job)| (name.clone(), job.tiers.clone()))
-            .collect();
+        let with_offsite = replication::jobs_with_offsite(&config);
         let (counts, lags) = watch
             .core
             .catalog

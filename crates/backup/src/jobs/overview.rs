@@ -76,13 +76,7 @@ pub async fn overview(
         })
         .await?;
     let now = now_ms();
-    let with_offsite: Vec<(String, Vec<String>)> = config
-        .config
-        .jobs
-        .iter()
-        .filter(|(_, job)| job.tiers.len() > 1)
-        .map(|(name, job)| (name.clone(), job.tiers.clone()))
-        .collect();
+    let with_offsite = replication::jobs_with_offsite(config);
     let mut lags: BTreeMap<String, Vec<OffsiteLag>> = catalog
         .call("read replication lag", move |c| {
             let mut out = BTreeMap::new();

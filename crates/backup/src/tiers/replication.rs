@@ -342,6 +342,18 @@ pub struct TierLag {
     pub last_error: Option<String>,
 }
 
+/// The jobs of `config` that have offsite tiers, each with its tiers (landing tier
+/// first): what [`lag`] is asked about, by `drctl jobs` and by the metrics alike.
+pub fn jobs_with_offsite(config: &drd_core::config::LoadedConfig) -> Vec<(String, Vec<String>)> {
+    config
+        .config
+        .jobs
+        .iter()
+        .filter(|(_, job)| job.tiers.len() > 1)
+        .map(|(name, job)| (name.clone(), job.tiers.clone()))
+        .collect()
+}
+
 /// Lag of `job` on each of its offsite tiers (`tiers` minus the first), from the
 /// snapshot cache and the replication table. Runs on the catalog thread.
 pub fn lag(

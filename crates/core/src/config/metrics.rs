@@ -73,11 +73,7 @@ pub(super) fn problems(config: &Config, text: &str) -> Vec<Problem> {
     let metrics = &config.metrics;
     let mut found = Vec::new();
     let mut problem = |field: &str, message: String| {
-        found.push(Problem {
-            field: field.to_owned(),
-            line: super::locate::line_of(text, field),
-            message,
-        });
+        found.push(Problem::at(text, field.to_owned(), message));
     };
     if let Some(listen) = metrics.listen {
         if !listen.ip().is_loopback() && !metrics.allow_non_loopback {
