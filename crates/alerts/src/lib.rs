@@ -20,7 +20,7 @@ pub mod send;
 pub mod worker;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use drd_core::catalog::CatalogError;
 use drd_core::clock::Clock;
@@ -75,7 +75,6 @@ pub struct Alerts {
     pub clock: Arc<dyn Clock>,
     /// Wakes the delivery worker when there is something new.
     pub(crate) wake: Notify,
-    http: OnceLock<Result<reqwest::Client, String>>,
     host: String,
     attempts: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
@@ -100,7 +99,6 @@ impl Alerts {
             core,
             clock,
             wake: Notify::new(),
-            http: OnceLock::new(),
             host,
             attempts: Mutex::default(),
         }
@@ -231,9 +229,9 @@ impl Alerts {
         alert: &send::Outgoing,
         resend: std::time::Duration,
     ) -> std::result::Result<String, String> {
-        let result = match self.http.get_or_init(drd_core::http::client) {
-            Ok(http) => send::send(http, receiver, alert, resend).await,
-            Err(err) => Err(err.clone()),
+        let result = match self.core.pinger.client() {
+            Ok(http) => send::send(&http, receiver, alert, resend).await,
+            Err(err) => Err(err),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
         *self

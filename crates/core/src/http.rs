@@ -77,9 +77,14 @@ impl Pinger {
         });
     }
 
+    /// The daemon's one outbound client (pings, alert receivers), built at first use.
+    pub fn client(&self) -> Result<reqwest::Client, String> {
+        self.http.get_or_init(client).clone()
+    }
+
     /// Pings `url` now and says how it went.
     pub async fn send(&self, url: &str, body: String) -> Result<(), String> {
-        let client = self.http.get_or_init(client).clone()?;
+        let client = self.client()?;
         let response = client
             .post(url)
             .timeout(PING_TIMEOUT)
