@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod corruption;
 pub mod deadman;
+pub mod drills;
 pub mod health;
 mod hook;
 mod jobs;
@@ -80,6 +81,9 @@ pub struct Config {
     /// Where alerts go: receivers, routes with escalation, retries.
     #[serde(default)]
     pub alerts: alerts::AlertsConfig,
+    /// Recovery drills: how often, where they restore, and the targets they are held to.
+    #[serde(default)]
+    pub drills: drills::DrillsConfig,
 }
 
 /// The `[daemon]` table.
@@ -376,6 +380,7 @@ impl Config {
         config.restore.resolve(&base);
         config.monitors.corruption.resolve(&base);
         config.metrics.resolve(&base);
+        config.drills.resolve(&base);
         let (roles, socket_gid, mut problems) = validate::check(&config, text);
         problems.extend(services::problems(&config, text));
         problems.extend(restore::problems(&config, text));
@@ -383,6 +388,7 @@ impl Config {
         problems.extend(deadman::problems(&mut config, text));
         problems.extend(alerts::problems(&config, text));
         problems.extend(metrics::problems(&config, text));
+        problems.extend(drills::problems(&config, text));
         // Each key file was read on its own by the checks above; the set is read once
         // here and shared by everything that opens a repository until the next load.
         let keys = match (problems.is_empty(), config.keys.files.is_empty()) {

@@ -22,6 +22,8 @@ pub mod restore;
 pub mod shutdown;
 pub mod shutdowns;
 pub mod status;
+pub mod test;
+pub mod validate;
 pub mod verify;
 
 use std::path::PathBuf;

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     abort, alerts, audit, backup, backups, deadman, heartbeat, jobs, monitors, prune, recover,
-    reload, repair, restore, shutdown, shutdowns, status, verify, Global,
+    reload, repair, restore, shutdown, shutdowns, status, test, validate, verify, Global,
 };
 use exit::Failure;
 
@@ -142,6 +142,21 @@ enum Command {
     ///   drctl alerts test oncall-webhook          send a synthetic alert (operator)
     #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
     Alerts(alerts::AlertsArgs),
+    /// Recovery drills: run them now, list the scenarios, or report what they
+    /// measured (RTO and RPO against the targets, per category).
+    ///
+    /// Examples:
+    ///   drctl test run                                  every scenario now (operator)
+    ///   drctl test run --scenario database_recovery     one scenario
+    ///   drctl test list                                 scenarios and what each drills here
+    ///   drctl test report --since 30d                   per category: last, median, worst
+    ///   drctl test report --markdown > dr-report.md     a report to attach to a review
+    #[command(verbatim_doc_comment)]
+    Test(test::TestArgs),
+    /// Is this host ready to recover? One line per check (config, keys, tiers, RPO,
+    /// drills, Docker, disk, socket, audit chain, deadman switches, watchdog): pass,
+    /// warn or fail, with what to do. Exits 1 if any check fails.
+    Validate,
 }
 
 /// Runs the one command the command line names.
@@ -166,6 +181,8 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Monitors => monitors::run(global).await,
         Command::Shutdowns(args) => shutdowns::run(global, args).await,
         Command::Alerts(args) => alerts::run(global, args).await,
+        Command::Test(args) => test::run(global, args).await,
+        Command::Validate => validate::run(global).await,
     }
 }
 

@@ -140,6 +140,7 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         shared.alerts.clone(),
     ));
     supervisor.spawn(drd_alerts::ping::DaemonPing::new(shared.core.clone()));
+    supervisor.spawn(drd_drills::worker::DrillLoop::new(shared.drills.clone()));
     supervisor.spawn(drd_metrics::textfile::TextfileWriter::new(
         shared.metrics.clone(),
     ));

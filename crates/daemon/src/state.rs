@@ -34,6 +34,8 @@ pub struct Shared {
     pub watch: Arc<Watch>,
     /// The alerts: outbox, receivers, escalation.
     pub alerts: Arc<Alerts>,
+    /// Recovery drills: the one run at a time, results, the report, `validate`.
+    pub drills: Arc<drd_drills::Drills>,
     /// Prometheus metrics, read from the layers above; counts control requests.
     pub metrics: Arc<drd_metrics::Metrics>,
     /// The socket it listens on (fixed at start).
@@ -59,6 +61,13 @@ impl Shared {
         let shutdowns = Arc::new(Shutdowns::new(core.clone(), backups.clone()));
         let clock = Arc::new(drd_core::clock::SystemClock);
         let alerts = Arc::new(Alerts::new(core.clone(), clock.clone()));
+        let drills = Arc::new(drd_drills::Drills::new(
+            core.clone(),
+            backups.clone(),
+            shutdowns.clone(),
+            alerts.clone(),
+            clock.clone(),
+        ));
         let watch = Arc::new(Watch::new(
             core.clone(),
             backups.clone(),
@@ -73,6 +82,7 @@ impl Shared {
             shutdowns,
             watch,
             alerts,
+            drills,
             backups,
             core,
             log,

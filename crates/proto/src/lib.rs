@@ -10,6 +10,7 @@
 mod alerts;
 mod backup;
 pub mod codec;
+mod drills;
 mod event;
 mod jobs;
 mod message;
@@ -27,6 +28,10 @@ pub use alerts::{AlertAck, AlertInfo, AlertStatus, AlertTestReport, DeliveryInfo
 pub use backup::{
     parse_percent, AffectedFile, BackupReport, DamagedFile, RepairReport, RestoreReport,
     SnapshotInfo, SnapshotSelector, VerifyProblem, VerifyReport,
+};
+pub use drills::{
+    Category, CategoryReport, CheckStatus, DrillOutcome, DrillReport, DrillResult, DrillRunReport,
+    DrillTrigger, ReadinessCheck, Scenario, ScenarioInfo, ValidateReport,
 };
 pub use event::{Event, Progress, ProgressUnit};
 pub use jobs::{
@@ -56,7 +61,7 @@ pub use watch::{
 
 /// The protocol version this build speaks. Bump it on any change to the frames that an
 /// older peer would misread; the handshake turns a mismatch into a clear error.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The largest frame either side accepts, length prefix excluded. A peer that announces
 /// more is answered with an error and disconnected before anything is allocated.

@@ -174,6 +174,22 @@ pub enum Request {
         /// The receiver, as in `[alerts.receivers.NAME]`.
         receiver: String,
     },
+    /// Run drills now, with progress, and answer with the run.
+    DrillRun {
+        /// Only this category's drills.
+        category: Option<crate::Category>,
+        /// Only this scenario.
+        scenario: Option<crate::Scenario>,
+    },
+    /// The drill scenarios, their categories and what each would drill.
+    DrillList,
+    /// Per category, what the drills measured since a time.
+    DrillReport {
+        /// The period's start (Unix ms).
+        since_unix_ms: i64,
+    },
+    /// The host's preparedness, check by check.
+    Validate,
 }
 
 impl Request {
@@ -188,7 +204,11 @@ impl Request {
             | Request::Deadman
             | Request::Monitors
             | Request::Shutdowns { .. }
-            | Request::Alerts { .. } => Role::Viewer,
+            | Request::Alerts { .. }
+            | Request::DrillList
+            | Request::DrillReport { .. }
+            | Request::Validate => Role::Viewer,
+            Request::DrillRun { .. } => Role::Operator,
             Request::AlertTest { .. } => Role::Operator,
             Request::AlertAck { .. } => Role::Responder,
             Request::Heartbeat { .. } | Request::DeadmanPause { .. } => Role::Operator,
@@ -230,6 +250,10 @@ impl Request {
             Request::Alerts { .. } => "alerts",
             Request::AlertAck { .. } => "alerts ack",
             Request::AlertTest { .. } => "alerts test",
+            Request::DrillRun { .. } => "test run",
+            Request::DrillList => "test list",
+            Request::DrillReport { .. } => "test report",
+            Request::Validate => "validate",
         }
     }
 
@@ -251,6 +275,7 @@ impl Request {
                 | Request::DeadmanPause { .. }
                 | Request::AlertAck { .. }
                 | Request::AlertTest { .. }
+                | Request::DrillRun { .. }
         )
     }
 }

@@ -109,6 +109,14 @@ pub enum Reply {
     AlertAcked(Box<crate::AlertInfo>),
     /// Answer to [`crate::Request::AlertTest`].
     AlertTested(crate::AlertTestReport),
+    /// Answer to [`crate::Request::DrillRun`].
+    DrillRan(Box<crate::DrillRunReport>),
+    /// Answer to [`crate::Request::DrillList`].
+    DrillScenarios(Vec<crate::ScenarioInfo>),
+    /// Answer to [`crate::Request::DrillReport`].
+    DrillReport(Box<crate::DrillReport>),
+    /// Answer to [`crate::Request::Validate`].
+    Validated(crate::ValidateReport),
 }
 
 /// What `drctl status` shows.

@@ -27,6 +27,15 @@ pub fn span(ms: i64) -> String {
     }
 }
 
+/// A measured time, precise where it is short: `0.84 s`, `12.3 s`, then as [`span`].
+pub fn measured(ms: u64) -> String {
+    match ms {
+        0..=9_999 => format!("{:.2} s", ms as f64 / 1000.0),
+        10_000..=99_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => span(i64::try_from(ms).unwrap_or(i64::MAX)),
+    }
+}
+
 /// How long before `now_ms` the moment `then_ms` was.
 pub fn ago(now_ms: i64, then_ms: i64) -> String {
     format!("{} ago", span(now_ms - then_ms))

@@ -192,6 +192,14 @@ impl Shutdowns {
             slot: ShutdownSlot::default(),
         }
     }
+
+    /// The shutdown or recovery under way, as `(kind, run id)`, without waiting:
+    /// `None` also while someone briefly holds the slot to read it, so a caller that
+    /// polls (the drills) sees a run at its next look.
+    pub fn running(&self) -> Option<(RunKind, i64)> {
+        let slot = self.slot.0.try_lock().ok()?;
+        slot.as_ref().map(|active| (active.kind, active.run_id))
+    }
 }
 
 /// A client's view of a running shutdown: its events, then how it ended.

@@ -73,7 +73,9 @@ pub(super) fn prepare(
                 });
                 prepared.scratch.push(copy);
             }
-            SourceConfig::Command { name, run, timeout } => {
+            SourceConfig::Command {
+                name, run, timeout, ..
+            } => {
                 let output = CommandOutput::start(name, run, *timeout)?;
                 prepared.sources.push(Source::Stream {
                     name: format!("commands/{name}"),

@@ -178,6 +178,35 @@ pub const MIGRATIONS: &[&str] = &[
         breaker TEXT NOT NULL,
         updated_ms INTEGER NOT NULL
     );",
+    // 11: drills (drd-drills). A run is one pass of the chosen scenarios; each drill
+    // (one scenario on one subject) is a result with what it measured. A run left
+    // without `finished_ms` was cut short by a stop and is closed as cancelled at the
+    // next start.
+    "
+    CREATE TABLE drill_runs (
+        id INTEGER PRIMARY KEY,
+        trigger TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        outcome TEXT
+    );
+    CREATE TABLE drill_results (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES drill_runs (id),
+        scenario TEXT NOT NULL,
+        category TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        rto_ms INTEGER,
+        rpo_ms INTEGER,
+        target_rto_ms INTEGER,
+        target_rpo_ms INTEGER,
+        evidence TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        finished_ms INTEGER NOT NULL
+    );
+    CREATE INDEX drill_results_time ON drill_results (finished_ms);
+    CREATE INDEX drill_results_run ON drill_results (run_id);",
 ];
 
 /// An in-memory database with the whole schema, for the unit tests of the modules

@@ -160,6 +160,12 @@ pub enum SourceConfig {
         /// How long the command may run.
         #[serde(default = "default_command_timeout", with = "humantime_serde_compat")]
         timeout: Duration,
+        /// What a database drill runs on the restored output to check it (no shell),
+        /// such as `["pg_restore", "--list", "{file}"]`: `{file}` becomes the restored
+        /// file's path; without it, the file is the command's standard input. Exit 0
+        /// passes. Unset, the drill checks only that the output restores.
+        #[serde(default)]
+        drill_check: Vec<String>,
     },
     /// Docker containers, chosen by name or label: each one's `inspect` document
     /// (stored as `docker/NAME/inspect.json`) and the contents of its volumes and bind
@@ -344,7 +350,12 @@ fn check_source(
                 problem(field, format!("{} is listed twice", path.display()));
             }
         }
-        SourceConfig::Command { name, run, timeout } => {
+        SourceConfig::Command {
+            name,
+            run,
+            timeout,
+            drill_check,
+        } => {
             if !valid_name(name) {
                 problem(field, format!("name {name:?}: {NAME_RULE}"));
             }
@@ -359,6 +370,13 @@ fn check_source(
             }
             if timeout.is_zero() {
                 problem(field, "timeout must be longer than zero".to_owned());
+            }
+            if drill_check.first().is_some_and(String::is_empty) {
+                problem(
+                    field,
+                    "drill_check must name a program, like [\"pg_restore\", \"--list\", \"{file}\"]"
+                        .to_owned(),
+                );
             }
         }
         SourceConfig::Docker(docker) => check_docker(docker, field, stored, problem),

@@ -94,6 +94,11 @@ pub struct ServiceConfig {
     /// `drain` (take the load balancer out of maintenance, say).
     #[serde(default)]
     pub undrain: Vec<HookConfig>,
+    /// Drills may stop and start it again (service_recovery), timing until its health
+    /// check passes; it then needs a `health`. Services not marked are never touched
+    /// by a drill.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 /// `stop_timeout` written like `"30s"`, or left out.
@@ -217,6 +222,15 @@ fn check(
                     format!("no backup job named {job:?}; define it as [jobs.{job}]"),
                 );
             }
+        }
+        if service.drill && service.health.is_none() {
+            problem(
+                &field("drill"),
+                "a drilled service needs a health check, or the drill cannot tell when \
+                 it is back; add health = { http = \"http://127.0.0.1:PORT/health\" } \
+                 (or tcp, command, docker)"
+                    .to_owned(),
+            );
         }
         if service.stop_timeout.is_some_and(|t| t.is_zero()) {
             problem(

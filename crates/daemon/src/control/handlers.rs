@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod backups;
 mod deadman;
+mod drills;
 mod heartbeat;
 mod jobs;
 mod monitors;
@@ -157,6 +158,10 @@ pub async fn dispatch(
         Request::Alerts { all } => alerts::list(&ctx, all).await,
         Request::AlertAck { id, comment } => alerts::ack(&ctx, id, comment).await,
         Request::AlertTest { receiver } => alerts::test(&ctx, receiver).await,
+        Request::DrillRun { category, scenario } => drills::run(&ctx, category, scenario).await,
+        Request::DrillList => drills::list(&ctx).await,
+        Request::DrillReport { since_unix_ms } => drills::report(&ctx, since_unix_ms).await,
+        Request::Validate => drills::validate(&ctx).await,
     };
     match result {
         Ok(reply) => Response::Ok(reply),

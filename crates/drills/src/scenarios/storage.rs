@@ -1,0 +1,12 @@
+//! storage: written by the scenarios' helper (placeholder on the skeleton branch only).
+
+use super::{Drill, Finding};
+
+pub(super) async fn run(_drill: &Drill) -> Vec<Finding> {
+    Vec::new()
+}
+
+pub(super) fn subjects(config: &drd_core::config::Config) -> Vec<String> {
+    let _ = config;
+    Vec::new()
+}
