@@ -141,6 +141,11 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
     ));
     supervisor.spawn(drd_alerts::ping::DaemonPing::new(shared.core.clone()));
     supervisor.spawn(drd_drills::worker::DrillLoop::new(shared.drills.clone()));
+    shared
+        .metrics
+        .add(Arc::new(drd_drills::metrics::DrillMetrics(
+            shared.drills.clone(),
+        )));
     supervisor.spawn(drd_metrics::textfile::TextfileWriter::new(
         shared.metrics.clone(),
     ));

@@ -16,7 +16,9 @@
 //! | the drill loop, every `[drills] interval` | [`worker`] |
 //! | `drctl test report`: per category over a period | `report.rs` |
 //! | `drctl validate`: the host's preparedness | [`validate`] |
+//! | the drills' Prometheus area | [`metrics`] |
 
+pub mod metrics;
 mod report;
 mod runner;
 mod sandbox;

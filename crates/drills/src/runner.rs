@@ -218,6 +218,34 @@ pub(crate) async fn run(
     })
 }
 
+/// Records a scheduled run that could not start because real work held the host: a
+/// run of the enabled scenarios, each cancelled with `why`, so the gap in the drill
+/// history explains itself.
+pub(crate) async fn record_yield(drills: &Drills, why: String) -> Result<i64> {
+    let config = drills.core.config();
+    let now = drills.clock.now_ms();
+    let run_id = store::start_run(&drills.core.catalog, DrillTrigger::Schedule, now).await?;
+    let why = Mutex::new(Some(why));
+    for &scenario in &config.config.drills.scenarios {
+        keep(drills, run_id, &cancelled(scenario, &why)).await;
+    }
+    store::finish_run(&drills.core.catalog, run_id, DrillOutcome::Cancelled, now).await?;
+    let why = why
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or_default();
+    drills
+        .core
+        .audit(
+            &Actor::Monitor("drills".to_owned()),
+            "drill run",
+            Outcome::Refused,
+            format!("drill run #{run_id} (schedule) cancelled before it started: {why}"),
+        )
+        .await;
+    Ok(run_id)
+}
+
 /// Cancels `token` when real work needs the host, noting why.
 async fn preempt(drills: Arc<Drills>, token: CancellationToken, why: Arc<Mutex<Option<String>>>) {
     loop {

@@ -18,6 +18,7 @@ pub(crate) struct Sandbox {
 }
 
 /// One drill's folder, removed on drop.
+#[derive(Debug)]
 pub(crate) struct SandboxDir {
     path: PathBuf,
 }
@@ -101,7 +102,7 @@ impl Drop for SandboxDir {
 
 fn free_bytes(path: &Path) -> nix::Result<u64> {
     let stat = nix::sys::statvfs::statvfs(path)?;
-    Ok(u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size()))
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
 /// Removes `path` and everything below it, first making folders a restore left

@@ -158,6 +158,54 @@ pub(crate) async fn last_passes(catalog: &Catalog) -> Result<Vec<(Category, i64)
         .await
 }
 
+/// A category's newest drill that ran to an end (not cancelled).
+#[derive(Debug, Clone)]
+pub(crate) struct Latest {
+    pub category: Category,
+    pub outcome: DrillOutcome,
+    pub rto_ms: Option<u64>,
+    pub rpo_ms: Option<u64>,
+    pub finished_ms: i64,
+}
+
+/// Per category, its newest drill that was not cancelled.
+pub(crate) async fn latest_per_category(catalog: &Catalog) -> Result<Vec<Latest>, CatalogError> {
+    catalog
+        .call("read the newest drills", |c| {
+            let mut stmt = c.prepare(
+                "SELECT category, outcome, rto_ms, rpo_ms, finished_ms FROM drill_results r \
+                 WHERE outcome != 'cancelled' AND id = (SELECT MAX(id) FROM drill_results \
+                 WHERE category = r.category AND outcome != 'cancelled')",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?;
+            let mut found = Vec::new();
+            for row in rows {
+                let (category, outcome, rto, rpo, finished_ms) = row?;
+                if let (Some(category), Some(outcome)) =
+                    (Category::parse(&category), DrillOutcome::parse(&outcome))
+                {
+                    found.push(Latest {
+                        category,
+                        outcome,
+                        rto_ms: rto.map(|v| v.max(0) as u64),
+                        rpo_ms: rpo.map(|v| v.max(0) as u64),
+                        finished_ms,
+                    });
+                }
+            }
+            Ok(found)
+        })
+        .await
+}
+
 /// The newest RTO a restore drill of `subject` (`job app`) measured, with when: its
 /// own drills and those of its parts (`job app /var/lib/app.db`, `job app from
 /// tier offsite`).

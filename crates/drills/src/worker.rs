@@ -14,7 +14,7 @@ use drd_core::workers::Worker;
 use drd_proto::{DrillOutcome, DrillTrigger};
 use rand::Rng;
 
-use crate::runner::{host_busy, Filter};
+use crate::runner::{host_busy, record_yield, Filter};
 use crate::{store, Drills, Error};
 
 /// How soon a drill run that could not run, or was cancelled, is tried again.
@@ -28,6 +28,8 @@ pub struct DrillLoop {
     drills: Arc<Drills>,
     next_wait: Duration,
     started: bool,
+    /// A due run already yielded to the real work under way (recorded once).
+    yielded: bool,
 }
 
 impl DrillLoop {
@@ -37,6 +39,7 @@ impl DrillLoop {
             drills,
             next_wait: Duration::ZERO,
             started: false,
+            yielded: false,
         }
     }
 }
@@ -85,8 +88,15 @@ impl Worker for DrillLoop {
         }
         if let Some(why) = host_busy(&self.drills) {
             self.next_wait = RETRY;
+            if !self.yielded {
+                record_yield(&self.drills, why.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.yielded = true;
+            }
             return Ok(format!("due, but {why}; trying again in 10m"));
         }
+        self.yielded = false;
         let noop: crate::ProgressFn = Arc::new(|_| {});
         let filter = Filter {
             enabled_only: true,
@@ -127,5 +137,114 @@ impl Worker for DrillLoop {
 
     async fn wait(&mut self) {
         tokio::time::sleep(self.next_wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use drd_alerts::Alerts;
+    use drd_backup::Backups;
+    use drd_core::clock::{Clock, ManualClock};
+    use drd_core::Core;
+    use drd_proto::DrillOutcome;
+    use drd_shutdown::Shutdowns;
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn drills(dir: &Path, clock: Arc<ManualClock>) -> Arc<Drills> {
+        let config = "[daemon]\nstate_dir = \"state\"\n\
+                      [drills]\ninterval = \"1h\"\nscenarios = [\"rto_rpo\"]\n";
+        let core = Arc::new(Core::for_test(dir, config));
+        let backups = Arc::new(Backups::new(core.clone()));
+        let shutdowns = Arc::new(Shutdowns::new(core.clone(), backups.clone()));
+        let alerts = Arc::new(Alerts::new(core.clone(), clock.clone()));
+        Arc::new(Drills::new(core, backups, shutdowns, alerts, clock))
+    }
+
+    #[tokio::test]
+    async fn the_loop_runs_at_its_interval_and_a_due_run_yields_to_a_backup_on_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::at(1_800_000_000_000));
+        let drills = drills(tmp.path(), clock.clone());
+        let mut worker = DrillLoop::new(drills.clone());
+
+        let line = worker.step().await.unwrap();
+        assert!(line.starts_with("run #1:"), "{line}");
+        assert_eq!(worker.next_wait, HOUR);
+
+        clock.advance(30 * 60_000);
+        let line = worker.step().await.unwrap();
+        assert!(line.starts_with("next run after"), "{line}");
+        let half = HOUR / 2;
+        assert!(
+            worker.next_wait >= half && worker.next_wait <= half + HOUR / 10,
+            "waits the rest of the interval plus up to a tenth: {:?}",
+            worker.next_wait
+        );
+
+        // Due, but a real backup holds the host: the run is recorded as cancelled once,
+        // and tried again after RETRY rather than a whole interval later.
+        clock.advance(30 * 60_000);
+        drills
+            .backups
+            .running_jobs
+            .lock()
+            .unwrap()
+            .insert("app".to_owned());
+        let line = worker.step().await.unwrap();
+        assert!(line.contains("a backup of job app started"), "{line}");
+        assert_eq!(worker.next_wait, RETRY);
+        let _ = worker.step().await.unwrap();
+        let catalog = &drills.core.catalog;
+        assert_eq!(
+            store::runs_since(catalog, 0).await.unwrap(),
+            2,
+            "recorded once"
+        );
+        let results = store::results_since(catalog, 0).await.unwrap();
+        let (_, yielded) = results.last().unwrap();
+        assert_eq!(yielded.outcome, DrillOutcome::Cancelled);
+        assert!(
+            yielded.evidence.contains("a backup of job app started"),
+            "{yielded:?}"
+        );
+
+        // The backup ends: the next look runs the drills, and the interval starts again.
+        drills.backups.running_jobs.lock().unwrap().clear();
+        let line = worker.step().await.unwrap();
+        assert!(line.starts_with("run #3:"), "{line}");
+        assert_eq!(worker.next_wait, HOUR);
+    }
+
+    #[tokio::test]
+    async fn a_run_killed_midway_is_closed_as_cancelled_at_the_next_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::at(1_800_000_000_000));
+        let drills = drills(tmp.path(), clock.clone());
+        let catalog = &drills.core.catalog;
+        let open = store::start_run(catalog, DrillTrigger::Schedule, clock.now_ms())
+            .await
+            .unwrap();
+        let mut worker = DrillLoop::new(drills.clone());
+        let line = worker.step().await.unwrap();
+        assert!(
+            line.starts_with("run #2:"),
+            "a cut-short run does not count: {line}"
+        );
+        let outcome: String = catalog
+            .call("read", move |c| {
+                c.query_row(
+                    "SELECT outcome FROM drill_runs WHERE id = ?1",
+                    [open],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, "cancelled");
     }
 }
