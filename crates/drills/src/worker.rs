@@ -20,6 +20,11 @@ use crate::{store, Drills, Error};
 /// How soon a drill run that could not run, or was cancelled, is tried again.
 pub const RETRY: Duration = Duration::from_secs(600);
 
+/// How long after drd first starts, on a host that has never drilled, the first run
+/// comes (or one interval, if that is shorter): not in the middle of the start, and
+/// not a whole six hours later either.
+pub const FIRST_DELAY: Duration = Duration::from_secs(600);
+
 /// How long a disabled loop waits before it reads the config again.
 const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 
@@ -27,7 +32,8 @@ const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 pub struct DrillLoop {
     drills: Arc<Drills>,
     next_wait: Duration,
-    started: bool,
+    /// When the loop first looked (Unix ms): a host that never drilled starts from it.
+    started: Option<i64>,
     /// A due run already yielded to the real work under way (recorded once).
     yielded: bool,
 }
@@ -38,7 +44,7 @@ impl DrillLoop {
         DrillLoop {
             drills,
             next_wait: Duration::ZERO,
-            started: false,
+            started: None,
             yielded: false,
         }
     }
@@ -52,18 +58,22 @@ impl Worker for DrillLoop {
 
     async fn step(&mut self) -> Result<String, String> {
         let catalog = &self.drills.core.catalog;
-        if !self.started {
-            let closed = store::close_unfinished(catalog, self.drills.clock.now_ms())
-                .await
-                .map_err(|e| e.to_string())?;
-            if closed > 0 {
-                tracing::warn!(
-                    runs = closed,
-                    "drill runs cut short by a stop were closed as cancelled"
-                );
+        let first_look = match self.started {
+            Some(at) => at,
+            None => {
+                let now = self.drills.clock.now_ms();
+                let closed = store::close_unfinished(catalog, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if closed > 0 {
+                    tracing::warn!(
+                        runs = closed,
+                        "drill runs cut short by a stop were closed as cancelled"
+                    );
+                }
+                *self.started.insert(now)
             }
-            self.started = true;
-        }
+        };
         let config = self.drills.core.config();
         let drills = &config.config.drills;
         if !drills.enabled {
@@ -75,16 +85,18 @@ impl Worker for DrillLoop {
         let last = store::last_scheduled(catalog)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(last) = last {
-            let due = last.saturating_add(interval);
-            if now < due {
-                let jitter = rand::thread_rng().gen_range(0..=interval / 10);
-                self.next_wait = Duration::from_millis((due - now + jitter) as u64);
-                return Ok(format!(
-                    "next run after {}",
-                    drd_proto::text::time(due.saturating_add(jitter))
-                ));
-            }
+        let first_delay = i64::try_from(FIRST_DELAY.as_millis()).unwrap_or(i64::MAX);
+        let due = match last {
+            Some(last) => last.saturating_add(interval),
+            None => first_look.saturating_add(first_delay.min(interval)),
+        };
+        if now < due {
+            let jitter = rand::thread_rng().gen_range(0..=interval / 10);
+            self.next_wait = Duration::from_millis((due - now + jitter) as u64);
+            return Ok(format!(
+                "next run after {}",
+                drd_proto::text::time(due.saturating_add(jitter))
+            ));
         }
         if let Some(why) = host_busy(&self.drills) {
             self.next_wait = RETRY;
@@ -172,6 +184,11 @@ mod tests {
         let drills = drills(tmp.path(), clock.clone());
         let mut worker = DrillLoop::new(drills.clone());
 
+        // A host that never drilled drills FIRST_DELAY after drd starts.
+        let line = worker.step().await.unwrap();
+        assert!(line.starts_with("next run after"), "{line}");
+        assert!(worker.next_wait >= FIRST_DELAY, "{:?}", worker.next_wait);
+        clock.advance(FIRST_DELAY.as_millis() as i64);
         let line = worker.step().await.unwrap();
         assert!(line.starts_with("run #1:"), "{line}");
         assert_eq!(worker.next_wait, HOUR);
@@ -230,6 +247,8 @@ mod tests {
             .await
             .unwrap();
         let mut worker = DrillLoop::new(drills.clone());
+        let _ = worker.step().await.unwrap();
+        clock.advance(FIRST_DELAY.as_millis() as i64);
         let line = worker.step().await.unwrap();
         assert!(
             line.starts_with("run #2:"),

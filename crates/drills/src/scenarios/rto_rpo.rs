@@ -80,17 +80,21 @@ pub(super) async fn run(drill: &Drill) -> Vec<Finding> {
                 Some(Duration::from_millis(rto_ms))
             }
             Ok(None) => {
-                evidence.push(
-                    "no restore drill of this job yet: run `drctl test run --scenario \
-                     backup_validation`"
-                        .to_owned(),
-                );
-                found.push(Finding::failed(
+                // The RPO was measured; the RTO never was, which is a failure of its own.
+                let mut finding = Finding::measured(
                     Category::Storage,
                     subject,
                     started,
+                    (None, rpo),
+                    target,
                     evidence.join("; "),
-                ));
+                );
+                finding.outcome = drd_proto::DrillOutcome::Fail;
+                finding.evidence.push_str(
+                    "; no restore drill of this job has measured an RTO yet: run `drctl test \
+                     run --scenario backup_validation`",
+                );
+                found.push(finding);
                 continue;
             }
             Err(err) => {
