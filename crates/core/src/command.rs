@@ -74,6 +74,7 @@ pub struct Command {
     stderr: Output,
     cancel: Option<CancellationToken>,
     stdin: Option<Vec<u8>>,
+    run_as: Option<(u32, u32)>,
 }
 
 /// What becomes of one of the command's output streams.
@@ -100,6 +101,7 @@ impl Command {
             stderr: Output::Tail,
             cancel: None,
             stdin: None,
+            run_as: None,
         }
     }
 
@@ -131,6 +133,14 @@ impl Command {
     /// Ends it (with its group) when `token` is cancelled.
     pub fn cancel_on(mut self, token: CancellationToken) -> Command {
         self.cancel = Some(token);
+        self
+    }
+
+    /// Runs it as `uid` with the primary group `gid` and no supplementary groups
+    /// (drd must be root to change them): the auth_outage drill's client, which
+    /// must be a peer without a role.
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Command {
+        self.run_as = Some((uid, gid));
         self
     }
 
@@ -182,6 +192,10 @@ impl Command {
             .kill_on_drop(false);
         if let Some(dir) = &self.dir {
             command.current_dir(dir);
+        }
+        if let Some((uid, gid)) = self.run_as {
+            // The standard library drops root's supplementary groups along with the uid.
+            command.uid(uid).gid(gid);
         }
         let mut child = command.spawn().map_err(|source| CommandError::Start {
             program: program.clone(),

@@ -23,14 +23,25 @@ use crate::Watch;
 /// The network monitor's worker.
 pub struct NetworkMonitor {
     watch: Arc<Watch>,
-    prober: Prober,
-    /// Each target's newest verdict, by name.
-    last: BTreeMap<String, Verdict>,
+    probes: Probes,
     /// How long until the next cycle: the shortest interval configured.
     tick: Duration,
 }
 
+/// The network monitor's probing and reading, apart from its worker: each cycle
+/// probes the targets that are due and turns every target's newest verdict into the
+/// readings the checks decide on. The monitor feeds them to [`Watch::observe`]; the
+/// network_partition drill feeds them to a check of its own, so a drill measures
+/// the very logic that watches the host.
+#[derive(Debug, Default)]
+pub struct Probes {
+    prober: Prober,
+    /// Each target's newest verdict, by name.
+    last: BTreeMap<String, Verdict>,
+}
+
 /// A target's newest probe.
+#[derive(Debug)]
 struct Verdict {
     probe: Probe,
     /// What answered, or why it did not.
@@ -44,8 +55,7 @@ impl NetworkMonitor {
     pub fn new(watch: Arc<Watch>) -> NetworkMonitor {
         NetworkMonitor {
             watch,
-            prober: Prober::new(),
-            last: BTreeMap::new(),
+            probes: Probes::default(),
             tick: drd_core::config::monitors::DEFAULT_MONITOR_INTERVAL,
         }
     }
@@ -92,15 +102,35 @@ impl Worker for NetworkMonitor {
             .min()
             .unwrap_or(network.interval);
         if targets.is_empty() {
-            if !self.last.is_empty() {
-                self.last.clear();
+            if !self.probes.last.is_empty() {
+                self.probes.last.clear();
                 self.watch.observe("network", Vec::new()).await;
             }
             return Ok("nothing configured in [monitors.network]".to_owned());
         }
+        let readings = self.probes.cycle(&network).await;
+        let failing = self.probes.failing();
+        self.watch.observe("network", readings).await;
+        Ok(format!(
+            "{} targets, {failing} failing (partition at {})",
+            targets.len(),
+            network.quorum()
+        ))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.tick).await;
+    }
+}
+
+impl Probes {
+    /// Probes every target of `network` that is due (never probed, its interval
+    /// passed, or its probe changed), all at once, and returns one `target NAME`
+    /// reading per target and the `partition` reading, last.
+    pub async fn cycle(&mut self, network: &NetworkConfig) -> Vec<Reading> {
+        let targets = targets(network);
         self.last
             .retain(|name, _| targets.iter().any(|t| &t.name == name));
-
         let now = Instant::now();
         let due: Vec<&Target> = targets
             .iter()
@@ -125,22 +155,12 @@ impl Worker for NetworkMonitor {
                 },
             );
         }
-
-        let readings = readings(&network, &targets, &self.last);
-        let failing = targets
-            .iter()
-            .filter(|t| self.last.get(&t.name).is_some_and(|v| v.outcome.is_err()))
-            .count();
-        self.watch.observe("network", readings).await;
-        Ok(format!(
-            "{} targets, {failing} failing (partition at {})",
-            targets.len(),
-            network.quorum()
-        ))
+        readings(network, &targets, &self.last)
     }
 
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.tick).await;
+    /// How many targets failed their newest probe.
+    pub fn failing(&self) -> usize {
+        self.last.values().filter(|v| v.outcome.is_err()).count()
     }
 }
 

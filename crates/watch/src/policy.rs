@@ -14,6 +14,7 @@ use drd_backup::jobs::{self, Trigger};
 use drd_core::audit::{Actor, Outcome};
 use drd_core::command::Command;
 use drd_core::config::policy::{Action, ActionConfig};
+use drd_core::config::Config;
 use drd_proto::{ActionTaken, Severity};
 use drd_shutdown::StartRequest;
 use serde::Serialize;
@@ -229,6 +230,54 @@ impl Watch {
             }
         }
     }
+}
+
+/// What `actions` would do, one line each, without doing any of it: the
+/// network_partition drill reports its policy this way. A shutdown names the services
+/// its plan would stop, and says when `[policy] automatic_shutdown` is off, so it
+/// would only be logged as "would shut down" and alerted.
+pub async fn would_do(config: &Config, actions: &[ActionConfig]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for config_action in actions {
+        let Ok(action) = config_action.action() else {
+            continue; // refused by check-config; a loaded config has none
+        };
+        lines.push(match &action {
+            Action::Alert(severity) => format!("would alert ({})", severity.as_str()),
+            Action::Backup(jobs) => format!("would back up {}", jobs.join(", ")),
+            Action::EmergencyBackup => {
+                "would run an emergency backup of the critical jobs".to_owned()
+            }
+            Action::Exec { argv, .. } => format!("would run {}", argv.join(" ")),
+            Action::Shutdown { only, force, .. } => {
+                let stops = match drd_shutdown::dry_run(config, only, *force).await {
+                    Ok(plan) => {
+                        let names: Vec<String> = plan
+                            .levels
+                            .iter()
+                            .flatten()
+                            .map(|s| s.name.clone())
+                            .collect();
+                        if names.is_empty() {
+                            "would shut down no service (none configured)".to_owned()
+                        } else {
+                            format!("would shut down {}", names.join(", "))
+                        }
+                    }
+                    Err(err) => format!("would try to shut down, but cannot plan it: {err}"),
+                };
+                if config.policy.automatic_shutdown {
+                    format!("{stops} ({action})")
+                } else {
+                    format!(
+                        "{stops} ({action}); automatic_shutdown is off in [policy], so it \
+                         would only log \"would shut down\" and alert"
+                    )
+                }
+            }
+        });
+    }
+    lines
 }
 
 #[cfg(test)]
