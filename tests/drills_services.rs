@@ -264,3 +264,60 @@ fn auth_outage_refuses_a_peer_without_a_role_and_fails_a_key_others_can_read() {
         "{evidence}"
     );
 }
+
+#[test]
+fn a_shutdown_cancels_a_running_drill_which_is_recorded_as_cancelled() {
+    let mut services = Services::start(vec![spec("api", &[], 0.0)]);
+    // Healthy only once the test says so: the drill restarts api, then waits.
+    let ready = services.pidfile("api").with_file_name("ready");
+    let health = format!(
+        "{{ run = [\"test\", \"-f\", \"{}\"], timeout = \"5s\" }}",
+        ready.display()
+    );
+    let config = drilled(&services.config(), "api", &health);
+    let daemon = Daemon::start(&format!("{config}{GENEROUS}"));
+    let before = pid_of(&services, "api");
+    let socket = daemon.socket();
+    let drctl = &drd_integration_tests::bins().drctl;
+    let run = std::process::Command::new(drctl)
+        .args(["--socket", socket.to_str().unwrap()])
+        .args(["test", "run", "--scenario", "service_recovery", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drd_integration_tests::eventually("the drill to restart api", || {
+        std::fs::read_to_string(services.pidfile("api"))
+            .is_ok_and(|pid| pid.trim().parse::<i32>().is_ok_and(|p| p != before))
+    });
+    let out = daemon.drctl(&["shutdown", "--yes", "--trigger", "manual"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cancelled is not failed: {}",
+        text(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "cancelled", "{report:#}");
+    let results = report["results"].as_array().unwrap();
+    assert!(
+        results.iter().all(|r| r["outcome"] == "cancelled"),
+        "{report:#}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r["evidence"] == "cancelled: shutdown #1 is running"),
+        "the run says what it yielded to: {report:#}"
+    );
+
+    let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
+    let stored: String = conn
+        .query_row("SELECT outcome FROM drill_runs ORDER BY id DESC", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, "cancelled");
+}

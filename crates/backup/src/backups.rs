@@ -7,7 +7,7 @@
 //! backup live here rather than in process-wide statics.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use drd_core::Core;
 
@@ -26,6 +26,10 @@ pub struct Backups {
     pub tiers: TierOpener,
     /// Containers paused or stopped by backups, and the record that outlives a crash.
     pub holds: Arc<HoldRegistry>,
+    /// Backup runs started since drd started, and the newest one's job: work that
+    /// yields to any backup (a drill) compares it, so even a run that ended between
+    /// two looks is seen.
+    started: Mutex<(u64, String)>,
 }
 
 impl Backups {
@@ -36,7 +40,22 @@ impl Backups {
             holds: Arc::new(HoldRegistry::new(&core.state_dir)),
             running_jobs: Mutex::default(),
             replication: tokio::sync::Notify::new(),
+            started: Mutex::default(),
             core,
         }
+    }
+
+    /// Notes that a run of `job` started.
+    pub fn note_started(&self, job: &str) {
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        *started = (started.0 + 1, job.to_owned());
+    }
+
+    /// Backup runs started so far, and the newest one's job.
+    pub fn started(&self) -> (u64, String) {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -246,8 +246,22 @@ pub(crate) async fn record_yield(drills: &Drills, why: String) -> Result<i64> {
     Ok(run_id)
 }
 
-/// Cancels `token` when real work needs the host, noting why.
+/// Cancels `token` when real work needs the host, noting why: a shutdown, recovery
+/// or backup that started after the drill did (even one already over), or drd
+/// stopping.
 async fn preempt(drills: Arc<Drills>, token: CancellationToken, why: Arc<Mutex<Option<String>>>) {
+    let (shutdowns, backups) = (drills.shutdowns.last_launched(), drills.backups.started());
+    let started_since = |drills: &Drills| {
+        if let Some((kind, run_id)) = drills
+            .shutdowns
+            .last_launched()
+            .filter(|l| Some(*l) != shutdowns)
+        {
+            return Some(format!("{} #{run_id} is running", kind.as_str()));
+        }
+        let now = drills.backups.started();
+        (now.0 != backups.0).then(|| format!("a backup of job {} started", now.1))
+    };
     loop {
         tokio::select! {
             () = token.cancelled() => break,
@@ -256,7 +270,7 @@ async fn preempt(drills: Arc<Drills>, token: CancellationToken, why: Arc<Mutex<O
         let reason = if drills.core.stopping.is_cancelled() {
             Some("drd is stopping".to_owned())
         } else {
-            host_busy(&drills)
+            started_since(&drills).or_else(|| host_busy(&drills))
         };
         if let Some(reason) = reason {
             tracing::info!(reason = %reason, "drill run yields to real work");

@@ -36,6 +36,8 @@ pub(crate) struct Drill {
     /// Cancelled when real work needs the host, or the daemon stops.
     pub token: CancellationToken,
     progress: ProgressFn,
+    /// The newest shutdown or recovery launched when the run began.
+    shutdown_baseline: Option<(drd_proto::RunKind, i64)>,
 }
 
 impl Drill {
@@ -47,6 +49,7 @@ impl Drill {
         progress: ProgressFn,
     ) -> Drill {
         Drill {
+            shutdown_baseline: drills.shutdowns.last_launched(),
             drills,
             config,
             sandbox,
@@ -58,6 +61,16 @@ impl Drill {
     /// Whether the run was cancelled: stop before the next subject.
     pub fn cancelled(&self) -> bool {
         self.token.is_cancelled()
+    }
+
+    /// The shutdown or recovery launched since the run began, if one was: it wants
+    /// the services it stops down, so a drill must not start them again.
+    pub fn shutdown_started(&self) -> Option<String> {
+        self.drills
+            .shutdowns
+            .last_launched()
+            .filter(|launched| Some(*launched) != self.shutdown_baseline)
+            .map(|(kind, run_id)| format!("{} #{run_id}", kind.as_str()))
     }
 
     /// The targets `category` is held to.

@@ -181,6 +181,10 @@ pub struct Shutdowns {
     pub backups: Arc<Backups>,
     /// The shutdown that runs now, if any (one at a time).
     pub slot: ShutdownSlot,
+    /// The newest run launched, as `(kind, run id)`: work that must yield to any
+    /// shutdown (a drill) compares it, so even a run that ended between two looks is
+    /// seen.
+    last_launched: std::sync::Mutex<Option<(RunKind, i64)>>,
 }
 
 impl Shutdowns {
@@ -190,7 +194,16 @@ impl Shutdowns {
             core,
             backups,
             slot: ShutdownSlot::default(),
+            last_launched: std::sync::Mutex::default(),
         }
+    }
+
+    /// The newest shutdown or recovery launched since drd started, as `(kind, run id)`.
+    pub fn last_launched(&self) -> Option<(RunKind, i64)> {
+        *self
+            .last_launched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The shutdown or recovery under way, as `(kind, run id)`, without waiting:
@@ -483,6 +496,10 @@ fn launch(shared: &Arc<Shutdowns>, slot: &mut Option<Arc<Active>>, spec: RunSpec
         finished: done_rx,
     });
     *slot = Some(active.clone());
+    *shared
+        .last_launched
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((active.kind, run_id));
     let following = Following::of(&active);
     let run = phases::Run::new(
         shared.clone(),

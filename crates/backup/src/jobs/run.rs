@@ -123,6 +123,7 @@ pub async fn run_job(
     let tier = target.tier_name.to_owned();
     let tier_location = target.tier.location();
     let _claim = Claim::take(&backups.running_jobs, job)?;
+    backups.note_started(job);
 
     let started = now_ms();
     let run_id = record(backups, "record run start", {

@@ -122,10 +122,9 @@ async fn one(drill: &Drill, name: &str, service: &ServiceConfig) -> Finding {
         }
     }
     if drill.cancelled() {
-        if let Some((kind, run_id)) = drill.drills.shutdowns.running() {
+        if let Some(run) = drill.shutdown_started() {
             let why = format!(
-                "left stopped: {} #{run_id} started while the drill had it down, and wants it down",
-                kind.as_str()
+                "left stopped: {run} started while the drill had it down, and wants it down"
             );
             audit(drill, Outcome::Ok, format!("{subject}: {why}")).await;
             return cancelled(category, subject, started, &why);
@@ -136,7 +135,23 @@ async fn one(drill: &Drill, name: &str, service: &ServiceConfig) -> Finding {
     for unit in stopped.iter().rev() {
         // The service comes back even when the drill has already failed on time.
         let wait = budget.saturating_sub(t0.elapsed()).max(MIN_START_WAIT);
-        match unit.driver.start(&unit.before, wait).await {
+        let start = unit.driver.start(&unit.before, wait);
+        tokio::pin!(start);
+        let result = tokio::select! {
+            result = &mut start => result,
+            () = drill.token.cancelled() => match drill.shutdown_started() {
+                // The shutdown stops it anyway; waiting for it to come up would fight it.
+                Some(run) => {
+                    let why = format!(
+                        "left to {run}, which started while the drill was starting it again"
+                    );
+                    audit(drill, Outcome::Ok, format!("{subject}: {why}")).await;
+                    return cancelled(category, subject, started, &why);
+                }
+                None => start.await,
+            },
+        };
+        match result {
             Ok(()) => {
                 let now = unit
                     .driver
