@@ -308,7 +308,7 @@ mod tests {
     fn a_down_switch_fails_and_a_late_or_paused_one_warns() {
         assert_eq!(deadman(&[]).status, CheckStatus::Pass);
         let up = switch("nightly", SwitchState::Up);
-        assert_eq!(deadman(&[up.clone()]).status, CheckStatus::Pass);
+        assert_eq!(deadman(std::slice::from_ref(&up)).status, CheckStatus::Pass);
         let paused = switch("export", SwitchState::Paused);
         let line = deadman(&[up.clone(), paused.clone()]);
         assert_eq!(line.status, CheckStatus::Warn);
