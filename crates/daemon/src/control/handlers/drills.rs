@@ -60,7 +60,9 @@ pub(super) async fn report(ctx: &Ctx, since_unix_ms: i64) -> HandlerResult {
 }
 
 pub(super) async fn validate(ctx: &Ctx) -> HandlerResult {
+    // The deadman switches belong to the watching layer, which the drills do not hold.
+    let switches = ctx.shared.watch.switches().await;
     Ok(Reply::Validated(
-        drd_drills::validate::validate(&ctx.shared.drills).await,
+        drd_drills::validate::validate(&ctx.shared.drills, &switches).await,
     ))
 }
