@@ -267,7 +267,7 @@ fn auth_outage_refuses_a_peer_without_a_role_and_fails_a_key_others_can_read() {
 
 #[test]
 fn a_shutdown_cancels_a_running_drill_which_is_recorded_as_cancelled() {
-    let mut services = Services::start(vec![spec("api", &[], 0.0)]);
+    let services = Services::start(vec![spec("api", &[], 0.0)]);
     // Healthy only once the test says so: the drill restarts api, then waits.
     let ready = services.pidfile("api").with_file_name("ready");
     let health = format!(
