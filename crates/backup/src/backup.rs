@@ -9,6 +9,7 @@ mod command;
 pub mod docker;
 mod in_place;
 pub mod report;
+pub mod restore;
 mod select;
 mod sources;
 mod sqlite;

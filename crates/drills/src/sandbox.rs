@@ -18,6 +18,7 @@ pub(crate) struct Sandbox {
 }
 
 /// One drill's folder, removed on drop.
+#[derive(Debug)]
 pub(crate) struct SandboxDir {
     path: PathBuf,
 }
