@@ -205,7 +205,10 @@ fn a_database_backed_up_damaged_fails_its_drill_with_what_sqlite_found() {
     assert_eq!(found["outcome"], "fail", "{found:#}");
     assert!(found["rto_ms"].is_null(), "no recovery, no RTO: {found:#}");
     let evidence = found["evidence"].as_str().unwrap();
-    assert!(evidence.contains("fails its integrity check"), "{evidence}");
+    assert!(
+        evidence.contains(&format!("holds {} damaged", db.display())),
+        "{evidence}"
+    );
     assert!(evidence.contains("missing from index i"), "{evidence}");
     // The command source's dump is still sound.
     assert_eq!(result(&report, "job app commands/dump")["outcome"], "pass");

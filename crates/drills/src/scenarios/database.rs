@@ -127,20 +127,30 @@ async fn check(
     database: &Database<'_>,
     checked: &Checked,
 ) -> Result<String, String> {
-    let restored = checked.dir.path().join(
-        database
-            .stored()
-            .strip_prefix("/")
-            .unwrap_or(&database.stored()),
-    );
+    let stored = database.stored();
+    let restored = checked
+        .dir
+        .path()
+        .join(stored.strip_prefix("/").unwrap_or(&stored));
     let short = checked.snapshot.short_id().to_owned();
     match database {
-        Database::Sqlite { .. } => {
+        Database::Sqlite { path } => {
             let file = restored.clone();
-            blocking(move || drd_backup::backup::integrity_check(&file))
+            let problems = blocking(move || drd_backup::backup::integrity_problems(&file))
                 .await
                 .map_err(|why| format!("restored from snapshot {short}, but {why}"))?;
-            Ok(format!("{}; PRAGMA integrity_check: ok", checked.evidence))
+            if problems.is_empty() {
+                return Ok(format!("{}; PRAGMA integrity_check: ok", checked.evidence));
+            }
+            Err(format!(
+                "snapshot {short} (taken {}) holds {} damaged: PRAGMA integrity_check says: \
+                 {}; the live database may be damaged too: check it with `sqlite3 {} \
+                 \"PRAGMA integrity_check\"`, and back it up again once it is sound",
+                drd_proto::text::time(checked.snapshot.time_ms),
+                path.display(),
+                problems.join("; "),
+                path.display()
+            ))
         }
         Database::Command { check: [], .. } => Ok(format!(
             "{}; no drill_check is set, so only its restore was checked",
