@@ -9,6 +9,7 @@ mod command;
 pub mod docker;
 mod in_place;
 pub mod report;
+pub mod restore;
 mod select;
 mod sources;
 mod sqlite;
@@ -21,7 +22,7 @@ use drd_repo::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, Reposit
 
 pub use in_place::{restore_in_place, snapshot_at};
 pub use select::{select, Selected};
-pub use sqlite::integrity_check;
+pub use sqlite::{integrity_check, integrity_problems};
 
 /// Why a backup, restore or verify could not run.
 #[derive(Debug, thiserror::Error)]

@@ -75,6 +75,7 @@ pub struct Command {
     cancel: Option<CancellationToken>,
     stdin: Option<Vec<u8>>,
     run_as: Option<(u32, u32)>,
+    stdin_file: Option<PathBuf>,
 }
 
 /// What becomes of one of the command's output streams.
@@ -102,6 +103,7 @@ impl Command {
             cancel: None,
             stdin: None,
             run_as: None,
+            stdin_file: None,
         }
     }
 
@@ -109,6 +111,13 @@ impl Command {
     /// A command that exits without reading it all is not an error.
     pub fn stdin(mut self, input: Vec<u8>) -> Command {
         self.stdin = Some(input);
+        self
+    }
+
+    /// Gives it the file at `path` as its stdin: a large input (a restored dump that
+    /// a drill's check reads) is not held in memory as [`Command::stdin`] would.
+    pub fn stdin_file(mut self, path: impl Into<PathBuf>) -> Command {
+        self.stdin_file = Some(path.into());
         self
     }
 
@@ -173,15 +182,23 @@ impl Command {
             Output::Tail | Output::Stream => Stdio::piped(),
             Output::Null => Stdio::null(),
         };
+        let stdin =
+            match (&self.stdin, &self.stdin_file) {
+                (Some(_), _) => Stdio::piped(),
+                (None, Some(path)) => Stdio::from(std::fs::File::open(path).map_err(|source| {
+                    CommandError::Input {
+                        program: program.clone(),
+                        path: path.clone(),
+                        source,
+                    }
+                })?),
+                (None, None) => Stdio::null(),
+            };
         let mut command = tokio::process::Command::new(&program);
         command
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(stdio(self.stdout))
             .stderr(stdio(self.stderr))
             // Its own group, so one signal reaches everything it started and none of
@@ -412,6 +429,16 @@ pub enum CommandError {
     Start {
         /// The program.
         program: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file given as its stdin cannot be opened.
+    #[error("cannot open {path} as the input of {program}: {source}")]
+    Input {
+        /// The program.
+        program: String,
+        /// The file.
+        path: PathBuf,
         /// Why.
         source: io::Error,
     },
@@ -648,6 +675,28 @@ mod tests {
             .await
             .unwrap();
         assert!(finished.success());
+    }
+
+    #[tokio::test]
+    async fn a_command_reads_a_file_on_stdin_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("dump");
+        std::fs::write(&dump, b"restored dump").unwrap();
+        let finished = sh("tr a-z A-Z", Duration::from_secs(10))
+            .stdin_file(&dump)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(finished.stdout, b"RESTORED DUMP");
+        let err = sh("cat", Duration::from_secs(10))
+            .stdin_file(dir.path().join("gone"))
+            .run()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("/gone as the input of sh"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

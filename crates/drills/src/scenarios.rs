@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod database;
 mod network;
+mod restoring;
 mod rto_rpo;
 mod service;
 mod storage;
@@ -253,7 +254,8 @@ pub(crate) fn describe(scenario: Scenario) -> &'static str {
 pub(crate) fn subjects(scenario: Scenario, config: &Config) -> Vec<String> {
     let jobs = || config.jobs.keys().map(|j| format!("job {j}")).collect();
     match scenario {
-        Scenario::BackupValidation | Scenario::RtoRpo => jobs(),
+        Scenario::RtoRpo => jobs(),
+        Scenario::BackupValidation => backup::subjects(config),
         Scenario::DatabaseRecovery => database::subjects(config),
         Scenario::StorageFailure => storage::subjects(config),
         Scenario::ServiceRecovery => config

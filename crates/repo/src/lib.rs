@@ -20,7 +20,7 @@
 //! | reading, listing and picking snapshots (damaged ones kept in view) | `snapshots.rs` |
 //! | lease locks | `lock.rs` |
 //! | backup pipeline / the walk | `backup.rs`, `backup/walk.rs` |
-//! | restore (plan, writers, the target as an open handle) | `restore.rs`, `restore/` |
+//! | restore (plan, writers, the target as an open handle; checking what it wrote) | `restore.rs`, `restore/` |
 //! | verify | `verify.rs` |
 //! | retention, forget, prune | `prune.rs` |
 //! | rebuilding the index from pack headers | `repair.rs` |
@@ -56,7 +56,10 @@ pub use prune::{
 pub use repair::RepairSummary;
 pub use replicate::ReplicateSummary;
 pub use repo::{InitOptions, RepoLock, RepoOptions, Repository};
-pub use restore::{DamagedFile, RestoreOptions, RestoreProgress, RestoreSummary, DAMAGED_SUFFIX};
+pub use restore::{
+    CheckSummary, DamagedFile, Mismatch, RestoreOptions, RestoreProgress, RestoreSummary,
+    DAMAGED_SUFFIX,
+};
 pub use snapshots::{
     at_or_before_of, latest_of, read_snapshots, select_snapshot, DamagedSnapshot, SnapshotList,
 };

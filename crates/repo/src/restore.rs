@@ -14,6 +14,7 @@
 //! are kept as `NAME.damaged` with their readable parts and listed in
 //! [`RestoreSummary::damaged`]; every other file is restored.
 
+mod check;
 mod fallback;
 mod files;
 mod plan;
@@ -30,6 +31,8 @@ use fallback::Reader;
 use files::{MetaSink, Owner};
 use plan::Filters;
 use target::TargetDir;
+
+pub use check::{CheckSummary, Mismatch};
 
 /// The suffix a partly restored file gets, so nothing takes it for the real one.
 pub const DAMAGED_SUFFIX: &str = ".damaged";

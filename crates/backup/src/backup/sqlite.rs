@@ -76,6 +76,22 @@ pub(super) fn online_copy(db: &Path, scratch: &Path) -> Result<NamedTempFile, Ba
 /// read-only. The error names the file and what SQLite found wrong with it.
 pub fn integrity_check(path: &Path) -> Result<(), String> {
     let shown = path.display();
+    let problems = integrity_problems(path)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "sqlite {shown} fails its integrity check: {}; restore it from a snapshot \
+         (drctl recover --restore-data, or drctl restore)",
+        problems.join("; ")
+    ))
+}
+
+/// What `PRAGMA integrity_check` finds wrong with the SQLite database at `path`
+/// (opened read-only), at most 20 lines; empty when it says "ok". The error says why
+/// the check could not run.
+pub fn integrity_problems(path: &Path) -> Result<Vec<String>, String> {
+    let shown = path.display();
     if let Err(err) = std::fs::metadata(path) {
         return Err(format!(
             "sqlite {shown}: cannot read the database file: {err}"
@@ -95,13 +111,9 @@ pub fn integrity_check(path: &Path) -> Result<(), String> {
         })
         .map_err(|e| format!("sqlite {shown} fails its integrity check: {e}"))?;
     if problems.len() == 1 && problems[0] == "ok" {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    Err(format!(
-        "sqlite {shown} fails its integrity check: {}; restore it from a snapshot \
-         (drctl recover --restore-data, or drctl restore)",
-        problems.join("; ")
-    ))
+    Ok(problems)
 }
 
 /// How long to keep retrying while a writer holds a lock that stops the copy.

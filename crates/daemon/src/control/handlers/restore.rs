@@ -8,10 +8,9 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
-use drd_backup::backup::{self, report, BackupError};
-use drd_backup::tiers::snapshot_cache;
+use drd_backup::backup::{report, restore, BackupError};
 use drd_core::audit::Outcome;
-use drd_proto::{ErrorKind, ErrorReply, Progress, ProgressUnit, Reply, SnapshotSelector};
+use drd_proto::{ErrorKind, ErrorReply, Reply, SnapshotSelector};
 use drd_repo::RestoreOptions;
 
 use super::{backup_error, blocking, tier_error, Ctx, HandlerResult};
@@ -60,68 +59,38 @@ pub(super) async fn restore(ctx: &Ctx, request: RestoreRequest) -> HandlerResult
     let (job, tier) = (request.job.clone(), request.tier.clone());
     let (paths, overwrite, selector) = (request.paths, request.overwrite, request.selector);
     let result = async {
-        let (tier, repo) = {
+        let opened = {
             let (config, opener) = (config.clone(), ctx.shared.backups.tiers.clone());
+            let catalog = ctx.shared.catalog.clone();
             let job = job.clone();
             blocking(move || {
-                opener
-                    .open_for_job(&config, job.as_deref(), tier.as_deref())
+                restore::open(&opener, &catalog, &config, job.as_deref(), tier.as_deref())
                     .map_err(|e| tier_error(&e))
             })
             .await?
         };
-        // What the catalog read from the tier's snapshot files while they were intact.
-        // It only narrows which damaged files are in the way; without it, all are.
-        let known = {
-            let tier = tier.clone();
-            ctx.shared
-                .catalog
-                .call("read snapshot cache", move |c| {
-                    snapshot_cache::known(c, &tier)
-                })
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::warn!(cause = %err, "cannot read the snapshot cache");
-                    Default::default()
-                })
-        };
         let progress = ctx.progress();
         let allow_older = request.allow_older;
-        let restore_target = target.clone();
-        let threads = match config.config.daemon.restore_threads {
-            0 => RestoreOptions::default_threads(),
-            n => n,
+        let options = RestoreOptions {
+            paths: paths.iter().map(PathBuf::from).collect(),
+            target: target.clone(),
+            overwrite,
+            threads: restore::threads(&config),
+            beneath,
         };
         blocking(move || {
             let run = || -> Result<_, BackupError> {
-                let selected =
-                    backup::select(&repo, &selector, job.as_deref(), allow_older, &known)?;
-                for warning in &selected.warnings {
-                    tracing::warn!(tier, "{warning}");
-                }
-                let snapshot = selected.snapshot;
-                let options = RestoreOptions {
-                    paths: paths.iter().map(PathBuf::from).collect(),
-                    target: restore_target.clone(),
-                    overwrite,
-                    threads,
-                    beneath,
-                };
-                let task = format!("restore {}", snapshot.short_id());
-                let summary = repo.restore(&snapshot, &options, &mut |p| {
-                    progress(Progress {
-                        task: task.clone(),
-                        done: p.bytes_done,
-                        total: Some(p.bytes_total),
-                        unit: ProgressUnit::Bytes,
-                        detail: format!("{}/{} files", p.files_done, p.files_total),
-                    });
-                })?;
-                let mut report =
-                    report::restore_report(&summary, &snapshot, &tier, &restore_target);
+                let selected = opened.select(&selector, job.as_deref(), allow_older)?;
+                let restored = opened.restore(selected, &options, &*progress)?;
+                let mut report = report::restore_report(
+                    &restored.summary,
+                    &restored.snapshot,
+                    &opened.tier,
+                    &options.target,
+                );
                 // What the choice of snapshot passed over comes first.
-                report.warnings.splice(0..0, selected.warnings);
-                Ok((report, summary.damaged))
+                report.warnings.splice(0..0, restored.warnings);
+                Ok((report, restored.summary.damaged))
             };
             run().map_err(|e| backup_error(&e))
         })
