@@ -82,6 +82,7 @@ impl Sandbox {
     }
 
     /// The root.
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }

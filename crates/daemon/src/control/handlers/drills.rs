@@ -19,11 +19,14 @@ pub(super) async fn run(
         enabled_only: false,
     };
     let progress = ctx.progress();
-    match ctx
-        .shared
-        .drills
-        .run(DrillTrigger::Manual, filter, progress)
-        .await
+    // Boxed: a drill run's future is large, and every request's future would
+    // otherwise be as large as the largest handler's.
+    match Box::pin(
+        ctx.shared
+            .drills
+            .run(DrillTrigger::Manual, filter, progress),
+    )
+    .await
     {
         Ok(report) => Ok(Reply::DrillRan(Box::new(report))),
         Err(err) => {
@@ -63,6 +66,10 @@ pub(super) async fn validate(ctx: &Ctx) -> HandlerResult {
     // The deadman switches belong to the watching layer, which the drills do not hold.
     let switches = ctx.shared.watch.switches().await;
     Ok(Reply::Validated(
-        drd_drills::validate::validate(&ctx.shared.drills, &switches).await,
+        Box::pin(drd_drills::validate::validate(
+            &ctx.shared.drills,
+            &switches,
+        ))
+        .await,
     ))
 }
