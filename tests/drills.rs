@@ -153,6 +153,36 @@ fn a_failing_drill_exits_1_says_why_alerts_sets_the_metric_and_is_audited() {
     );
     assert!(md.contains("| 0/2 |"), "{md}");
     assert!(md.contains("- rto_rpo job files (storage): "), "{md}");
+
+    // A restore drill measures the job's RTO; rto_rpo then passes and its alert resolves.
+    let generous = std::fs::read_to_string(&daemon.config).unwrap()
+        + "[drills.targets.storage]\nrpo = \"1h\"\n";
+    std::fs::write(&daemon.config, generous).unwrap();
+    let out = daemon.drctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = daemon.drctl(&["test", "run", "--scenario", "backup_validation"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = daemon.drctl_json(&["test", "run", "--scenario", "rto_rpo"]);
+    let result = &run["results"][0];
+    assert_eq!(result["outcome"], "pass", "{run:#}");
+    assert!(result["rto_ms"].as_u64().is_some(), "{run:#}");
+    let alerts = daemon.drctl(&["alerts", "--all", "--json"]);
+    let alerts: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    let alert = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source"] == "drills/rto_rpo job files")
+        .unwrap();
+    assert!(alert["resolved_unix_ms"].is_i64(), "{alert:#}");
+    let md = daemon.drctl(&["test", "report", "--markdown"]);
+    let md = String::from_utf8_lossy(&md.stdout);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| storage |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains(" s |"), "a measured RTO: {row}");
+    assert!(!row.contains("| 0/"), "passes are counted: {row}");
 }
 
 #[test]
