@@ -96,6 +96,11 @@ impl Drill {
     }
 }
 
+/// `d` in whole milliseconds, as results keep it.
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// What one drill of one subject found.
 #[derive(Debug, Clone)]
 pub(crate) struct Finding {

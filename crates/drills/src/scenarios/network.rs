@@ -21,7 +21,7 @@ use drd_watch::condition::{Check, Transition};
 use drd_watch::network::Probes;
 use tokio::net::TcpListener;
 
-use super::{Drill, Finding};
+use super::{ms, Drill, Finding};
 
 /// The longest hold the drill waits out. The hold is a number the config states, not
 /// something that can break: a one-minute hold would have the drill spend a minute
@@ -183,10 +183,6 @@ fn partition_sample(readings: Vec<drd_watch::checks::Reading>) -> Option<(f64, S
         Ok(sample) => Some((sample.value, sample.evidence)),
         Err(why) => Some((f64::NAN, why)),
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

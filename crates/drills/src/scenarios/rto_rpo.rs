@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use drd_proto::Category;
 
-use super::{Drill, Finding};
+use super::{ms, Drill, Finding};
 use crate::store;
 
 pub(super) async fn run(drill: &Drill) -> Vec<Finding> {
@@ -146,8 +146,4 @@ async fn tier_ages(
     })
     .await
     .map_err(|e| format!("the RPO check stopped: {e}"))?
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

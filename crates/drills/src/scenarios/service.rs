@@ -22,7 +22,7 @@ use drd_core::probe::Prober;
 use drd_proto::{Category, DrillOutcome};
 use drd_shutdown::drivers::{self, Assessment, Driver, Stopped};
 
-use super::{service_category, Drill, Finding};
+use super::{ms, service_category, Drill, Finding};
 
 /// How long past the RTO target the drill still waits for a service to be healthy.
 const SLACK: Duration = Duration::from_secs(5);
@@ -293,8 +293,4 @@ async fn audit(drill: &Drill, outcome: Outcome, detail: String) {
             detail,
         )
         .await;
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
