@@ -193,11 +193,15 @@ def gen_mixed(root: Path, size_mib: int) -> None:
 # the other corpora
 
 
+def _begin(root: Path, size_mib: int, salt: int) -> tuple[float, random.Random]:
+    """Creates root; returns the scale (1.0 at 1 GiB) and the corpus's own seeded PRNG."""
+    root.mkdir(parents=True)
+    return size_mib / 1024.0, random.Random(SEED + salt)
+
+
 def gen_text_corpus(root: Path, size_mib: int) -> None:
     """Text-heavy: documents, source code, logs, a few small notes, one large text dump."""
-    s = size_mib / 1024.0
-    r = random.Random(SEED + 100)
-    root.mkdir(parents=True)
+    s, r = _begin(root, size_mib, 100)
     vt = VariedText(r)
     code = VariedText(r, 4, code=True)
     n_docs = write_sized(root / "docs", r, int(300 * MiB * s), 4 * KiB, 256 * KiB, "doc-%05d.txt", vt.block)
@@ -219,9 +223,7 @@ def gen_text_corpus(root: Path, size_mib: int) -> None:
 
 def gen_random(root: Path, size_mib: int) -> None:
     """Mostly incompressible: random blobs of many sizes, one large archive, some small files."""
-    s = size_mib / 1024.0
-    r = random.Random(SEED + 200)
-    root.mkdir(parents=True)
+    s, r = _begin(root, size_mib, 200)
     n_blobs = write_sized(root / "blobs", r, int(560 * MiB * s), 16 * KiB, 8 * MiB, "blob-%05d.jpg",
                           r.randbytes)
     write_big(root / "large" / "archive.bin", int(400 * MiB * s), r.randbytes)
@@ -237,8 +239,7 @@ def small_count(size_mib: int) -> int:
 
 def gen_small(root: Path, size_mib: int) -> None:
     """Many tiny files: 64 B - 4 KiB (uniform), 70 % text, 100 a folder; count from the size."""
-    r = random.Random(SEED + 300)
-    root.mkdir(parents=True)
+    _, r = _begin(root, size_mib, 300)
     n = small_count(size_mib)
     write_small_files(root / "small", r, n, gen_text(r, 16 * MiB), r.randbytes(16 * MiB),
                       lambda: r.randint(64, 4096), per_dir=100, fan=100)
@@ -247,9 +248,7 @@ def gen_small(root: Path, size_mib: int) -> None:
 
 def gen_db(root: Path, size_mib: int) -> None:
     """One large SQLite database (orders + events with text payloads) and a disk image."""
-    s = size_mib / 1024.0
-    r = random.Random(SEED + 400)
-    root.mkdir(parents=True)
+    s, r = _begin(root, size_mib, 400)
     vt = VariedText(r)
     (root / "db").mkdir()
     make_sqlite(root / "db" / "app.db", r, max(2000, round(200000 * s)))

@@ -135,7 +135,7 @@ def run_scale(args, work: Path, make_tool, limit_cls, cmd, prepare_cache, errors
                     if not row[f"{ph}_ok"]:
                         errors.append(f"scale {st['name']}: {t} {ph} failed rc={res['rc']} "
                                       f"{res.get('stderr_tail', '')[-300:]}")
-                    for k in ("vmrss_mib", "vmhwm_mib", "rss_mib"):
+                    for k in (("vmrss_mib", "vmhwm_mib") if t == "drd" else ("rss_mib",)):
                         if res.get(k) is not None:
                             row[k] = max(row.get(k, 0), res[k]) if k == "rss_mib" else res[k]
                     mem = (f"VmRSS {row.get('vmrss_mib') or 0:.0f} MiB, VmHWM {row.get('vmhwm_mib') or 0:.0f} MiB"
