@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 import sqlite3
 from pathlib import Path
 
-from common import KiB, MiB
+from common import MiB
 
 # ----------------------------------------------------------------------------------
 # deterministic corpus
