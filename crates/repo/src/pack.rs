@@ -6,6 +6,8 @@
 //! encrypted [`PackHeader`]), then the header token's length as a little-endian u32.
 //! The pack's name is the BLAKE3 hash of its bytes.
 
+use std::cell::RefCell;
+
 use crate::crypto::KeySet;
 use crate::error::{Error, Result};
 use crate::format::{BlobKind, Id, IndexPack, PackEntry, PackHeader};
@@ -58,14 +60,51 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
         let compressible = (0..4).any(|i| {
             let start = data.len() / 4 * i;
             let sample = &data[start..start + SAMPLE];
-            zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() * 100 <= SAMPLE * 97)
+            with_compressor(1, |c| c.compress(sample)).is_ok_and(|c| c.len() * 100 <= SAMPLE * 97)
         });
         if !compressible {
             return None;
         }
     }
-    let out = zstd::bulk::compress(data, level).ok()?;
+    let out = with_compressor(level, |c| c.compress(data)).ok()?;
     (out.len() < data.len()).then_some(out)
+}
+
+thread_local! {
+    /// This thread's zstd contexts. A fresh context per blob costs an allocation and
+    /// a table reset of several hundred KiB; for the small files that make up most of
+    /// a tree that was more than compressing them. Threads that seal or open blobs are
+    /// the engine's own, and their contexts go with them.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let c = match slot.as_mut() {
+            Some(c) => {
+                c.set_compression_level(level)?;
+                c
+            }
+            None => slot.insert(zstd::bulk::Compressor::new(level)?),
+        };
+        f(c)
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(data, capacity)
+    })
 }
 
 /// Decrypts and decompresses a blob token; `Err(reason)` if it is damaged.
@@ -78,8 +117,7 @@ pub(crate) fn open_blob(
         .decrypt(token)
         .ok_or_else(|| "does not decrypt (damaged, or written with another key)".to_string())?;
     if entry.compressed {
-        zstd::bulk::decompress(&plain, entry.raw_len as usize)
-            .map_err(|e| format!("does not decompress: {e}"))
+        decompress(&plain, entry.raw_len as usize).map_err(|e| format!("does not decompress: {e}"))
     } else {
         Ok(plain)
     }

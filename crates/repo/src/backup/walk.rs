@@ -119,6 +119,21 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// [`read_xattrs`] of an open file.
+fn file_xattrs(file: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use xattr::FileExt;
+    let mut out = Vec::new();
+    if let Ok(names) = file.list_xattr() {
+        for name in names {
+            if let Ok(Some(value)) = file.get_xattr(&name) {
+                out.push((name.as_bytes().to_vec(), value));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The path a path source is backed up from.
 pub(super) fn absolute(path: &Path) -> Result<PathBuf> {
     if path.is_absolute() {
@@ -366,13 +381,13 @@ impl Walker<'_> {
         let mut names = Vec::new();
         for entry in entries {
             match entry {
-                Ok(e) => names.push(e.file_name()),
+                Ok(e) => names.push((e.file_name(), e)),
                 Err(e) => self.warn(format!("could not list {}: {e}", dir.display())),
             }
         }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut tree = Tree::default();
-        for name in names {
+        for (name, entry) in names {
             let path = dir.join(&name);
             if !globs.is_empty() {
                 let rel = path.strip_prefix(source_root).unwrap_or(&path);
@@ -380,7 +395,8 @@ impl Walker<'_> {
                     continue;
                 }
             }
-            let meta = match std::fs::symlink_metadata(&path) {
+            // lstat relative to the open directory: no walk down the whole path again.
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn(format!("skipped {}: {e}", path.display()));
@@ -412,7 +428,6 @@ impl Walker<'_> {
     ) -> Result<Option<Node>> {
         let mut node = node_from_meta(name, NodeKind::File, meta);
         node.size = meta.len();
-        node.xattrs = read_xattrs(path);
         self.stats.file_count += 1;
         self.stats.total_size += meta.len();
         if let Some(p) = parent {
@@ -424,6 +439,9 @@ impl Walker<'_> {
                 && p.content.iter().all(|id| self.repo.has_blob(id))
             {
                 node.content = p.content.clone();
+                // Setting or removing an xattr changes the ctime, so an unchanged
+                // file's xattrs are the parent's.
+                node.xattrs = p.xattrs.clone();
                 self.stats.files_unchanged += 1;
                 self.report.bytes_done += node.size;
                 return Ok(Some(node));
@@ -436,6 +454,7 @@ impl Walker<'_> {
         if meta.nlink() > 1 {
             if let Some(content) = self.hardlinks.get(&link_key) {
                 node.content = content.clone();
+                node.xattrs = read_xattrs(path);
                 return Ok(Some(node));
             }
         }
@@ -452,6 +471,8 @@ impl Walker<'_> {
                     return Ok(None);
                 }
             };
+            // Through the open file: one walk down the path fewer per file.
+            node.xattrs = file_xattrs(&file);
             let (content, size) = match self.chunk_stream(&mut file) {
                 Ok(c) => c,
                 Err(ChunkError::Io(e)) => {
@@ -476,7 +497,7 @@ impl Walker<'_> {
                         size,
                         ..node_from_meta(name, NodeKind::File, &m)
                     };
-                    node.xattrs = read_xattrs(path);
+                    node.xattrs = file_xattrs(&file);
                     before = fingerprint(&m);
                     if attempt == 1 {
                         self.warn(format!(
