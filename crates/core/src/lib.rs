@@ -17,6 +17,7 @@
 //! | [`command`] | the one bounded-command runner (process group, timeout, output tails) |
 //! | [`docker`] | the one Docker client; `docker/blocking.rs` for non-async callers |
 //! | [`http`] | the one HTTP client setup, errors without URLs, healthchecks-style pings |
+//! | [`memory`] | the worker that gives freed heap memory back after big work |
 //! | [`probe`] | the one prober: TCP, HTTP, DNS, command, Docker health, with a timeout |
 //! | [`workers`] | the `Worker` trait and the `Supervisor` that runs workers |
 //! | [`systemd`] | the notify protocol and the watchdog worker |
@@ -31,6 +32,7 @@ pub mod config;
 mod core;
 pub mod docker;
 pub mod http;
+pub mod memory;
 pub mod probe;
 pub mod systemd;
 pub mod util;

@@ -120,6 +120,8 @@ pub async fn run(config: LoadedConfig, log: Option<LogHandle>) -> Result<(), Run
         shared.backups.holds.clone(),
         shared.audit.clone(),
     ));
+    // Gives the buffers of finished work back to the system (drd_core::memory).
+    supervisor.spawn(drd_core::memory::MemoryKeeper::new());
     supervisor.spawn(CatalogMaintenance {
         catalog: catalog.clone(),
         every: CATALOG_MAINTENANCE_EVERY,

@@ -167,6 +167,8 @@ const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
 
 fn main() -> ExitCode {
+    // Before any thread starts: see drd_memory::one_arena.
+    drd_memory::one_arena();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
