@@ -141,10 +141,11 @@ pub struct DaemonConfig {
     pub ping_every: Duration,
 }
 
-/// The zstd level when the config names none. Measured with bench/run on the 1 GiB
-/// corpus: 6 instead of 3 makes the repository about 1% smaller (smaller than restic's)
-/// and the cold first backup about 25% slower (still about 1.8x faster than restic).
-pub const DEFAULT_COMPRESSION_LEVEL: i32 = 6;
+/// The zstd level when the config names none. Measured on five corpora (bench/README.md,
+/// "Choosing the compression level"): level 6 made repositories 0-2 % smaller than 3
+/// and first backups of compressible data up to half again as slow, so 3 (restic's
+/// default too); incompressible chunks are stored raw at any level.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
 impl Default for DaemonConfig {
     fn default() -> Self {
