@@ -139,6 +139,10 @@ def proc_mem_kib(pid: int | None) -> dict:
     return out
 
 
+# Seconds between a drd phase's end and the VmRSS reading (see Drd.phase).
+SETTLE_S = 3.0
+
+
 class Drd(Tool):
     """drd: the daemon does the work. One daemon for the whole phase sequence (started
     before the first phase, stopped after the last), or with fresh=True one per phase
@@ -261,7 +265,12 @@ class Drd(Tool):
         if self.daemon is not None and self.daemon.poll() is not None:
             res["stop_problem"] = f"daemon died during the phase (exit {self.daemon.returncode})"
             self.daemon = None
+        # The daemon gives a finished phase's memory back once it has been idle for a
+        # second (its `memory` worker); read VmRSS after that, as an operator would see it.
+        res["vmrss_at_end_mib"] = self.memory().get("vmrss_mib")
+        time.sleep(SETTLE_S)
         res.update(self.memory())
+        res["settle_s"] = SETTLE_S
         # peak of the daemon: VmHWM (over the whole run, or this phase with --fresh-daemon)
         if "vmhwm_mib" in res:
             res["rss_mib"] = res["vmhwm_mib"]
