@@ -198,7 +198,7 @@ syscalls)
     echo "every one is allowed by the unit's SystemCallFilter="
     ;;
 caps)
-    caps=$(setting CapabilityBoundingSet | tr 'A-Z' 'a-z' | sed 's/^cap_//' | tr '\n' ' ')
+    caps=$(setting CapabilityBoundingSet | tr 'A-Z' 'a-z' | sed 's/^cap_//' | paste -sd ' ')
     bset() { local s=-all c; for c in $caps; do [ "$c" = "$1" ] || s="$s,+$c"; done; echo "$s"; }
     for drop in none $caps; do
         workload "$top/without-$drop" "setpriv --bounding-set $(bset "$drop") --no-new-privs"
