@@ -37,7 +37,9 @@ pub fn run(root: &Path, profile: &str, no_build: bool) -> Result<()> {
         )?;
     }
     crate::gen(&root.join("target/dist"))?;
-    let mut deb = vec!["deb", "-p", "drd", "--no-build"];
+    // --strip: the release profile keeps line tables for backtraces, and cargo-deb
+    // would ship them (a 165 MB drd, unstripped-binary-or-object for lintian).
+    let mut deb = vec!["deb", "-p", "drd", "--no-build", "--strip"];
     if profile != "release" {
         deb.extend(["--profile", profile]);
     }
