@@ -1,6 +1,6 @@
 //! One module per command, each with its flags and a `run` that builds the request,
 //! asks drd through [`crate::client::ask`], prints the reply and picks the exit code.
-//! `main` is the only place that matches on the command line.
+//! `cli.rs` is the only place that matches on the command line.
 //!
 //! What every command shares is here: the global flags ([`Global`]) and the one way
 //! to print ([`print`]).

@@ -7,8 +7,8 @@ use drd_proto::ErrorKind;
 
 use crate::client::ClientError;
 
-/// Why a command did not run to its end. Every command returns it, and `main` turns it
-/// into a message on stderr and the exit code below with [`Failure::report`].
+/// Why a command did not run to its end. Every command returns it, and `Cli::run` turns
+/// it into a message on stderr and the exit code below with [`Failure::report`].
 pub enum Failure {
     /// Talking to drd failed, or drd refused.
     Client(ClientError),

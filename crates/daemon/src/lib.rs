@@ -5,6 +5,7 @@
 //! (`drd-core`, `drd-backup`, `drd-shutdown`) to the control socket, the signals and systemd; see the
 //! README's architecture table for which module holds which concern.
 
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod logging;
