@@ -104,6 +104,9 @@ fn a_quorum_failing_for_hold_is_a_partition_and_it_clears_after_clear_hold() {
         "cleared {:?} after the targets came back, before clear_hold = 3s",
         back.elapsed()
     );
+    // A check's state is kept (and shown) before its transition is audited, by design:
+    // wait for the entry before reading the log.
+    daemon.wait_for_audit("monitor network/partition", "monitor cleared", "ok");
     let rows = audit_rows(&daemon.catalog());
     let decisions: Vec<&str> = rows
         .iter()
