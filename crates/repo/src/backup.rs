@@ -348,7 +348,7 @@ impl Repository {
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("pack writer thread panicked".into())))?;
             if writer_gone {
-                return Err(Error::Internal("the pack writer stopped".into()));
+                return Err(walk::pipeline_stopped());
             }
             Ok(PackerOutcome {
                 packs,

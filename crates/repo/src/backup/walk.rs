@@ -64,7 +64,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// Blobs sent in one message (at most).
 const BATCH_JOBS: usize = 128;
 
-fn pipeline_stopped() -> Error {
+pub(super) fn pipeline_stopped() -> Error {
     Error::Internal("the pack writer stopped".into())
 }
 
@@ -106,26 +106,25 @@ fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata) -> Node {
 }
 
 fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    // Filesystems without xattrs fail here; that just means there are none.
-    if let Ok(names) = xattr::list(path) {
-        for name in names {
-            if let Ok(Some(value)) = xattr::get(path, &name) {
-                out.push((name.as_bytes().to_vec(), value));
-            }
-        }
-    }
-    out.sort();
-    out
+    sorted_xattrs(xattr::list(path), |name| xattr::get(path, name))
 }
 
 /// [`read_xattrs`] of an open file.
 fn file_xattrs(file: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
     use xattr::FileExt;
+    sorted_xattrs(file.list_xattr(), |name| file.get_xattr(name))
+}
+
+/// The listed xattrs with their values, sorted by name.
+fn sorted_xattrs(
+    names: std::io::Result<xattr::XAttrs>,
+    get: impl Fn(&OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
-    if let Ok(names) = file.list_xattr() {
+    // Filesystems without xattrs fail here; that just means there are none.
+    if let Ok(names) = names {
         for name in names {
-            if let Ok(Some(value)) = file.get_xattr(&name) {
+            if let Ok(Some(value)) = get(&name) {
                 out.push((name.as_bytes().to_vec(), value));
             }
         }
