@@ -1,24 +1,28 @@
-//! Backup: walk the sources, chunk and hash on the calling thread, compress and encrypt
-//! on worker threads, collect into packs on a packer thread; then index, then snapshot.
+//! Backup: walk the sources on the calling thread, read, chunk and hash files on reader
+//! threads, compress and encrypt on sealing threads, collect into packs on a packer
+//! thread and write them on another; then index, then snapshot.
 //!
 //! A read-ahead thread (`prefetch`) walks the same sources a bounded distance ahead and
 //! asks the kernel for the files coming next, so that a cold disk serves many at once.
 //!
-//! Memory is bounded by the channel capacities (derived from `max_in_flight_bytes`), the
-//! chunk buffer (twice the largest chunk), the walk's batch of small blobs (256 KiB) and
-//! one pack in the packer, never by data size. A file is never held whole in memory.
+//! Memory is bounded by the channel capacities (derived from `max_in_flight_bytes`), one
+//! chunk buffer per reader (twice the largest chunk, touched only as far as a file
+//! needs), each thread's batch of small blobs (256 KiB) and two packs, never by data
+//! size. A file is never held whole in memory.
 
+mod chunk;
 mod prefetch;
+mod read;
 mod walk;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver};
 
 use crate::error::{Error, Result};
 use crate::format::{BackupStats, BlobKind, Id, IndexPack, Snapshot};
@@ -26,6 +30,7 @@ use crate::lock;
 use crate::pack::{self, PackWriter, SealedBlob};
 use crate::repo::Repository;
 use crate::snapshots::select_snapshot;
+use chunk::{Chunks, Shared};
 use walk::Walker;
 
 /// Something to back up.
@@ -79,7 +84,7 @@ pub struct BackupPlan {
 /// Tunables of a backup run.
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
-    /// Compress-and-encrypt worker threads.
+    /// Threads that compress and encrypt, and as many that read files.
     pub threads: usize,
     /// Upper bound on chunk bytes queued between the stages.
     pub max_in_flight_bytes: usize,
@@ -145,7 +150,6 @@ struct Job {
 
 /// What the packer hands back.
 struct PackerOutcome {
-    packs: Vec<IndexPack>,
     bytes_added: u64,
     blobs_added: u64,
 }
@@ -192,7 +196,18 @@ impl Repository {
         let job_cap = (options.max_in_flight_bytes / chunker.max as usize).max(2);
         let (job_tx, job_rx) = bounded::<Vec<Job>>(job_cap);
         let (seal_tx, seal_rx) = bounded::<Vec<SealedBlob>>(threads * 2);
-        let abort = AtomicBool::new(false);
+        // Enough files queued that no reader waits for the walk between two.
+        let (task_tx, task_rx) = bounded::<read::Task>(threads * 64);
+        let (outcome_tx, outcome_rx) = unbounded::<read::Outcome>();
+        let shared = Shared {
+            repo: self,
+            chunker,
+            pending: Mutex::new(HashSet::new()),
+            bytes_read: AtomicU64::new(0),
+            bytes_added: AtomicU64::new(0),
+            cancel: options.cancel.clone(),
+            abort: AtomicBool::new(false),
+        };
         // The read-ahead's view of the sources; one it cannot resolve fails the walk.
         let ahead_sources: Vec<prefetch::Source> = plan
             .sources
@@ -235,27 +250,39 @@ impl Repository {
             }
             drop(seal_tx);
             drop(job_rx);
-            let abort = &abort;
-            let packer = s.spawn(move || self.run_packer(&seal_rx, abort));
+            let shared = &shared;
+            let packer = s.spawn(move || self.run_packer(&seal_rx, shared));
+            let readers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (jobs, tasks, outcomes) =
+                        (job_tx.clone(), task_rx.clone(), outcome_tx.clone());
+                    s.spawn(move || read::run(shared, jobs, tasks, outcomes))
+                })
+                .collect();
+            drop((task_rx, outcome_tx));
             let window = &window;
             let ahead_sources = &ahead_sources;
             s.spawn(move || prefetch::run(ahead_sources, window));
 
             let mut walker = Walker {
-                repo: self,
-                chunker,
-                buf: vec![0u8; chunker.max as usize * 2],
-                tx: job_tx,
-                batch: Vec::new(),
-                batch_bytes: 0,
-                pending: HashSet::new(),
+                shared,
+                chunks: Chunks::new(shared, job_tx),
+                tasks: task_tx,
+                outcomes: outcome_rx,
+                next_ticket: 0,
+                results: HashMap::new(),
+                open_tickets: 0,
+                closed: VecDeque::new(),
+                next_dir: 0,
+                stored_dirs: HashMap::new(),
                 hardlinks: HashMap::new(),
+                linking: HashSet::new(),
                 stats: BackupStats::default(),
+                bytes_reused: 0,
                 warnings: Vec::new(),
                 progress,
                 last_progress: Instant::now(),
                 interval: options.progress_interval,
-                cancel: options.cancel.clone(),
                 started,
                 report: BackupProgress {
                     bytes_expected: parent.as_ref().map(|p| p.stats.total_size),
@@ -268,16 +295,31 @@ impl Repository {
             let over = prefetch::StopOnDrop(&walk_over);
             let result = walker.run(plan.sources, parent_root.as_ref());
             drop(over);
+            if result.is_err() {
+                shared.abort.store(true, Ordering::SeqCst);
+            }
             let Walker {
-                tx,
-                stats,
+                chunks,
+                tasks,
+                mut stats,
                 warnings,
                 ..
             } = walker;
-            drop(tx);
-            if result.is_err() {
-                abort.store(true, Ordering::SeqCst);
+            drop((chunks, tasks));
+            // A reader that could not hand on its last blobs fails the backup.
+            let mut result = result;
+            for reader in readers {
+                let ended = reader
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("file reader thread panicked".into())));
+                if let (Ok(_), Err(e)) = (&result, ended) {
+                    result = Err(e);
+                }
             }
+            if result.is_err() {
+                shared.abort.store(true, Ordering::SeqCst);
+            }
+            stats.bytes_read = shared.bytes_read.load(Ordering::Relaxed);
             let packed = packer
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("packer thread panicked".into())));
@@ -289,12 +331,6 @@ impl Repository {
         warnings.extend(walk_warnings);
         stats.bytes_added = packed.bytes_added;
         stats.blobs_added = packed.blobs_added;
-        {
-            let mut index = self.index.write().map_err(|_| crate::repo::poisoned())?;
-            for p in &packed.packs {
-                index.add(p);
-            }
-        }
         let snapshot = Snapshot {
             id: Id::random().to_hex(),
             job: plan.job,
@@ -320,11 +356,11 @@ impl Repository {
     fn run_packer(
         &self,
         rx: &Receiver<Vec<SealedBlob>>,
-        abort: &AtomicBool,
+        shared: &Shared<'_>,
     ) -> Result<PackerOutcome> {
         let (full_tx, full_rx) = bounded::<PackWriter>(0);
         std::thread::scope(|s| {
-            let writer = s.spawn(move || self.write_packs(&full_rx));
+            let writer = s.spawn(move || self.write_packs(&full_rx, &shared.pending));
             let mut filling = PackWriter::new(self.pack_size());
             let mut blobs_added = 0u64;
             let mut writer_gone = false;
@@ -339,19 +375,18 @@ impl Repository {
                     }
                 }
             }
-            if !writer_gone && !abort.load(Ordering::SeqCst) && !filling.is_empty() {
+            if !writer_gone && !shared.abort.load(Ordering::SeqCst) && !filling.is_empty() {
                 // A send that fails means the writer failed; its error is returned below.
                 let _ = full_tx.send(filling);
             }
             drop(full_tx);
-            let (packs, bytes_added) = writer
+            let bytes_added = writer
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("pack writer thread panicked".into())))?;
             if writer_gone {
-                return Err(walk::pipeline_stopped());
+                return Err(chunk::pipeline_stopped());
             }
             Ok(PackerOutcome {
-                packs,
                 bytes_added,
                 blobs_added,
             })
@@ -362,9 +397,12 @@ impl Repository {
     /// killed backup's work is mostly reused by the next run) and at the end. Packs
     /// already written are indexed even when a later one fails, so that the next run
     /// can reuse their blobs.
-    fn write_packs(&self, rx: &Receiver<PackWriter>) -> Result<(Vec<IndexPack>, u64)> {
+    ///
+    /// Each index file written goes into the in-memory index at once and its blobs
+    /// leave `pending`: nothing of the run is kept twice until its end (at a million
+    /// small files that was over 100 MiB).
+    fn write_packs(&self, rx: &Receiver<PackWriter>, pending: &Mutex<HashSet<Id>>) -> Result<u64> {
         const INDEX_EVERY: usize = 16;
-        let mut all = Vec::new();
         let mut unindexed = Vec::new();
         let mut bytes_added = 0u64;
         for mut full in rx {
@@ -374,17 +412,33 @@ impl Repository {
                     unindexed.push(p);
                 }
                 Err(e) => {
-                    self.write_index(&unindexed)?;
+                    self.index_written(&mut unindexed, pending)?;
                     return Err(e);
                 }
             }
             if unindexed.len() >= INDEX_EVERY {
-                self.write_index(&unindexed)?;
-                all.append(&mut unindexed);
+                self.index_written(&mut unindexed, pending)?;
             }
         }
-        self.write_index(&unindexed)?;
-        all.append(&mut unindexed);
-        Ok((all, bytes_added))
+        self.index_written(&mut unindexed, pending)?;
+        Ok(bytes_added)
+    }
+
+    /// Writes an index file of `packs`, then adds them to the in-memory index.
+    fn index_written(
+        &self,
+        packs: &mut Vec<IndexPack>,
+        pending: &Mutex<HashSet<Id>>,
+    ) -> Result<()> {
+        self.write_index(packs)?;
+        let mut index = self.index.write().map_err(|_| crate::repo::poisoned())?;
+        let mut pending = pending.lock().map_err(|_| crate::repo::poisoned())?;
+        for p in packs.drain(..) {
+            for e in &p.entries {
+                pending.remove(&e.id);
+            }
+            index.add(&p);
+        }
+        Ok(())
     }
 }

@@ -511,3 +511,50 @@ fn a_cancelled_backup_stops_writes_no_snapshot_and_the_next_one_is_complete() {
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
     assert_eq!(fifo.mode() & 0o7777, 0o700);
 }
+
+/// Files are read by several threads while the walk goes on; the trees must come out as
+/// one reader makes them, also when the walk runs far ahead of a large file (more
+/// closed folders than it may keep waiting) and hardlinks span folders.
+#[test]
+fn files_read_in_parallel_make_the_same_snapshot_as_one_reader() {
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    for d in 0..1100 {
+        let dir = src.join(format!("d{d:04}/inner"));
+        std::fs::create_dir_all(&dir).unwrap();
+        if d == 0 {
+            // The first folder to close after its subfolder waits for this one.
+            std::fs::write(src.join("d0000/0-big"), random_bytes(12 * 1024 * 1024)).unwrap();
+        }
+        std::fs::write(dir.join("a"), format!("a {d}")).unwrap();
+        std::fs::write(dir.join("b"), format!("b {}", d % 7)).unwrap();
+    }
+    std::fs::hard_link(src.join("d0003/inner/a"), src.join("d1000/inner/link")).unwrap();
+    std::fs::hard_link(src.join("d0005/inner/a"), src.join("d0005/inner/same-dir")).unwrap();
+    let with = |threads: usize| {
+        let options = BackupOptions {
+            threads,
+            ..BackupOptions::default()
+        };
+        fx.repo
+            .backup(path_plan("test", &src), &options, &mut |_| {})
+            .unwrap()
+    };
+    let parallel = with(4);
+    assert!(parallel.warnings.is_empty(), "{:?}", parallel.warnings);
+    assert_eq!(parallel.snapshot.stats.file_count, 2203);
+    let target = fx.dir.path().join("target");
+    common::restore_all(&fx.repo, &parallel.snapshot, &target).unwrap();
+    let (want, want_links) = describe(&src);
+    let (got, got_links) = describe(&restored(&target, &src));
+    assert_eq!(want, got);
+    assert_eq!(want_links, got_links);
+    assert_eq!(got_links.len(), 2, "{got_links:?}");
+
+    // One reader, no parent: every tree of the source is already there (only the
+    // folders above it, whose times other tests change, may be new).
+    let serial = with(1).snapshot.stats;
+    let levels_above = src.components().count() - 1;
+    assert!(serial.blobs_added as usize <= levels_above, "{serial:?}");
+    assert_eq!(serial.bytes_read, parallel.snapshot.stats.bytes_read);
+}

@@ -1,26 +1,31 @@
-//! The walk behind a backup: sources to trees. Runs on the calling thread: stats,
-//! chunks and hashes files, queues new blobs for the sealing workers, and builds the
-//! tree blobs bottom-up, reusing the parent snapshot's content for unchanged files.
+//! The walk behind a backup: sources to trees. Runs on the calling thread: lists and
+//! stats, reuses the parent snapshot's content for unchanged files, hands the files to
+//! read to the readers (`read`), chunks streams itself, and builds the tree blobs
+//! bottom-up.
+//!
+//! A directory's tree can only be stored once its files are read, and a parent's once
+//! its subdirectories' are: a closed directory waits as a [`Draft`] in a queue, in the
+//! order the walk closed them (children before parents), and is stored as soon as the
+//! readers are done with it. The walk goes on meanwhile, up to [`MAX_CLOSED`]
+//! directories or [`MAX_TICKETS`] files ahead of the oldest one still waiting.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
-use std::fs::{File, Metadata, OpenOptions};
-use std::io::Read;
+use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::{BackupProgress, Job, Source};
+use super::chunk::{Chunks, Shared};
+use super::read::{Outcome, Task, What};
+use super::{BackupProgress, Source};
 use crate::error::{Error, Result};
-use crate::format::{BackupStats, BlobKind, ChunkerParams, Id, Node, NodeKind, Tree};
-use crate::pack;
-use crate::repo::Repository;
+use crate::format::{BackupStats, Id, Node, NodeKind, Tree};
 
 /// A directory being assembled from several sources (the ancestors of a source root).
 #[derive(Default)]
@@ -35,23 +40,34 @@ enum VirtualEntry {
 }
 
 pub(super) struct Walker<'a> {
-    pub(super) repo: &'a Repository,
-    pub(super) chunker: ChunkerParams,
-    pub(super) buf: Vec<u8>,
-    pub(super) tx: Sender<Vec<Job>>,
-    /// Jobs not yet sent: small blobs travel in batches (see [`Walker::queue`]).
-    pub(super) batch: Vec<Job>,
-    pub(super) batch_bytes: usize,
-    /// Blobs queued in this run (not yet in the index).
-    pub(super) pending: HashSet<Id>,
+    pub(super) shared: &'a Shared<'a>,
+    /// The walk's own chunker: streams and trees.
+    pub(super) chunks: Chunks<'a>,
+    /// Files to read, to the readers.
+    pub(super) tasks: Sender<Task>,
+    /// Files read, from the readers.
+    pub(super) outcomes: Receiver<Outcome>,
+    pub(super) next_ticket: u64,
+    /// Outcomes that came back, by ticket, until their directory is stored.
+    pub(super) results: HashMap<u64, Option<Node>>,
+    /// Tickets handed out and not yet put in their place.
+    pub(super) open_tickets: usize,
+    /// Closed directories waiting for their files, oldest first.
+    pub(super) closed: VecDeque<(u64, Draft)>,
+    pub(super) next_dir: u64,
+    /// Stored directories whose parent has not taken their tree id yet.
+    pub(super) stored_dirs: HashMap<u64, Id>,
     /// (dev, inode) -> content, so each hardlinked file is read once.
     pub(super) hardlinks: HashMap<(u64, u64), Vec<Id>>,
+    /// Hardlinked files handed to a reader whose content is not in `hardlinks` yet.
+    pub(super) linking: HashSet<(u64, u64)>,
     pub(super) stats: BackupStats,
+    /// Bytes of unchanged files taken from the parent snapshot (for progress).
+    pub(super) bytes_reused: u64,
     pub(super) warnings: Vec<String>,
     pub(super) progress: &'a mut dyn FnMut(&BackupProgress),
     pub(super) last_progress: Instant,
     pub(super) interval: Duration,
-    pub(super) cancel: Option<Arc<AtomicBool>>,
     pub(super) started: Instant,
     pub(super) report: BackupProgress,
     pub(super) time_ns: i64,
@@ -59,13 +75,30 @@ pub(super) struct Walker<'a> {
     pub(super) files_started: &'a AtomicU64,
 }
 
-/// Bytes of small blobs sent to the sealing workers in one message (at most).
-const BATCH_BYTES: usize = 256 * 1024;
-/// Blobs sent in one message (at most).
-const BATCH_JOBS: usize = 128;
+/// Closed directories the walk may run ahead of the oldest one not yet stored.
+const MAX_CLOSED: usize = 1024;
+/// Files handed to the readers and not yet put in their place (at most, unless one
+/// directory holds more).
+const MAX_TICKETS: usize = 16 * 1024;
 
-pub(super) fn pipeline_stopped() -> Error {
-    Error::Internal("the pack writer stopped".into())
+/// A directory's entries in name order, some still waiting for a reader or a
+/// subdirectory.
+#[derive(Default)]
+pub(super) struct Draft {
+    entries: Vec<(Node, Slot)>,
+    /// Entries before this one are known to be ready.
+    ready_upto: usize,
+}
+
+/// What an entry of a [`Draft`] still waits for.
+enum Slot {
+    Ready,
+    /// The reader's outcome for this ticket replaces the node.
+    File(u64),
+    /// Another name of a file a reader has: its content, once stored.
+    Link,
+    /// This closed directory's tree id.
+    Dir(u64),
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
@@ -81,11 +114,11 @@ fn ctime_ns(m: &Metadata) -> i64 {
 }
 
 /// Size, mtime and ctime: what says a file changed while it was read.
-fn fingerprint(m: &Metadata) -> (u64, i64, i64) {
+pub(super) fn fingerprint(m: &Metadata) -> (u64, i64, i64) {
     (m.len(), mtime_ns(m), ctime_ns(m))
 }
 
-fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata) -> Node {
+pub(super) fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata) -> Node {
     Node {
         name: name.to_vec(),
         kind,
@@ -110,7 +143,7 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// [`read_xattrs`] of an open file.
-fn file_xattrs(file: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn file_xattrs(file: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
     use xattr::FileExt;
     sorted_xattrs(file.list_xattr(), |name| file.get_xattr(name))
 }
@@ -167,7 +200,7 @@ impl Walker<'_> {
                 } => {
                     self.add_path_source(&mut root, &path, &excludes, parent_root)?;
                 }
-                Source::Stream { name, mut reader } => {
+                Source::Stream { name, reader } => {
                     let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
                     let Some((leaf, dirs)) = parts.split_last() else {
                         return Err(Error::InvalidPlan(format!("stream name {name:?} is empty")));
@@ -178,16 +211,6 @@ impl Walker<'_> {
                         )));
                     }
                     self.report.current_path = name.clone();
-                    let (content, size) = match self.chunk_stream(&mut reader) {
-                        Ok(r) => r,
-                        Err(ChunkError::Io(e)) => {
-                            return Err(Error::SourceFailed {
-                                source_name: format!("stream {name}"),
-                                cause: e.to_string(),
-                            })
-                        }
-                        Err(ChunkError::Stopped(e)) => return Err(e),
-                    };
                     let (uid, gid) = std::fs::metadata("/proc/self")
                         .map(|m| (m.uid(), m.gid()))
                         .unwrap_or((0, 0));
@@ -202,26 +225,34 @@ impl Walker<'_> {
                         dev: 0,
                         inode: 0,
                         nlink: 1,
-                        size,
-                        content,
+                        size: 0,
+                        content: Vec::new(),
                         subtree: None,
                         target: Vec::new(),
                         xattrs: Vec::new(),
                     };
-                    self.stats.files_new += 1;
-                    self.stats.file_count += 1;
-                    self.stats.total_size += size;
-                    self.report.files_done += 1;
                     self.report.files_seen += 1;
                     self.files_started
                         .store(self.report.files_seen, Ordering::Relaxed);
+                    let what = What::Stream {
+                        name: name.clone(),
+                        reader,
+                    };
+                    let ticket = self.hand_out(node, what)?;
+                    // Streams are read one at a time, after every path source before.
+                    let node = self.take_result(ticket)?.ok_or_else(|| {
+                        Error::Internal(format!("stream {name} came back without content"))
+                    })?;
+                    self.stats.files_new += 1;
+                    self.stats.file_count += 1;
+                    self.stats.total_size += node.size;
                     let dirs: Vec<Vec<u8>> = dirs.iter().map(|d| d.as_bytes().to_vec()).collect();
                     insert_virtual(&mut root, &dirs, node, &name, None)?;
                 }
             }
         }
         let id = self.store_virtual(root)?;
-        self.flush_jobs()?;
+        self.chunks.flush()?;
         self.emit(true);
         Ok(id)
     }
@@ -256,8 +287,17 @@ impl Walker<'_> {
             cause: e.to_string(),
         })?;
         let parent_node = parent_root.and_then(|t| self.find_parent_node(t, &parts));
-        let node = self.backup_entry(&abs, &abs, leaf, &meta, parent_node.as_ref(), &globs)?;
-        let Some(node) = node else {
+        let entry = self.backup_entry(&abs, &abs, leaf, &meta, parent_node.as_ref(), &globs)?;
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        // Everything under the root is stored before the root's own node is complete.
+        self.settle(true)?;
+        let root_draft = Draft {
+            entries: vec![entry],
+            ready_upto: 0,
+        };
+        let Some(node) = self.resolve(root_draft)?.pop() else {
             return Ok(());
         };
         // Ancestors get the metadata of the real directories.
@@ -288,6 +328,7 @@ impl Walker<'_> {
                 return Some(node);
             }
             tree = self
+                .shared
                 .repo
                 .read_tree(&node.subtree?, "parent snapshot")
                 .ok()?;
@@ -304,7 +345,7 @@ impl Walker<'_> {
         meta: &Metadata,
         parent: Option<&Node>,
         globs: &GlobSet,
-    ) -> Result<Option<Node>> {
+    ) -> Result<Option<(Node, Slot)>> {
         self.check_cancel()?;
         let ft = meta.file_type();
         if ft.is_dir() {
@@ -315,13 +356,12 @@ impl Walker<'_> {
                     kind: NodeKind::Dir,
                     subtree: Some(id),
                     ..
-                }) => self.repo.read_tree(id, "parent snapshot").ok(),
+                }) => self.shared.repo.read_tree(id, "parent snapshot").ok(),
                 _ => None,
             };
-            let tree = self.backup_dir(path, source_root, parent_tree.as_ref(), globs)?;
-            node.subtree = Some(self.store_tree(&tree)?);
+            let seq = self.backup_dir(path, source_root, parent_tree.as_ref(), globs)?;
             self.stats.dirs += 1;
-            Ok(Some(node))
+            Ok(Some((node, Slot::Dir(seq))))
         } else if ft.is_symlink() {
             let mut node = node_from_meta(name, NodeKind::Symlink, meta);
             match std::fs::read_link(path) {
@@ -334,23 +374,25 @@ impl Walker<'_> {
             self.stats.file_count += 1;
             self.stats.files_new += u64::from(parent.is_none());
             self.stats.files_unchanged += u64::from(parent.is_some());
-            Ok(Some(node))
+            Ok(Some((node, Slot::Ready)))
         } else if ft.is_file() {
             self.report.files_seen += 1;
             self.files_started
                 .store(self.report.files_seen, Ordering::Relaxed);
             self.report.current_path = path.display().to_string();
-            let result = self.backup_file(path, name, meta, parent);
-            self.report.files_done += 1;
+            let entry = self.backup_file(path, name, meta, parent)?;
+            if !matches!(entry.1, Slot::File(_)) {
+                self.report.files_done += 1;
+            }
             self.emit(false);
-            result
+            Ok(Some(entry))
         } else if ft.is_fifo() {
             // A named pipe has no content; restore makes it again with mkfifo.
             let node = node_from_meta(name, NodeKind::Fifo, meta);
             self.stats.file_count += 1;
             self.stats.files_new += u64::from(parent.is_none());
             self.stats.files_unchanged += u64::from(parent.is_some());
-            Ok(Some(node))
+            Ok(Some((node, Slot::Ready)))
         } else {
             self.warn(format!(
                 "skipped {}: special files (devices, sockets) are not backed up",
@@ -366,7 +408,7 @@ impl Walker<'_> {
         source_root: &Path,
         parent: Option<&Tree>,
         globs: &GlobSet,
-    ) -> Result<Tree> {
+    ) -> Result<u64> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
@@ -374,7 +416,7 @@ impl Walker<'_> {
                     "could not list {}: {e}; stored as empty",
                     dir.display()
                 ));
-                return Ok(Tree::default());
+                return self.close(Draft::default());
             }
         };
         let mut names = Vec::new();
@@ -385,7 +427,7 @@ impl Walker<'_> {
             }
         }
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let mut tree = Tree::default();
+        let mut draft = Draft::default();
         for (name, entry) in names {
             let path = dir.join(&name);
             if !globs.is_empty() {
@@ -409,22 +451,24 @@ impl Walker<'_> {
                     .ok()
                     .map(|i| &t.nodes[i])
             });
-            if let Some(node) =
+            if let Some(entry) =
                 self.backup_entry(&path, source_root, name, &meta, parent_node, globs)?
             {
-                tree.nodes.push(node);
+                draft.entries.push(entry);
             }
         }
-        Ok(tree)
+        self.close(draft)
     }
 
+    /// A file: its parent's content when unchanged, a known hardlink's, or a ticket for
+    /// a reader.
     fn backup_file(
         &mut self,
         path: &Path,
         name: &[u8],
         meta: &Metadata,
         parent: Option<&Node>,
-    ) -> Result<Option<Node>> {
+    ) -> Result<(Node, Slot)> {
         let mut node = node_from_meta(name, NodeKind::File, meta);
         node.size = meta.len();
         self.stats.file_count += 1;
@@ -435,15 +479,15 @@ impl Walker<'_> {
                 && p.mtime_ns == node.mtime_ns
                 && p.ctime_ns == node.ctime_ns
                 && p.inode == node.inode
-                && p.content.iter().all(|id| self.repo.has_blob(id))
+                && p.content.iter().all(|id| self.shared.repo.has_blob(id))
             {
                 node.content = p.content.clone();
                 // Setting or removing an xattr changes the ctime, so an unchanged
                 // file's xattrs are the parent's.
                 node.xattrs = p.xattrs.clone();
                 self.stats.files_unchanged += 1;
-                self.report.bytes_done += node.size;
-                return Ok(Some(node));
+                self.bytes_reused += node.size;
+                return Ok((node, Slot::Ready));
             }
             self.stats.files_changed += 1;
         } else {
@@ -454,169 +498,166 @@ impl Walker<'_> {
             if let Some(content) = self.hardlinks.get(&link_key) {
                 node.content = content.clone();
                 node.xattrs = read_xattrs(path);
-                return Ok(Some(node));
+                return Ok((node, Slot::Ready));
             }
-        }
-        let mut before = fingerprint(meta);
-        for attempt in 0..2 {
-            let mut file = match OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    self.warn(format!("skipped {}: {e}", path.display()));
-                    return Ok(None);
-                }
-            };
-            // Through the open file: one walk down the path fewer per file.
-            node.xattrs = file_xattrs(&file);
-            let (content, size) = match self.chunk_stream(&mut file) {
-                Ok(c) => c,
-                Err(ChunkError::Io(e)) => {
-                    self.warn(format!("skipped {}: read failed: {e}", path.display()));
-                    return Ok(None);
-                }
-                Err(ChunkError::Stopped(e)) => return Err(e),
-            };
-            let after = current_meta(&file, path);
-            match after {
-                Some(m) if fingerprint(&m) == before => {
-                    node.content = content;
-                    if meta.nlink() > 1 {
-                        self.hardlinks.insert(link_key, node.content.clone());
-                    }
-                    return Ok(Some(node));
-                }
-                Some(m) => {
-                    // Record what we actually stored.
-                    node = Node {
-                        content,
-                        size,
-                        ..node_from_meta(name, NodeKind::File, &m)
-                    };
-                    node.xattrs = file_xattrs(&file);
-                    before = fingerprint(&m);
-                    if attempt == 1 {
-                        self.warn(format!(
-                            "{} changed while it was read (twice); stored as read, it may be \
-                             inconsistent",
-                            path.display()
-                        ));
-                    }
-                }
-                None => {
-                    self.warn(format!(
-                        "{} vanished while it was read; skipped",
-                        path.display()
-                    ));
-                    return Ok(None);
-                }
+            if self.linking.contains(&link_key) {
+                node.xattrs = read_xattrs(path);
+                return Ok((node, Slot::Link));
             }
+            self.linking.insert(link_key);
         }
-        Ok(Some(node))
+        let what = What::File {
+            path: path.to_path_buf(),
+            before: fingerprint(meta),
+        };
+        let ticket = self.hand_out(node, what)?;
+        Ok((Node::bare(name, NodeKind::File, 0, 0), Slot::File(ticket)))
     }
 
-    /// Chunks a stream, queueing new chunks; returns the chunk ids in order and the size.
-    fn chunk_stream(&mut self, r: &mut dyn Read) -> Result<(Vec<Id>, u64), ChunkError> {
-        let ChunkerParams { min, avg, max } = self.chunker;
-        let max_len = max as usize;
-        let mut ids = Vec::new();
-        let mut len = 0usize;
-        let mut eof = false;
-        let mut total = 0u64;
+    /// Gives a file or stream to the readers.
+    fn hand_out(&mut self, node: Node, what: What) -> Result<u64> {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.open_tickets += 1;
+        let mut task = Task { ticket, node, what };
+        // Wait for room, putting what came back in place meanwhile.
         loop {
-            while !eof && len < self.buf.len() {
-                match r.read(&mut self.buf[len..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => len += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(ChunkError::Io(e)),
+            match self.tasks.send_timeout(task, self.tick()) {
+                Ok(()) => return Ok(ticket),
+                Err(SendTimeoutError::Timeout(t)) => {
+                    task = t;
+                    self.pump(false)?;
+                    self.emit(false);
+                    self.check_cancel()?;
                 }
+                // The readers are gone: they stopped on an error; find it.
+                Err(SendTimeoutError::Disconnected(_)) => loop {
+                    self.pump(true)?;
+                },
             }
-            if len == 0 {
-                break;
-            }
-            let mut consumed = 0usize;
-            let cuts: Vec<(usize, usize)> =
-                fastcdc::v2020::FastCDC::new(&self.buf[..len], min, avg, max)
-                    .map(|c| (c.offset, c.length))
-                    .take_while(|(off, _)| eof || off + max_len <= len)
-                    .collect();
-            for (off, length) in cuts {
-                let id = self.store_chunk(off, length).map_err(ChunkError::Stopped)?;
-                ids.push(id);
-                consumed = off + length;
-            }
-            total += consumed as u64;
-            self.buf.copy_within(consumed..len, 0);
-            len -= consumed;
-            if eof && len == 0 {
-                break;
-            }
-            self.check_cancel().map_err(ChunkError::Stopped)?;
-            self.emit(false);
         }
-        Ok((ids, total))
     }
 
-    fn store_chunk(&mut self, off: usize, len: usize) -> Result<Id> {
-        let data = &self.buf[off..off + len];
-        self.stats.bytes_read += len as u64;
-        self.report.bytes_done += len as u64;
-        let id = pack::blob_id(&self.repo.id_key, data);
-        if !self.repo.has_blob(&id) && self.pending.insert(id) {
-            self.report.bytes_added += len as u64;
-            let data = data.to_vec();
-            self.queue(Job {
-                id,
-                kind: BlobKind::Data,
-                data,
-            })?;
+    /// Closes a directory: it waits in the queue until its files are read. Stores
+    /// what is ready, and waits for the oldest when the walk is too far ahead.
+    fn close(&mut self, draft: Draft) -> Result<u64> {
+        let seq = self.next_dir;
+        self.next_dir += 1;
+        self.closed.push_back((seq, draft));
+        self.settle(false)?;
+        Ok(seq)
+    }
+
+    /// Stores closed directories, oldest first, while they are ready; with `all`,
+    /// waits for each in turn until none is left.
+    fn settle(&mut self, all: bool) -> Result<()> {
+        self.pump(false)?;
+        loop {
+            let too_far = self.closed.len() > MAX_CLOSED || self.open_tickets > MAX_TICKETS;
+            let Some((_, front)) = self.closed.front_mut() else {
+                break;
+            };
+            if !all && !too_far && !front.is_ready(&self.results) {
+                break;
+            }
+            let Some((seq, draft)) = self.closed.pop_front() else {
+                break;
+            };
+            let nodes = self.resolve(draft)?;
+            let id = self.store_tree(&Tree { nodes })?;
+            self.stored_dirs.insert(seq, id);
         }
-        Ok(id)
+        Ok(())
+    }
+
+    /// A draft's nodes, complete: waits for its files; skipped files are left out.
+    fn resolve(&mut self, draft: Draft) -> Result<Vec<Node>> {
+        let mut nodes = Vec::with_capacity(draft.entries.len());
+        for (mut node, slot) in draft.entries {
+            match slot {
+                Slot::Ready => nodes.push(node),
+                Slot::Dir(seq) => {
+                    let id = self.stored_dirs.remove(&seq).ok_or_else(|| {
+                        Error::Internal(format!("directory {seq} was not stored before its parent"))
+                    })?;
+                    node.subtree = Some(id);
+                    nodes.push(node);
+                }
+                Slot::File(ticket) => {
+                    self.open_tickets -= 1;
+                    let Some(read) = self.take_result(ticket)? else {
+                        continue;
+                    };
+                    if read.nlink > 1 {
+                        let key = (read.dev, read.inode);
+                        self.linking.remove(&key);
+                        self.hardlinks.insert(key, read.content.clone());
+                    }
+                    nodes.push(read);
+                }
+                Slot::Link => match self.hardlinks.get(&(node.dev, node.inode)) {
+                    Some(content) => {
+                        node.content = content.clone();
+                        nodes.push(node);
+                    }
+                    None => self.warn(format!(
+                        "skipped {}: another name of the same file could not be read",
+                        String::from_utf8_lossy(&node.name)
+                    )),
+                },
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// The outcome of one ticket, waiting for it.
+    fn take_result(&mut self, ticket: u64) -> Result<Option<Node>> {
+        loop {
+            if let Some(node) = self.results.remove(&ticket) {
+                return Ok(node);
+            }
+            self.pump(true)?;
+        }
+    }
+
+    /// Takes the outcomes that came back; with `wait`, waits a tick for one first.
+    /// A reader's error ends the walk.
+    fn pump(&mut self, wait: bool) -> Result<()> {
+        if wait {
+            match self.outcomes.recv_timeout(self.tick()) {
+                Ok(outcome) => self.put(outcome)?,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.emit(false);
+                    self.check_cancel()?;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Internal("the file readers stopped".into()))
+                }
+            }
+        }
+        while let Ok(outcome) = self.outcomes.try_recv() {
+            self.put(outcome)?;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, outcome: Outcome) -> Result<()> {
+        self.warnings.extend(outcome.warnings);
+        self.report.files_done += 1;
+        self.results.insert(outcome.ticket, outcome.node?);
+        Ok(())
+    }
+
+    /// How long to wait at most before the next progress report.
+    fn tick(&self) -> Duration {
+        self.interval
+            .clamp(Duration::from_millis(1), Duration::from_millis(100))
     }
 
     fn store_tree(&mut self, tree: &Tree) -> Result<Id> {
         let data =
             bincode::serialize(tree).map_err(|e| Error::Internal(format!("encode tree: {e}")))?;
-        let id = pack::blob_id(&self.repo.id_key, &data);
-        if !self.repo.has_blob(&id) && self.pending.insert(id) {
-            self.queue(Job {
-                id,
-                kind: BlobKind::Tree,
-                data,
-            })?;
-        }
-        Ok(id)
-    }
-
-    /// Queues a job for the sealing workers. Small blobs (most files are one small
-    /// chunk) are sent in batches: one channel message per blob cost more in wake-ups
-    /// and spinning than sealing them did. A batch holds at most one largest chunk's
-    /// worth of bytes, so the channel's bound on bytes in flight holds as before.
-    fn queue(&mut self, job: Job) -> Result<()> {
-        let limit = (self.chunker.max as usize).min(BATCH_BYTES);
-        if !self.batch.is_empty() && self.batch_bytes + job.data.len() > limit {
-            self.flush_jobs()?;
-        }
-        self.batch_bytes += job.data.len();
-        self.batch.push(job);
-        if self.batch_bytes >= limit || self.batch.len() >= BATCH_JOBS {
-            self.flush_jobs()?;
-        }
-        Ok(())
-    }
-
-    /// Sends the queued jobs.
-    pub(super) fn flush_jobs(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        self.batch_bytes = 0;
-        let batch = std::mem::take(&mut self.batch);
-        self.tx.send(batch).map_err(|_| pipeline_stopped())
+        self.chunks.tree(data)
     }
 
     fn store_virtual(&mut self, dir: VirtualDir) -> Result<Id> {
@@ -642,42 +683,34 @@ impl Walker<'_> {
     }
 
     fn check_cancel(&self) -> Result<()> {
-        match &self.cancel {
-            Some(c) if c.load(Ordering::Relaxed) => Err(Error::Cancelled),
-            _ => Ok(()),
-        }
+        self.shared.check_stop()
     }
 
     fn emit(&mut self, force: bool) {
         if force || self.last_progress.elapsed() >= self.interval {
             self.last_progress = Instant::now();
             self.report.elapsed = self.started.elapsed();
+            self.report.bytes_done =
+                self.bytes_reused + self.shared.bytes_read.load(Ordering::Relaxed);
+            self.report.bytes_added = self.shared.bytes_added.load(Ordering::Relaxed);
             (self.progress)(&self.report);
         }
     }
 }
 
-enum ChunkError {
-    /// Reading the source failed.
-    Io(std::io::Error),
-    /// The pipeline stopped or the run was cancelled.
-    Stopped(Error),
-}
-
-impl std::fmt::Display for ChunkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChunkError::Io(e) => write!(f, "{e}"),
-            ChunkError::Stopped(e) => write!(f, "{e}"),
+impl Draft {
+    /// True when every file in it has come back.
+    fn is_ready(&mut self, results: &HashMap<u64, Option<Node>>) -> bool {
+        while let Some((_, slot)) = self.entries.get(self.ready_upto) {
+            if let Slot::File(ticket) = slot {
+                if !results.contains_key(ticket) {
+                    return false;
+                }
+            }
+            self.ready_upto += 1;
         }
+        true
     }
-}
-
-/// Metadata after reading: fstat, and the path must still name the same file.
-fn current_meta(file: &File, path: &Path) -> Option<Metadata> {
-    let m = file.metadata().ok()?;
-    let l = std::fs::symlink_metadata(path).ok()?;
-    (l.ino() == m.ino() && l.dev() == m.dev()).then_some(m)
 }
 
 /// Inserts `node` under the virtual directories `dirs`.

@@ -1,0 +1,199 @@
+//! Chunking and queueing new blobs: what the walk (streams, trees) and each file reader
+//! do, each with its own buffer and batch, over one set of blobs queued in this run.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+
+use super::Job;
+use crate::error::{Error, Result};
+use crate::format::{BlobKind, ChunkerParams, Id};
+use crate::pack;
+use crate::repo::Repository;
+
+/// Bytes of small blobs sent to the sealing workers in one message (at most).
+const BATCH_BYTES: usize = 256 * 1024;
+/// Blobs sent in one message (at most).
+const BATCH_JOBS: usize = 128;
+
+pub(super) fn pipeline_stopped() -> Error {
+    Error::Internal("the pack writer stopped".into())
+}
+
+/// What every thread that makes blobs shares in one backup.
+pub(super) struct Shared<'a> {
+    pub repo: &'a Repository,
+    pub chunker: ChunkerParams,
+    /// Blobs queued in this run (not yet in the index).
+    pub pending: Mutex<HashSet<Id>>,
+    /// Content bytes read and chunked so far.
+    pub bytes_read: AtomicU64,
+    /// Bytes of new blobs queued for packing so far.
+    pub bytes_added: AtomicU64,
+    /// The operator's cancel flag.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Set when the backup failed elsewhere: stop early, the error is already known.
+    pub abort: AtomicBool,
+}
+
+impl Shared<'_> {
+    /// Fails when the run was cancelled or has failed elsewhere.
+    pub fn check_stop(&self) -> Result<()> {
+        if matches!(&self.cancel, Some(c) if c.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
+        }
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(pipeline_stopped());
+        }
+        Ok(())
+    }
+}
+
+/// Why chunking a stream stopped early.
+pub(super) enum ChunkError {
+    /// Reading the source failed.
+    Io(std::io::Error),
+    /// The pipeline stopped or the run was cancelled.
+    Stopped(Error),
+}
+
+/// One thread's chunker: a buffer of twice the largest chunk and a batch of new blobs.
+pub(super) struct Chunks<'a> {
+    shared: &'a Shared<'a>,
+    buf: Vec<u8>,
+    tx: Sender<Vec<Job>>,
+    batch: Vec<Job>,
+    batch_bytes: usize,
+}
+
+impl<'a> Chunks<'a> {
+    pub fn new(shared: &'a Shared<'a>, tx: Sender<Vec<Job>>) -> Chunks<'a> {
+        Chunks {
+            shared,
+            // Pages are only touched as far as the largest file read needs them.
+            buf: vec![0u8; shared.chunker.max as usize * 2],
+            tx,
+            batch: Vec::new(),
+            batch_bytes: 0,
+        }
+    }
+
+    /// Chunks a stream, queueing new chunks; returns the chunk ids in order and the
+    /// size.
+    pub fn stream(&mut self, r: &mut dyn Read) -> Result<(Vec<Id>, u64), ChunkError> {
+        let ChunkerParams { min, avg, max } = self.shared.chunker;
+        let max_len = max as usize;
+        let mut ids = Vec::new();
+        let mut len = 0usize;
+        let mut eof = false;
+        let mut total = 0u64;
+        loop {
+            while !eof && len < self.buf.len() {
+                match r.read(&mut self.buf[len..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => len += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ChunkError::Io(e)),
+                }
+            }
+            if len == 0 {
+                break;
+            }
+            let mut consumed = 0usize;
+            let cuts: Vec<(usize, usize)> =
+                fastcdc::v2020::FastCDC::new(&self.buf[..len], min, avg, max)
+                    .map(|c| (c.offset, c.length))
+                    .take_while(|(off, _)| eof || off + max_len <= len)
+                    .collect();
+            for (off, length) in cuts {
+                let id = self.data_chunk(off, length).map_err(ChunkError::Stopped)?;
+                ids.push(id);
+                consumed = off + length;
+            }
+            total += consumed as u64;
+            self.buf.copy_within(consumed..len, 0);
+            len -= consumed;
+            if eof && len == 0 {
+                break;
+            }
+            self.shared.check_stop().map_err(ChunkError::Stopped)?;
+        }
+        Ok((ids, total))
+    }
+
+    fn data_chunk(&mut self, off: usize, len: usize) -> Result<Id> {
+        let data = &self.buf[off..off + len];
+        self.shared
+            .bytes_read
+            .fetch_add(len as u64, Ordering::Relaxed);
+        let id = pack::blob_id(&self.shared.repo.id_key, data);
+        if self.is_new(id) {
+            let data = data.to_vec();
+            self.queue(Job {
+                id,
+                kind: BlobKind::Data,
+                data,
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// Stores an encoded tree.
+    pub fn tree(&mut self, data: Vec<u8>) -> Result<Id> {
+        let id = pack::blob_id(&self.shared.repo.id_key, &data);
+        if self.is_new(id) {
+            self.queue(Job {
+                id,
+                kind: BlobKind::Tree,
+                data,
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// True the first time a blob that is not in the repository is seen in this run.
+    fn is_new(&self, id: Id) -> bool {
+        !self.shared.repo.has_blob(&id)
+            && self
+                .shared
+                .pending
+                .lock()
+                .map(|mut p| p.insert(id))
+                .unwrap_or(true)
+    }
+
+    /// Queues a job for the sealing workers. Small blobs (most files are one small
+    /// chunk) are sent in batches: one channel message per blob cost more in wake-ups
+    /// and spinning than sealing them did. A batch holds at most one largest chunk's
+    /// worth of bytes, so the channel's bound on bytes in flight holds as before.
+    fn queue(&mut self, job: Job) -> Result<()> {
+        let limit = (self.shared.chunker.max as usize).min(BATCH_BYTES);
+        if !self.batch.is_empty() && self.batch_bytes + job.data.len() > limit {
+            self.flush()?;
+        }
+        if job.kind == BlobKind::Data {
+            self.shared
+                .bytes_added
+                .fetch_add(job.data.len() as u64, Ordering::Relaxed);
+        }
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
+        if self.batch_bytes >= limit || self.batch.len() >= BATCH_JOBS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the queued jobs.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.send(batch).map_err(|_| pipeline_stopped())
+    }
+}

@@ -1,0 +1,176 @@
+//! File readers: threads that open, read, chunk and hash the files the walk hands them,
+//! several at once. On many small files a backup's cost is system calls and path
+//! lookups per file, not bytes, and one thread doing them all was the bottleneck; on a
+//! large file one reader works while the others take the files after it.
+//!
+//! The walk stays the one owner of the trees: it sends a [`Task`] per file (or stream
+//! source) to read and puts its [`Outcome`] in its place when it comes back.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::chunk::{ChunkError, Chunks, Shared};
+use super::walk::{file_xattrs, fingerprint, node_from_meta};
+use super::Job;
+use crate::error::{Error, Result};
+use crate::format::{Node, NodeKind};
+
+/// A file or stream to read.
+pub(super) struct Task {
+    /// Walk order, to find the outcome's place.
+    pub ticket: u64,
+    /// The node as the walk made it (no content, no xattrs yet).
+    pub node: Node,
+    pub what: What,
+}
+
+/// Where a task's content comes from.
+pub(super) enum What {
+    /// A file, as the walk's lstat saw it.
+    File {
+        path: PathBuf,
+        /// Size, mtime and ctime from that lstat.
+        before: (u64, i64, i64),
+    },
+    /// A stream source: any read error fails the backup.
+    Stream {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+/// A file read, or why not.
+pub(super) struct Outcome {
+    pub ticket: u64,
+    /// The node with its content; `None` when the file was skipped (and said why in
+    /// `warnings`); an error stops the backup.
+    pub node: Result<Option<Node>>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads tasks until the walk closes the channel or the backup stops. Fails only when
+/// new blobs it chunked could not be handed on.
+pub(super) fn run(
+    shared: &Shared<'_>,
+    jobs: Sender<Vec<Job>>,
+    tasks: Receiver<Task>,
+    outcomes: Sender<Outcome>,
+) -> Result<()> {
+    let mut chunks = Chunks::new(shared, jobs);
+    for task in tasks {
+        let mut warnings = Vec::new();
+        let node = match task.what {
+            What::File { path, before } => {
+                read_file(&mut chunks, &path, task.node, before, &mut warnings)
+            }
+            What::Stream { name, reader } => read_stream(&mut chunks, &name, reader, task.node),
+        };
+        let stopped = node.is_err();
+        let sent = outcomes.send(Outcome {
+            ticket: task.ticket,
+            node,
+            warnings,
+        });
+        if stopped || sent.is_err() {
+            break;
+        }
+    }
+    // The walk sees the readers gone, should it still wait for one.
+    drop(outcomes);
+    chunks.flush()
+}
+
+fn read_stream(
+    chunks: &mut Chunks<'_>,
+    name: &str,
+    mut reader: Box<dyn Read + Send>,
+    mut node: Node,
+) -> Result<Option<Node>> {
+    match chunks.stream(&mut reader) {
+        Ok((content, size)) => {
+            node.content = content;
+            node.size = size;
+            Ok(Some(node))
+        }
+        Err(ChunkError::Io(e)) => Err(Error::SourceFailed {
+            source_name: format!("stream {name}"),
+            cause: e.to_string(),
+        }),
+        Err(ChunkError::Stopped(e)) => Err(e),
+    }
+}
+
+/// Reads one file; reads it again once if it changed while it was read.
+fn read_file(
+    chunks: &mut Chunks<'_>,
+    path: &Path,
+    mut node: Node,
+    mut before: (u64, i64, i64),
+    warnings: &mut Vec<String>,
+) -> Result<Option<Node>> {
+    for attempt in 0..2 {
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                warnings.push(format!("skipped {}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        // Through the open file: one walk down the path fewer per file.
+        node.xattrs = file_xattrs(&file);
+        let (content, size) = match chunks.stream(&mut file) {
+            Ok(c) => c,
+            Err(ChunkError::Io(e)) => {
+                warnings.push(format!("skipped {}: read failed: {e}", path.display()));
+                return Ok(None);
+            }
+            Err(ChunkError::Stopped(e)) => return Err(e),
+        };
+        match current_meta(&file, path) {
+            Some(m) if fingerprint(&m) == before => {
+                node.content = content;
+                return Ok(Some(node));
+            }
+            Some(m) => {
+                // Record what we actually stored.
+                node = Node {
+                    content,
+                    size,
+                    ..node_from_meta(&node.name, NodeKind::File, &m)
+                };
+                node.xattrs = file_xattrs(&file);
+                before = fingerprint(&m);
+                if attempt == 1 {
+                    warnings.push(format!(
+                        "{} changed while it was read (twice); stored as read, it may be \
+                         inconsistent",
+                        path.display()
+                    ));
+                }
+            }
+            None => {
+                warnings.push(format!(
+                    "{} vanished while it was read; skipped",
+                    path.display()
+                ));
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(node))
+}
+
+/// Metadata after reading: fstat, and the path must still name the same file.
+fn current_meta(file: &File, path: &Path) -> Option<Metadata> {
+    let m = file.metadata().ok()?;
+    let l = std::fs::symlink_metadata(path).ok()?;
+    (l.ino() == m.ino() && l.dev() == m.dev()).then_some(m)
+}
