@@ -29,10 +29,86 @@ pub(crate) struct BlobLoc {
     pub entry: PackEntry,
 }
 
+/// Blob id -> where it is, kept small: an entry is 56 bytes here, where a [`BlobLoc`]
+/// (a whole pack id and a second copy of the blob id) took 120. The index of a
+/// repository of a million small files is in memory during every backup.
+#[derive(Default)]
+pub(crate) struct BlobMap {
+    places: HashMap<Id, Place>,
+    /// Pack ids, numbered in the order first seen.
+    packs: Vec<Id>,
+    pack_numbers: HashMap<Id, u32>,
+}
+
+/// A [`PackEntry`] without its id, its pack by number.
+#[derive(Clone, Copy)]
+struct Place {
+    pack: u32,
+    length: u32,
+    offset: u64,
+    raw_len: u32,
+    kind: BlobKind,
+    compressed: bool,
+}
+
+impl BlobMap {
+    /// Records where the blob of `entry` is, unless it is known already.
+    fn insert_if_absent(&mut self, pack: Id, entry: &PackEntry) {
+        if self.places.contains_key(&entry.id) {
+            return;
+        }
+        let number = *self.pack_numbers.entry(pack).or_insert_with(|| {
+            self.packs.push(pack);
+            u32::try_from(self.packs.len() - 1).unwrap_or(u32::MAX)
+        });
+        self.places.insert(
+            entry.id,
+            Place {
+                pack: number,
+                length: entry.length,
+                offset: entry.offset,
+                raw_len: entry.raw_len,
+                kind: entry.kind,
+                compressed: entry.compressed,
+            },
+        );
+    }
+
+    pub(crate) fn get(&self, id: &Id) -> Option<BlobLoc> {
+        self.places.get(id).map(|p| self.loc(*id, p))
+    }
+
+    pub(crate) fn contains_key(&self, id: &Id) -> bool {
+        self.places.contains_key(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = BlobLoc> + '_ {
+        self.places.iter().map(|(id, p)| self.loc(*id, p))
+    }
+
+    fn loc(&self, id: Id, p: &Place) -> BlobLoc {
+        BlobLoc {
+            pack: self.packs[p.pack as usize],
+            entry: PackEntry {
+                id,
+                kind: p.kind,
+                compressed: p.compressed,
+                offset: p.offset,
+                length: p.length,
+                raw_len: p.raw_len,
+            },
+        }
+    }
+}
+
 /// The union of all index files, and what could not be read of them.
 #[derive(Default)]
 pub(crate) struct Index {
-    pub blobs: HashMap<Id, BlobLoc>,
+    pub blobs: BlobMap,
     /// Pack id -> size, for every indexed pack.
     pub packs: HashMap<Id, u64>,
     /// Index files that do not decrypt or decode: (name under `index/`, why).
@@ -43,7 +119,7 @@ pub(crate) struct Index {
     /// The blobs of `recovered_packs` that no index file lists. Reads find blobs here;
     /// dedup does not ([`Repository::has_blob`]), so that a new snapshot only ever
     /// needs blobs that an index file lists.
-    pub recovered: HashMap<Id, BlobLoc>,
+    pub recovered: BlobMap,
     /// Packs that no readable index file lists and whose header does not decrypt
     /// either: (pack id, why).
     pub unreadable_packs: Vec<(Id, String)>,
@@ -53,20 +129,14 @@ impl Index {
     pub(crate) fn add(&mut self, pack: &IndexPack) {
         self.packs.insert(pack.id, pack.size);
         for e in &pack.entries {
-            self.blobs.entry(e.id).or_insert(BlobLoc {
-                pack: pack.id,
-                entry: *e,
-            });
+            self.blobs.insert_if_absent(pack.id, e);
         }
     }
 
     fn add_recovered(&mut self, pack: IndexPack) {
         for e in &pack.entries {
             if !self.blobs.contains_key(&e.id) {
-                self.recovered.entry(e.id).or_insert(BlobLoc {
-                    pack: pack.id,
-                    entry: *e,
-                });
+                self.recovered.insert_if_absent(pack.id, e);
             }
         }
         self.recovered_packs.push(pack);
@@ -74,10 +144,7 @@ impl Index {
 
     /// Where a blob is: in an indexed pack, else in a recovered one.
     pub(crate) fn get(&self, id: &Id) -> Option<BlobLoc> {
-        self.blobs
-            .get(id)
-            .or_else(|| self.recovered.get(id))
-            .copied()
+        self.blobs.get(id).or_else(|| self.recovered.get(id))
     }
 }
 
@@ -644,5 +711,28 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Repository>();
         assert_send_sync::<KeySet>();
+    }
+
+    #[test]
+    fn the_blob_map_gives_back_what_was_put_in_and_keeps_the_first_place() {
+        let entry = |id: Id, offset: u64| PackEntry {
+            id,
+            kind: BlobKind::Tree,
+            compressed: true,
+            offset,
+            length: 70_000,
+            raw_len: 5_000_000,
+        };
+        let (a, b, blob) = (Id::random(), Id::random(), Id::random());
+        let mut map = BlobMap::default();
+        map.insert_if_absent(a, &entry(blob, u64::from(u32::MAX) + 9));
+        map.insert_if_absent(b, &entry(blob, 1));
+        map.insert_if_absent(b, &entry(Id::random(), 2));
+        let loc = map.get(&blob).unwrap();
+        assert_eq!(loc.pack, a);
+        assert_eq!(loc.entry, entry(blob, u64::from(u32::MAX) + 9));
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.values().filter(|l| l.pack == b).count(), 1);
+        assert!(map.get(&Id::random()).is_none());
     }
 }

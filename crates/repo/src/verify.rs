@@ -299,7 +299,7 @@ impl Repository {
         }
         let mut by_pack: HashMap<Id, Vec<BlobLoc>> = HashMap::new();
         for loc in index.blobs.values().chain(index.recovered.values()) {
-            by_pack.entry(loc.pack).or_default().push(*loc);
+            by_pack.entry(loc.pack).or_default().push(loc);
         }
         let mut pack_sizes = index.packs.clone();
         for p in &index.recovered_packs {

@@ -48,7 +48,7 @@ impl Repository {
         self.fallbacks
             .iter()
             .zip(indexes.iter())
-            .filter_map(|(s, index)| index.blobs.get(id).map(|loc| (&**s, *loc)))
+            .filter_map(|(s, index)| index.blobs.get(id).map(|loc| (&**s, loc)))
             .collect()
     }
 
