@@ -236,7 +236,7 @@ impl Repository {
                 let tx = seal_tx.clone();
                 let level = options.compression_level;
                 let keys = &self.keys;
-                s.spawn(move || {
+                spawn(s, "drd-seal", move || {
                     for batch in rx {
                         let sealed: Vec<SealedBlob> = batch
                             .iter()
@@ -251,18 +251,22 @@ impl Repository {
             drop(seal_tx);
             drop(job_rx);
             let shared = &shared;
-            let packer = s.spawn(move || self.run_packer(&seal_rx, shared));
+            let packer = spawn(s, "drd-pack", move || self.run_packer(&seal_rx, shared));
             let readers: Vec<_> = (0..threads)
                 .map(|_| {
                     let (jobs, tasks, outcomes) =
                         (job_tx.clone(), task_rx.clone(), outcome_tx.clone());
-                    s.spawn(move || read::run(shared, jobs, tasks, outcomes))
+                    spawn(s, "drd-read", move || {
+                        read::run(shared, jobs, tasks, outcomes)
+                    })
                 })
                 .collect();
             drop((task_rx, outcome_tx));
             let window = &window;
             let ahead_sources = &ahead_sources;
-            s.spawn(move || prefetch::run(ahead_sources, window));
+            spawn(s, "drd-readahead", move || {
+                prefetch::run(ahead_sources, window);
+            });
 
             let mut walker = Walker {
                 shared,
@@ -360,7 +364,9 @@ impl Repository {
     ) -> Result<PackerOutcome> {
         let (full_tx, full_rx) = bounded::<PackWriter>(0);
         std::thread::scope(|s| {
-            let writer = s.spawn(move || self.write_packs(&full_rx, &shared.pending));
+            let writer = spawn(s, "drd-pack-write", move || {
+                self.write_packs(&full_rx, &shared.pending)
+            });
             let mut filling = PackWriter::new(self.pack_size());
             let mut blobs_added = 0u64;
             let mut writer_gone = false;
@@ -441,4 +447,17 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// Starts a scoped thread with a name, so that `top -H` and `perf` tell a backup's
+/// threads apart. Like `Scope::spawn`, panics if the system cannot start a thread.
+fn spawn<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn_scoped(scope, f)
+        .unwrap_or_else(|e| panic!("could not start a {name} thread: {e}"))
 }
