@@ -299,6 +299,16 @@ class Limit:
               "> /dev/null")
         return self.cmd.run(f"limit-{phase}", ["bash", "-c", sh], rss=False)
 
+    def backup_written(self, phase: str) -> dict:
+        """The same pipeline writing its output next to the repositories and syncing that
+        filesystem, as a backup tool must: where the disk, not the CPU, is the limit."""
+        out = self.work / "limit.tar.zst"
+        sh = (f"set -o pipefail; tar -c -f - -C '{self.corpus}' . | zstd -3 -T{self.cores} -q -f "
+              f"-o '{out}' && sync -f '{out}'")
+        res = self.cmd.run(f"limit-{phase}-written", ["bash", "-c", sh], rss=False)
+        out.unlink(missing_ok=True)
+        return res
+
     def prepare_restore(self) -> dict:
         """Writes WORK/limit.tar of the corpus as it is now and reads it into the page cache."""
         res = self.cmd.run("limit-tar", ["tar", "-c", "-f", str(self.tar), "-C", str(self.corpus), "."],

@@ -113,7 +113,8 @@ pub struct DaemonConfig {
     /// On SIGTERM, in-flight requests get this long to finish.
     #[serde(with = "humantime_serde_compat")]
     pub stop_timeout: Duration,
-    /// Threads that compress and encrypt during a backup; 0 means one per core.
+    /// Threads that compress and encrypt during a backup, and as many that read files;
+    /// 0 means one per core.
     pub backup_threads: usize,
     /// Chunk data a backup may hold in memory between reading and packing, in MiB;
     /// with the pack being written and the index, this bounds a backup's memory.
@@ -159,7 +160,7 @@ impl Default for DaemonConfig {
             handshake_timeout: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(30),
             backup_threads: 0,
-            backup_buffer_mib: 64,
+            backup_buffer_mib: 16,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             replication_retry_max: Duration::from_secs(15 * 60),
             restore_threads: 0,

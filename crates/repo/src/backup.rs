@@ -102,7 +102,7 @@ impl Default for BackupOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            max_in_flight_bytes: 64 * 1024 * 1024,
+            max_in_flight_bytes: 16 * 1024 * 1024,
             compression_level: 3,
             progress_interval: Duration::from_millis(250),
             cancel: None,
