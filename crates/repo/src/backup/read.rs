@@ -63,11 +63,16 @@ pub(super) fn run(
     let mut chunks = Chunks::new(shared, jobs);
     for task in tasks {
         let mut warnings = Vec::new();
-        let node = match task.what {
-            What::File { path, before } => {
+        // Cancelled, or failed elsewhere: the files still queued are not read, and the
+        // walk learns why from the first of them.
+        let node = match (shared.check_stop(), task.what) {
+            (Err(e), _) => Err(e),
+            (Ok(()), What::File { path, before }) => {
                 read_file(&mut chunks, &path, task.node, before, &mut warnings)
             }
-            What::Stream { name, reader } => read_stream(&mut chunks, &name, reader, task.node),
+            (Ok(()), What::Stream { name, reader }) => {
+                read_stream(&mut chunks, &name, reader, task.node)
+            }
         };
         let stopped = node.is_err();
         let sent = outcomes.send(Outcome {

@@ -584,7 +584,6 @@ impl Walker<'_> {
                     nodes.push(node);
                 }
                 Slot::File(ticket) => {
-                    self.open_tickets -= 1;
                     let Some(read) = self.take_result(ticket)? else {
                         continue;
                     };
@@ -614,6 +613,7 @@ impl Walker<'_> {
     fn take_result(&mut self, ticket: u64) -> Result<Option<Node>> {
         loop {
             if let Some(node) = self.results.remove(&ticket) {
+                self.open_tickets -= 1;
                 return Ok(node);
             }
             self.pump(true)?;
@@ -631,7 +631,8 @@ impl Walker<'_> {
                     self.check_cancel()?;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Internal("the file readers stopped".into()))
+                    self.check_cancel()?;
+                    return Err(Error::Internal("the file readers stopped".into()));
                 }
             }
         }
