@@ -15,7 +15,7 @@ mod prefetch;
 mod read;
 mod walk;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +31,7 @@ use crate::pack::{self, PackWriter, SealedBlob};
 use crate::repo::Repository;
 use crate::snapshots::select_snapshot;
 use chunk::{Chunks, Shared};
-use walk::Walker;
+use walk::{Drafts, Walker};
 
 /// Something to back up.
 pub enum Source {
@@ -273,12 +273,7 @@ impl Repository {
                 chunks: Chunks::new(shared, job_tx),
                 tasks: task_tx,
                 outcomes: outcome_rx,
-                next_ticket: 0,
-                results: HashMap::new(),
-                open_tickets: 0,
-                closed: VecDeque::new(),
-                next_dir: 0,
-                stored_dirs: HashMap::new(),
+                drafts: Drafts::default(),
                 hardlinks: HashMap::new(),
                 linking: HashSet::new(),
                 stats: BackupStats::default(),

@@ -47,16 +47,8 @@ pub(super) struct Walker<'a> {
     pub(super) tasks: Sender<Task>,
     /// Files read, from the readers.
     pub(super) outcomes: Receiver<Outcome>,
-    pub(super) next_ticket: u64,
-    /// Outcomes that came back, by ticket, until their directory is stored.
-    pub(super) results: HashMap<u64, Option<Node>>,
-    /// Tickets handed out and not yet put in their place.
-    pub(super) open_tickets: usize,
-    /// Closed directories waiting for their files, oldest first.
-    pub(super) closed: VecDeque<(u64, Draft)>,
-    pub(super) next_dir: u64,
-    /// Stored directories whose parent has not taken their tree id yet.
-    pub(super) stored_dirs: HashMap<u64, Id>,
+    /// Files handed out and directories waiting for them.
+    pub(super) drafts: Drafts,
     /// (dev, inode) -> content, so each hardlinked file is read once.
     pub(super) hardlinks: HashMap<(u64, u64), Vec<Id>>,
     /// Hardlinked files handed to a reader whose content is not in `hardlinks` yet.
@@ -80,6 +72,21 @@ const MAX_CLOSED: usize = 1024;
 /// Files handed to the readers and not yet put in their place (at most, unless one
 /// directory holds more).
 const MAX_TICKETS: usize = 16 * 1024;
+
+/// The walk's bookkeeping of what waits for the readers.
+#[derive(Default)]
+pub(super) struct Drafts {
+    next_ticket: u64,
+    /// Outcomes that came back, by ticket, until their directory is stored.
+    results: HashMap<u64, Option<Node>>,
+    /// Tickets handed out and not yet put in their place.
+    open_tickets: usize,
+    /// Closed directories waiting for their files, oldest first.
+    closed: VecDeque<(u64, Draft)>,
+    next_dir: u64,
+    /// Stored directories whose parent has not taken their tree id yet.
+    stored_dirs: HashMap<u64, Id>,
+}
 
 /// A directory's entries in name order, some still waiting for a reader or a
 /// subdirectory.
@@ -516,9 +523,9 @@ impl Walker<'_> {
 
     /// Gives a file or stream to the readers.
     fn hand_out(&mut self, node: Node, what: What) -> Result<u64> {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.open_tickets += 1;
+        let ticket = self.drafts.next_ticket;
+        self.drafts.next_ticket += 1;
+        self.drafts.open_tickets += 1;
         let mut task = Task { ticket, node, what };
         // Wait for room, putting what came back in place meanwhile.
         loop {
@@ -541,9 +548,9 @@ impl Walker<'_> {
     /// Closes a directory: it waits in the queue until its files are read. Stores
     /// what is ready, and waits for the oldest when the walk is too far ahead.
     fn close(&mut self, draft: Draft) -> Result<u64> {
-        let seq = self.next_dir;
-        self.next_dir += 1;
-        self.closed.push_back((seq, draft));
+        let seq = self.drafts.next_dir;
+        self.drafts.next_dir += 1;
+        self.drafts.closed.push_back((seq, draft));
         self.settle(false)?;
         Ok(seq)
     }
@@ -553,19 +560,20 @@ impl Walker<'_> {
     fn settle(&mut self, all: bool) -> Result<()> {
         self.pump(false)?;
         loop {
-            let too_far = self.closed.len() > MAX_CLOSED || self.open_tickets > MAX_TICKETS;
-            let Some((_, front)) = self.closed.front_mut() else {
+            let too_far =
+                self.drafts.closed.len() > MAX_CLOSED || self.drafts.open_tickets > MAX_TICKETS;
+            let Some((_, front)) = self.drafts.closed.front_mut() else {
                 break;
             };
-            if !all && !too_far && !front.is_ready(&self.results) {
+            if !all && !too_far && !front.is_ready(&self.drafts.results) {
                 break;
             }
-            let Some((seq, draft)) = self.closed.pop_front() else {
+            let Some((seq, draft)) = self.drafts.closed.pop_front() else {
                 break;
             };
             let nodes = self.resolve(draft)?;
             let id = self.store_tree(&Tree { nodes })?;
-            self.stored_dirs.insert(seq, id);
+            self.drafts.stored_dirs.insert(seq, id);
         }
         Ok(())
     }
@@ -577,7 +585,7 @@ impl Walker<'_> {
             match slot {
                 Slot::Ready => nodes.push(node),
                 Slot::Dir(seq) => {
-                    let id = self.stored_dirs.remove(&seq).ok_or_else(|| {
+                    let id = self.drafts.stored_dirs.remove(&seq).ok_or_else(|| {
                         Error::Internal(format!("directory {seq} was not stored before its parent"))
                     })?;
                     node.subtree = Some(id);
@@ -612,8 +620,8 @@ impl Walker<'_> {
     /// The outcome of one ticket, waiting for it.
     fn take_result(&mut self, ticket: u64) -> Result<Option<Node>> {
         loop {
-            if let Some(node) = self.results.remove(&ticket) {
-                self.open_tickets -= 1;
+            if let Some(node) = self.drafts.results.remove(&ticket) {
+                self.drafts.open_tickets -= 1;
                 return Ok(node);
             }
             self.pump(true)?;
@@ -645,7 +653,7 @@ impl Walker<'_> {
     fn put(&mut self, outcome: Outcome) -> Result<()> {
         self.warnings.extend(outcome.warnings);
         self.report.files_done += 1;
-        self.results.insert(outcome.ticket, outcome.node?);
+        self.drafts.results.insert(outcome.ticket, outcome.node?);
         Ok(())
     }
 
