@@ -222,7 +222,10 @@ pub fn describe(root: &Path) -> (BTreeMap<PathBuf, Entry>, Vec<Vec<PathBuf>>) {
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
     walk(root, root, &mut out, &mut inodes);
-    let groups = inodes.into_values().filter(|g| g.len() > 1).collect();
+    // By path, not by inode number: a restore makes the files in whatever order its
+    // threads reach them.
+    let mut groups: Vec<Vec<PathBuf>> = inodes.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort();
     (out, groups)
 }
 
