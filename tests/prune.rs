@@ -358,6 +358,56 @@ fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_restorable() {
     assert_kept_restore(&daemon, &kept, &target);
 }
 
+/// Pack temporaries (`data/.tmp-...`, `data/ab/.tmp-...`) in the repository.
+fn pack_temporaries(repo: &Path) -> Vec<String> {
+    listing(repo)
+        .into_keys()
+        .filter(|f| f.starts_with("data/") && f.contains("/.tmp-"))
+        .collect()
+}
+
+/// A pack is written to a temporary file as it fills: a backup killed midway leaves
+/// one, which no reader sees and the next prune removes (as an orphan pack).
+#[test]
+fn a_backup_killed_while_a_pack_fills_leaves_a_temporary_that_prune_removes() {
+    let mut daemon = backup_daemon(FILES_JOB);
+    let kept = backup(&daemon, 0);
+    let data = daemon.dir.path().join("data");
+    for i in 0..6 {
+        std::fs::write(data.join(format!("big-{i}.bin")), random_bytes(500 + 2 * i, 8 << 20))
+            .unwrap();
+    }
+    let socket = daemon.socket();
+    let run = std::thread::spawn(move || {
+        drd_integration_tests::drctl(&socket, &["backup", "--job", "files"])
+    });
+    let pid = daemon.pid();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        freeze(pid);
+        if !pack_temporaries(&daemon.repo()).is_empty() {
+            break;
+        }
+        assert!(!run.is_finished(), "the backup ended before a pack was seen filling");
+        assert!(Instant::now() < deadline, "no pack filling within 120 s");
+        daemon.signal(Signal::SIGCONT);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    daemon.kill();
+    assert!(!run.join().unwrap().status.success());
+    let left = pack_temporaries(&daemon.repo());
+    assert!(!left.is_empty());
+
+    daemon.spawn(&[]);
+    daemon.wait_ready();
+    daemon.set_retention("files", "retention = { keep_last = 5 }");
+    let report = daemon.drctl_json(&["prune"]);
+    let removed = report["tiers"][0]["gc"]["orphan_packs_deleted"].as_u64().unwrap();
+    assert!(removed >= left.len() as u64, "{report:#}");
+    assert_eq!(pack_temporaries(&daemon.repo()), Vec::<String>::new());
+    assert_kept_restore(&daemon, &[(kept, 0)], &daemon.dir.path().join("restored"));
+}
+
 const TWO_JOBS: &str = "[jobs.a]\ntiers = [\"local\"]\n\
                         sources = [{ kind = \"path\", path = \"{dir}/a\" }]\n\
                         [jobs.b]\ntiers = [\"local\"]\n\

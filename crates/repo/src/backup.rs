@@ -1,14 +1,15 @@
 //! Backup: walk the sources on the calling thread, read, chunk and hash files on reader
-//! threads, compress and encrypt on sealing threads, collect into packs on a packer
-//! thread and write them on another; then index, then snapshot.
+//! threads, compress and encrypt on sealing threads, write them into packs on a packer
+//! thread and finish (sync, name) each full pack on another; then index, then snapshot.
 //!
 //! A read-ahead thread (`prefetch`) walks the same sources a bounded distance ahead and
 //! asks the kernel for the files coming next, so that a cold disk serves many at once.
 //!
 //! Memory is bounded by the channel capacities (derived from `max_in_flight_bytes`), one
 //! chunk buffer per reader (twice the largest chunk, touched only as far as a file
-//! needs), each thread's batch of small blobs (256 KiB) and two packs, never by data
-//! size. A file is never held whole in memory.
+//! needs), each thread's batch of small blobs (256 KiB) and two packs' write buffers
+//! (1 MiB each on a local disk; whole packs on S3), never by data size. A file is never
+//! held whole in memory.
 
 mod chunk;
 mod prefetch;
@@ -348,35 +349,43 @@ impl Repository {
         })
     }
 
-    /// Packs sealed blobs on this thread and writes the full packs on another
-    /// (`write_packs`), so that sealing goes on while a pack is written and fsynced: the
-    /// fsyncs of a 1 GiB first backup took over a second, and the sealers stalled
-    /// behind each one. Holds at most two packs: the one filling and the one written.
+    /// Packs sealed blobs on this thread (each goes to the pack's temporary file as it
+    /// comes) and finishes the full packs on another (`write_packs`: header, fsync,
+    /// rename), so that sealing goes on while a pack is synced: the fsyncs of a 1 GiB
+    /// first backup took over a second, and the sealers stalled behind each one.
     fn run_packer(
         &self,
         rx: &Receiver<Vec<SealedBlob>>,
         shared: &Shared<'_>,
     ) -> Result<PackerOutcome> {
-        let (full_tx, full_rx) = bounded::<PackWriter>(0);
+        let (full_tx, full_rx) = bounded::<PackWriter<'_>>(0);
         std::thread::scope(|s| {
             let writer = spawn(s, "drd-pack-write", move || {
                 self.write_packs(&full_rx, &shared.pending)
             });
-            let mut filling = PackWriter::new(self.pack_size());
+            let storage = &*self.storage;
+            let mut filling = PackWriter::new(storage, self.pack_size());
             let mut blobs_added = 0u64;
-            let mut writer_gone = false;
+            let mut stopped = None;
             for blob in rx.iter().flatten() {
-                filling.add(&blob);
+                if let Err(e) = filling.add(&blob) {
+                    stopped = Some(e);
+                    break;
+                }
                 blobs_added += 1;
                 if filling.is_full() {
-                    let full = std::mem::replace(&mut filling, PackWriter::new(self.pack_size()));
+                    let full =
+                        std::mem::replace(&mut filling, PackWriter::new(storage, self.pack_size()));
                     if full_tx.send(full).is_err() {
-                        writer_gone = true;
+                        stopped = Some(chunk::pipeline_stopped());
                         break;
                     }
                 }
             }
-            if !writer_gone && !shared.abort.load(Ordering::SeqCst) && !filling.is_empty() {
+            if stopped.is_some() {
+                // The sealers see a closed channel and stop; the walk then fails.
+                shared.abort.store(true, Ordering::SeqCst);
+            } else if !shared.abort.load(Ordering::SeqCst) && !filling.is_empty() {
                 // A send that fails means the writer failed; its error is returned below.
                 let _ = full_tx.send(filling);
             }
@@ -384,30 +393,34 @@ impl Repository {
             let bytes_added = writer
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("pack writer thread panicked".into())))?;
-            if writer_gone {
-                return Err(chunk::pipeline_stopped());
+            match stopped {
+                Some(e) => Err(e),
+                None => Ok(PackerOutcome {
+                    bytes_added,
+                    blobs_added,
+                }),
             }
-            Ok(PackerOutcome {
-                bytes_added,
-                blobs_added,
-            })
         })
     }
 
-    /// Writes full packs; writes an index file every 16 packs (256 MiB by default, so a
-    /// killed backup's work is mostly reused by the next run) and at the end. Packs
+    /// Finishes full packs; writes an index file every 16 packs (256 MiB by default, so
+    /// a killed backup's work is mostly reused by the next run) and at the end. Packs
     /// already written are indexed even when a later one fails, so that the next run
     /// can reuse their blobs.
     ///
     /// Each index file written goes into the in-memory index at once and its blobs
     /// leave `pending`: nothing of the run is kept twice until its end (at a million
     /// small files that was over 100 MiB).
-    fn write_packs(&self, rx: &Receiver<PackWriter>, pending: &Mutex<HashSet<Id>>) -> Result<u64> {
+    fn write_packs(
+        &self,
+        rx: &Receiver<PackWriter<'_>>,
+        pending: &Mutex<HashSet<Id>>,
+    ) -> Result<u64> {
         const INDEX_EVERY: usize = 16;
         let mut unindexed = Vec::new();
         let mut bytes_added = 0u64;
         for mut full in rx {
-            match full.flush(&*self.storage, &self.keys) {
+            match full.flush(&self.keys) {
                 Ok(p) => {
                     bytes_added += p.size;
                     unindexed.push(p);

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use crate::crypto::KeySet;
 use crate::error::{Error, Result};
 use crate::format::{BlobKind, Id, IndexPack, PackEntry, PackHeader};
-use crate::storage::Storage;
+use crate::storage::{Staged, Storage};
 
 /// Bytes sampled to decide whether a blob is worth compressing.
 const SAMPLE: usize = 16 * 1024;
@@ -129,59 +129,84 @@ pub(crate) fn pack_name(id: &Id) -> String {
     format!("data/{}/{}", &h[..2], h)
 }
 
-/// Collects sealed blobs into a pack in memory (bounded by the target pack size plus
-/// one blob) and writes it out when full.
-pub(crate) struct PackWriter {
-    buf: Vec<u8>,
+/// Collects sealed blobs into a pack, writing them to storage as they come (see
+/// [`Storage::stage`]), and names and commits the pack once it is full.
+pub(crate) struct PackWriter<'a> {
+    storage: &'a dyn Storage,
+    /// The pack being written, started by the first blob.
+    out: Option<Box<dyn Staged>>,
+    hash: blake3::Hasher,
+    len: usize,
     entries: Vec<PackEntry>,
     target: usize,
 }
 
-impl PackWriter {
-    pub(crate) fn new(target: usize) -> Self {
+impl<'a> PackWriter<'a> {
+    /// A writer of packs of about `target` bytes into `storage`.
+    pub(crate) fn new(storage: &'a dyn Storage, target: usize) -> Self {
         PackWriter {
-            buf: Vec::new(),
+            storage,
+            out: None,
+            hash: blake3::Hasher::new(),
+            len: 0,
             entries: Vec::new(),
             target,
         }
     }
 
-    pub(crate) fn add(&mut self, blob: &SealedBlob) {
+    pub(crate) fn add(&mut self, blob: &SealedBlob) -> Result<()> {
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => self.out.insert(self.storage.stage("data")?),
+        };
+        out.append(&blob.token)?;
+        self.hash.update(&blob.token);
         self.entries.push(PackEntry {
             id: blob.id,
             kind: blob.kind,
             compressed: blob.compressed,
-            offset: self.buf.len() as u64,
+            offset: self.len as u64,
             length: u32::try_from(blob.token.len()).unwrap_or(u32::MAX),
             raw_len: blob.raw_len,
         });
-        self.buf.extend_from_slice(&blob.token);
+        self.len += blob.token.len();
+        Ok(())
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.buf.len() >= self.target
+        self.len >= self.target
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Writes the pack (atomically, durably) and returns its index record.
-    pub(crate) fn flush(&mut self, storage: &dyn Storage, keys: &KeySet) -> Result<IndexPack> {
+    /// Appends the header, commits the pack (durably) under the hash of its bytes and
+    /// returns its index record. The writer is then empty, ready for the next pack.
+    pub(crate) fn flush(&mut self, keys: &KeySet) -> Result<IndexPack> {
+        let mut out = self
+            .out
+            .take()
+            .ok_or_else(|| Error::Internal("an empty pack was flushed".into()))?;
         let header = PackHeader {
             entries: std::mem::take(&mut self.entries),
         };
         let plain = bincode::serialize(&header)
             .map_err(|e| Error::Internal(format!("encode pack header: {e}")))?;
         let token = keys.encrypt(&plain);
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.extend_from_slice(&token);
-        buf.extend_from_slice(&u32::try_from(token.len()).unwrap_or(u32::MAX).to_le_bytes());
-        let id = Id(*blake3::hash(&buf).as_bytes());
-        storage.write_atomic(&pack_name(&id), &buf)?;
+        let trailer = u32::try_from(token.len()).unwrap_or(u32::MAX).to_le_bytes();
+        for part in [&token[..], &trailer[..]] {
+            out.append(part)?;
+            self.hash.update(part);
+        }
+        let id = Id(*self.hash.finalize().as_bytes());
+        let size = (self.len + token.len() + trailer.len()) as u64;
+        self.hash.reset();
+        self.len = 0;
+        out.commit(self.storage, &pack_name(&id))?;
         Ok(IndexPack {
             id,
-            size: buf.len() as u64,
+            size,
             entries: header.entries,
         })
     }

@@ -171,7 +171,8 @@ pub struct PruneSummary {
     pub packs_deleted: u64,
     /// Packs rewritten to drop unused blobs.
     pub packs_repacked: u64,
-    /// Packs that no index listed (left by interrupted backups), removed.
+    /// Packs that no index listed, and packs never finished (temporaries), left by
+    /// interrupted backups, removed.
     pub orphan_packs_deleted: u64,
     /// Blobs no longer stored.
     pub blobs_removed: u64,
@@ -343,7 +344,7 @@ impl Repository {
         }
 
         // Rewrite: copy the still-needed tokens (checked first) into new packs.
-        let mut writer = PackWriter::new(self.pack_size());
+        let mut writer = PackWriter::new(&*self.storage, self.pack_size());
         let mut new_packs: Vec<IndexPack> = Vec::new();
         let mut copied = 0u64;
         for p in &rewrite {
@@ -371,16 +372,16 @@ impl Repository {
                     compressed: e.compressed,
                     raw_len: e.raw_len,
                     token,
-                });
+                })?;
                 if writer.is_full() {
-                    new_packs.push(writer.flush(&*self.storage, &self.keys)?);
+                    new_packs.push(writer.flush(&self.keys)?);
                 }
             }
             summary.packs_repacked += 1;
             delete.push((p.id, p.size));
         }
         if !options.dry_run && !writer.is_empty() {
-            new_packs.push(writer.flush(&*self.storage, &self.keys)?);
+            new_packs.push(writer.flush(&self.keys)?);
         }
         // A dry run estimates the new packs by the tokens they would hold.
         let written: u64 = if options.dry_run {
@@ -405,12 +406,22 @@ impl Repository {
                 }
             }
         }
-        summary.orphan_packs_deleted = orphans.len() as u64;
-        let freed: u64 = delete.iter().chain(orphans.iter()).map(|(_, s)| s).sum();
+        // Under the exclusive lock nothing else writes: a temporary is a killed write.
+        let unfinished = self.storage.unfinished("data")?;
+        summary.orphan_packs_deleted = (orphans.len() + unfinished.len()) as u64;
+        let freed: u64 = delete
+            .iter()
+            .chain(orphans.iter())
+            .map(|(_, s)| s)
+            .sum::<u64>()
+            + unfinished.iter().map(|(_, s)| s).sum::<u64>();
         summary.bytes_freed = freed.saturating_sub(written);
         summary.packs_deleted = delete.len() as u64 - summary.packs_repacked;
         if options.dry_run {
             return Ok(summary);
+        }
+        for (name, _) in &unfinished {
+            self.storage.remove(name)?;
         }
         if delete.is_empty() && orphans.is_empty() {
             return Ok(summary);

@@ -296,7 +296,7 @@ mod tests {
     /// Stores blobs directly and writes a snapshot with `root` as its tree, the way a
     /// hostile or buggy writer could.
     fn craft(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)], root: Id) -> Snapshot {
-        let mut w = PackWriter::new(1 << 20);
+        let mut w = PackWriter::new(&*repo.storage, 1 << 20);
         for (kind, data) in blobs {
             w.add(&seal(
                 &repo.keys,
@@ -304,9 +304,10 @@ mod tests {
                 *kind,
                 data,
                 3,
-            ));
+            ))
+            .unwrap();
         }
-        let pack = w.flush(&*repo.storage, &repo.keys).unwrap();
+        let pack = w.flush(&repo.keys).unwrap();
         repo.write_index(&[pack]).unwrap();
         repo.refresh().unwrap();
         let snap = Snapshot {

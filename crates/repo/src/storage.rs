@@ -3,14 +3,15 @@
 //! so a remote tier (S3, another mount) is one more implementation of this trait.
 //!
 //! Every write is atomic: to a temporary name in the same directory, fsync, rename,
-//! fsync the directory. Names starting with '.' are temporaries and never listed.
+//! fsync the directory. Names starting with '.' are temporaries and never listed. A
+//! pack is written as it fills ([`Storage::stage`]), its name given at the end.
 //! [`S3Storage`] (storage/s3.rs) keeps a repository in an S3-compatible bucket, and
 //! [`open_storage`] picks the implementation from a location string.
 
 mod s3;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +61,22 @@ pub trait Storage: Send + Sync {
     fn size(&self, name: &str) -> Result<Option<u64>>;
     /// Writes a file atomically and durably (temp name, fsync, rename, fsync dir).
     fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Starts a file in `dir` whose name is known only once it is complete (a pack is
+    /// named by the hash of its bytes). The default keeps its bytes in memory until
+    /// [`Staged::commit`] writes them with `write_atomic`; a local directory writes them
+    /// to a temporary file as they come, so that a pack being filled costs no memory.
+    fn stage(&self, dir: &str) -> Result<Box<dyn Staged>> {
+        let _ = dir;
+        Ok(Box::new(InMemory(Vec::new())))
+    }
+    /// Temporaries in `dir` (and, for "data", its fan-out directories) with their
+    /// sizes: writes that never finished because their process was killed. Remove them
+    /// (with [`Storage::remove`]) only under the exclusive lock, when nothing writes. The
+    /// default has none: a storage whose files appear whole (S3) leaves no temporaries.
+    fn unfinished(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let _ = dir;
+        Ok(Vec::new())
+    }
     /// Lists the file names (not paths) in a directory; temporaries are left out.
     /// For "data" the two-character fan-out directories are walked and the returned
     /// names are "ab/abcd...".
@@ -71,6 +88,86 @@ pub trait Storage: Send + Sync {
     /// has put another file under the same name. Every repository operation calls it
     /// when it starts; a storage that keeps nothing between reads does nothing here.
     fn forget_reads(&self) {}
+}
+
+/// A file being written whose name comes at the end (see [`Storage::stage`]). Dropped
+/// without a commit, it leaves nothing behind.
+pub trait Staged: Send {
+    /// Appends bytes.
+    fn append(&mut self, data: &[u8]) -> Result<()>;
+    /// Makes the file appear whole under `name` in `storage`, durably, as
+    /// [`Storage::write_atomic`] does.
+    fn commit(self: Box<Self>, storage: &dyn Storage, name: &str) -> Result<()>;
+}
+
+/// The default stage: bytes in memory, written in one piece at the commit.
+struct InMemory(Vec<u8>);
+
+impl Staged for InMemory {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>, storage: &dyn Storage, name: &str) -> Result<()> {
+        storage.write_atomic(name, &self.0)
+    }
+}
+
+/// Bytes a staged local file collects before one write: small blobs one by one would be
+/// a system call each.
+const STAGE_BUFFER: usize = 1024 * 1024;
+
+/// A local file being staged: written to a temporary name in its directory's parent
+/// (`data/.tmp-...` for a pack), renamed to its name at the commit.
+struct StagedFile {
+    out: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    root: PathBuf,
+}
+
+impl Staged for StagedFile {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        match &mut self.out {
+            Some(out) => out.write_all(data).ctx("write", &self.tmp),
+            None => Err(crate::Error::Internal("append to a committed file".into())),
+        }
+    }
+
+    fn commit(mut self: Box<Self>, _: &dyn Storage, name: &str) -> Result<()> {
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| crate::Error::Internal("a staged file committed twice".into()))?;
+        let file = out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .ctx("write", &self.tmp)?;
+        file.sync_all().ctx("fsync", &self.tmp)?;
+        drop(file);
+        let path = self.root.join(name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        LocalDir::create_dir(&dir)?;
+        fs::rename(&self.tmp, &path).ctx("rename into place", &path)?;
+        // Renamed: nothing left for `drop` to remove.
+        self.tmp = PathBuf::new();
+        LocalDir::sync_dir(&dir)
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A fresh temporary name (`.tmp-` and 16 hex digits) in `dir`.
+fn temp_name(dir: &Path) -> PathBuf {
+    let mut suffix = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    dir.join(format!(".tmp-{}", hex::encode(suffix)))
 }
 
 /// A repository in a local directory (or a mounted disk).
@@ -91,6 +188,17 @@ impl LocalDir {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .ctx("fsync directory", dir)
+    }
+
+    /// Creates `dir` if it is missing, durably (its parent is synced).
+    fn create_dir(dir: &Path) -> Result<()> {
+        if !dir.exists() {
+            fs::create_dir_all(dir).ctx("create directory", dir)?;
+            if let Some(parent) = dir.parent() {
+                LocalDir::sync_dir(parent)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -135,15 +243,8 @@ impl Storage for LocalDir {
     fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
         let path = self.root.join(name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.exists() {
-            fs::create_dir_all(&dir).ctx("create directory", &dir)?;
-            if let Some(parent) = dir.parent() {
-                LocalDir::sync_dir(parent)?;
-            }
-        }
-        let mut suffix = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut suffix);
-        let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+        LocalDir::create_dir(&dir)?;
+        let tmp = temp_name(&dir);
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -158,6 +259,22 @@ impl Storage for LocalDir {
             return Err(crate::Error::io("rename into place", &path, e));
         }
         LocalDir::sync_dir(&dir)
+    }
+
+    fn stage(&self, dir: &str) -> Result<Box<dyn Staged>> {
+        let dir = self.root.join(dir);
+        LocalDir::create_dir(&dir)?;
+        let tmp = temp_name(&dir);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        Ok(Box::new(StagedFile {
+            out: Some(BufWriter::with_capacity(STAGE_BUFFER, file)),
+            tmp,
+            root: self.root.clone(),
+        }))
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
@@ -185,6 +302,31 @@ impl Storage for LocalDir {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn unfinished(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let mut found = Vec::new();
+        let mut dirs = vec![dir.to_string()];
+        while let Some(rel) = dirs.pop() {
+            let path = self.root.join(&rel);
+            let entries = match fs::read_dir(&path) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(crate::Error::io("list", path, e)),
+            };
+            for entry in entries {
+                let entry = entry.ctx("list", &path)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let meta = entry.metadata().ctx("stat", entry.path())?;
+                if meta.is_dir() && rel == "data" && !name.starts_with('.') {
+                    dirs.push(format!("{rel}/{name}"));
+                } else if meta.is_file() && name.starts_with(".tmp-") {
+                    found.push((format!("{rel}/{name}"), meta.len()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -215,5 +357,43 @@ mod tests {
         assert_eq!(s.size("index/02").unwrap(), None);
         s.remove("index/01").unwrap();
         assert!(s.list("index").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_staged_file_appears_whole_at_its_commit_and_a_dropped_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalDir::new(dir.path());
+        let mut staged = s.stage("data").unwrap();
+        staged.append(b"first ").unwrap();
+        staged.append(&vec![b'x'; STAGE_BUFFER + 1]).unwrap();
+        assert!(
+            s.list("data").unwrap().is_empty(),
+            "listed before its commit"
+        );
+        staged.commit(&s, "data/cd/cdef").unwrap();
+        assert_eq!(s.list("data").unwrap(), vec!["cd/cdef".to_string()]);
+        let back = s.read("data/cd/cdef").unwrap();
+        assert_eq!(
+            (&back[..6], back.len()),
+            (&b"first "[..], 6 + STAGE_BUFFER + 1)
+        );
+
+        let mut dropped = s.stage("data").unwrap();
+        dropped.append(b"never committed").unwrap();
+        drop(dropped);
+        let left: Vec<_> = fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("cd")]);
+
+        // One a killed process left: found (in the fan-out folders too), not listed.
+        let killed = s.stage("data").unwrap();
+        std::mem::forget(killed);
+        fs::write(dir.path().join("data/cd/.tmp-old"), b"12345").unwrap();
+        let unfinished = s.unfinished("data").unwrap();
+        assert_eq!(unfinished.len(), 2, "{unfinished:?}");
+        assert!(unfinished.contains(&("data/cd/.tmp-old".to_string(), 5)));
+        assert_eq!(s.list("data").unwrap(), vec!["cd/cdef".to_string()]);
     }
 }

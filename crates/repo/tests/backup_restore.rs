@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{
     describe, path_plan, random_bytes, real_part_missing, restore_options, restored,
@@ -467,6 +467,21 @@ fn a_parent_that_was_forgotten_only_costs_a_full_read() {
     assert_eq!(s.snapshot.stats.files_new, 1);
 }
 
+/// Temporary files (`.tmp-...`) anywhere under `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(temporaries(&entry.path()));
+        } else if name.starts_with(".tmp-") {
+            found.push(entry.path().display().to_string());
+        }
+    }
+    found
+}
+
 /// More files than the read-ahead runs ahead, so it is waiting on the walk when the
 /// run is cancelled; a FIFO it must not open.
 #[test]
@@ -495,6 +510,11 @@ fn a_cancelled_backup_stops_writes_no_snapshot_and_the_next_one_is_complete() {
     });
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     assert!(fx.repo.snapshots().unwrap().is_empty());
+    // The pack that was filling (written as it filled) is gone, not left as a temporary.
+    assert_eq!(
+        temporaries(&fx.dir.path().join("repo")),
+        Vec::<String>::new()
+    );
 
     let summary = fx.run(plan()).unwrap();
     // The FIFO is backed up (not opened) and made again by the restore.
