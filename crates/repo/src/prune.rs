@@ -432,7 +432,7 @@ impl Repository {
         all_packs.extend(new_packs);
         let new_index = self.write_index(&all_packs)?;
         for name in &index_files {
-            if Some(name) != new_index.as_ref() {
+            if !new_index.contains(name) {
                 self.storage.remove(&format!("index/{name}"))?;
             }
         }

@@ -72,7 +72,9 @@ impl Repository {
             .iter()
             .map(|p| p.entries.len() as u64)
             .sum();
-        if let Some(name) = self.write_index(&index.recovered_packs)? {
+        // One file, whatever its size: the summary names it, and repair is rare.
+        if !index.recovered_packs.is_empty() {
+            let name = self.write_index_file(&index.recovered_packs)?;
             summary.index_file_written = Some(
                 self.storage
                     .describe(&format!("index/{name}"))

@@ -3,8 +3,8 @@
 //! `snapshots.rs`.
 
 mod copies;
+mod index;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -14,139 +14,14 @@ use base64::Engine;
 use crate::crypto::KeySet;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    BlobKind, ChunkerParams, ConfigFile, Id, IndexFile, IndexPack, NodeKind, PackEntry, Secret,
-    Snapshot, Tree, FORMAT_NAME, FORMAT_VERSION,
+    BlobKind, ChunkerParams, ConfigFile, Id, NodeKind, Secret, Snapshot, Tree, FORMAT_NAME,
+    FORMAT_VERSION,
 };
 use crate::lock::{self, LockGuard};
 use crate::pack::{self, pack_name};
 use crate::storage::{LocalDir, Storage};
 use copies::CopyIndexes;
-
-/// Where a blob lives.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BlobLoc {
-    pub pack: Id,
-    pub entry: PackEntry,
-}
-
-/// Blob id -> where it is, kept small: an entry is 56 bytes here, where a [`BlobLoc`]
-/// (a whole pack id and a second copy of the blob id) took 120. The index of a
-/// repository of a million small files is in memory during every backup.
-#[derive(Default)]
-pub(crate) struct BlobMap {
-    places: HashMap<Id, Place>,
-    /// Pack ids, numbered in the order first seen.
-    packs: Vec<Id>,
-    pack_numbers: HashMap<Id, u32>,
-}
-
-/// A [`PackEntry`] without its id, its pack by number.
-#[derive(Clone, Copy)]
-struct Place {
-    pack: u32,
-    length: u32,
-    offset: u64,
-    raw_len: u32,
-    kind: BlobKind,
-    compressed: bool,
-}
-
-impl BlobMap {
-    /// Records where the blob of `entry` is, unless it is known already.
-    fn insert_if_absent(&mut self, pack: Id, entry: &PackEntry) {
-        if self.places.contains_key(&entry.id) {
-            return;
-        }
-        let number = *self.pack_numbers.entry(pack).or_insert_with(|| {
-            self.packs.push(pack);
-            u32::try_from(self.packs.len() - 1).unwrap_or(u32::MAX)
-        });
-        self.places.insert(
-            entry.id,
-            Place {
-                pack: number,
-                length: entry.length,
-                offset: entry.offset,
-                raw_len: entry.raw_len,
-                kind: entry.kind,
-                compressed: entry.compressed,
-            },
-        );
-    }
-
-    pub(crate) fn get(&self, id: &Id) -> Option<BlobLoc> {
-        self.places.get(id).map(|p| self.loc(*id, p))
-    }
-
-    pub(crate) fn contains_key(&self, id: &Id) -> bool {
-        self.places.contains_key(id)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.places.len()
-    }
-
-    pub(crate) fn values(&self) -> impl Iterator<Item = BlobLoc> + '_ {
-        self.places.iter().map(|(id, p)| self.loc(*id, p))
-    }
-
-    fn loc(&self, id: Id, p: &Place) -> BlobLoc {
-        BlobLoc {
-            pack: self.packs[p.pack as usize],
-            entry: PackEntry {
-                id,
-                kind: p.kind,
-                compressed: p.compressed,
-                offset: p.offset,
-                length: p.length,
-                raw_len: p.raw_len,
-            },
-        }
-    }
-}
-
-/// The union of all index files, and what could not be read of them.
-#[derive(Default)]
-pub(crate) struct Index {
-    pub blobs: BlobMap,
-    /// Pack id -> size, for every indexed pack.
-    pub packs: HashMap<Id, u64>,
-    /// Index files that do not decrypt or decode: (name under `index/`, why).
-    pub damaged: Vec<(String, String)>,
-    /// Packs that no readable index file lists, as their own headers describe them.
-    /// Looked for only when an index file is damaged (or by repair).
-    pub recovered_packs: Vec<IndexPack>,
-    /// The blobs of `recovered_packs` that no index file lists. Reads find blobs here;
-    /// dedup does not ([`Repository::has_blob`]), so that a new snapshot only ever
-    /// needs blobs that an index file lists.
-    pub recovered: BlobMap,
-    /// Packs that no readable index file lists and whose header does not decrypt
-    /// either: (pack id, why).
-    pub unreadable_packs: Vec<(Id, String)>,
-}
-
-impl Index {
-    pub(crate) fn add(&mut self, pack: &IndexPack) {
-        self.packs.insert(pack.id, pack.size);
-        for e in &pack.entries {
-            self.blobs.insert_if_absent(pack.id, e);
-        }
-    }
-
-    fn add_recovered(&mut self, pack: IndexPack) {
-        for e in &pack.entries {
-            if !self.blobs.contains_key(&e.id) {
-                self.recovered.insert_if_absent(pack.id, e);
-            }
-        }
-        self.recovered_packs.push(pack);
-    }
-
-    /// Where a blob is: in an indexed pack, else in a recovered one.
-    pub(crate) fn get(&self, id: &Id) -> Option<BlobLoc> {
-        self.blobs.get(id).or_else(|| self.recovered.get(id))
-    }
-}
+pub(crate) use index::{BlobLoc, Index};
 
 /// Tunables that are not part of the format.
 #[derive(Debug, Clone)]
@@ -376,121 +251,6 @@ impl Repository {
         &self.config.id
     }
 
-    /// Re-reads all index files (to see what other processes added). A damaged index
-    /// file does not stop it: the packs no readable index file lists are then read by
-    /// their headers, so every blob stays reachable, and
-    /// [`Repository::index_warnings`] says what was skipped.
-    pub fn refresh(&self) -> Result<()> {
-        let index = self.load_index(false)?;
-        *self.index.write().map_err(|_| poisoned())? = index;
-        Ok(())
-    }
-
-    /// Loads every index file. One that does not decrypt or decode is recorded, not an
-    /// error; then (or always, with `scan_packs`) every pack that no readable index
-    /// file lists is read by its own encrypted header. A header that does not decrypt
-    /// is recorded too; any other failure (storage unreachable) is an error, so that a
-    /// passing outage never looks like missing data.
-    pub(crate) fn load_index(&self, scan_packs: bool) -> Result<Index> {
-        let mut index = Index::default();
-        for name in self.storage.list("index")? {
-            match self.read_index_file(&name) {
-                Ok(file) => file.packs.iter().for_each(|p| index.add(p)),
-                Err(Error::DamagedIndex { reason, .. }) => index.damaged.push((name, reason)),
-                Err(e) => return Err(e),
-            }
-        }
-        if !scan_packs && index.damaged.is_empty() {
-            return Ok(index);
-        }
-        for name in self.storage.list("data")? {
-            let Some(id) = name.split('/').nth(1).and_then(Id::from_hex) else {
-                continue;
-            };
-            if index.packs.contains_key(&id) {
-                continue;
-            }
-            // Gone since the listing (a prune): nothing to recover.
-            let Some(size) = self.storage.size(&pack_name(&id))? else {
-                continue;
-            };
-            match pack::read_header(&*self.storage, &self.keys, &id, size) {
-                Ok(entries) => index.add_recovered(IndexPack { id, size, entries }),
-                Err(Error::Corrupt { reason, .. }) => index.unreadable_packs.push((id, reason)),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(index)
-    }
-
-    /// What the last load of the index could not read, as sentences for the operator:
-    /// each damaged index file, and how many packs were found by their headers
-    /// instead. Empty when the index is whole.
-    pub fn index_warnings(&self) -> Vec<String> {
-        let Ok(index) = self.index.read() else {
-            return vec![poisoned().to_string()];
-        };
-        let mut out: Vec<String> = index
-            .damaged
-            .iter()
-            .map(|(name, reason)| {
-                format!(
-                    "index file {} is damaged ({reason}) and was skipped; {}",
-                    self.storage.describe(&format!("index/{name}")).display(),
-                    REPAIR_HINT
-                )
-            })
-            .collect();
-        if !index.damaged.is_empty() {
-            out.push(format!(
-                "{} packs ({} blobs) that no readable index file lists were read by their \
-                 headers instead",
-                index.recovered_packs.len(),
-                index.recovered.len()
-            ));
-        }
-        for (id, reason) in &index.unreadable_packs {
-            out.push(format!(
-                "pack {} is in no readable index file and its header is damaged ({reason}): \
-                 its blobs cannot be found",
-                self.storage.describe(&pack_name(id)).display()
-            ));
-        }
-        out
-    }
-
-    pub(crate) fn read_index_file(&self, name: &str) -> Result<IndexFile> {
-        let rel = format!("index/{name}");
-        let path = self.storage.describe(&rel);
-        let token = self.storage.read(&rel)?;
-        let damaged = |reason: String| Error::DamagedIndex {
-            path: path.clone(),
-            reason,
-        };
-        let plain = self
-            .keys
-            .decrypt(&token)
-            .ok_or_else(|| damaged("does not decrypt".into()))?;
-        bincode::deserialize(&plain).map_err(|e| damaged(e.to_string()))
-    }
-
-    /// Writes an index file for `packs` (which must already be on storage); returns its
-    /// name, or `None` when there was nothing to write.
-    pub(crate) fn write_index(&self, packs: &[IndexPack]) -> Result<Option<String>> {
-        if packs.is_empty() {
-            return Ok(None);
-        }
-        let file = IndexFile {
-            packs: packs.to_vec(),
-        };
-        let plain =
-            bincode::serialize(&file).map_err(|e| Error::Internal(format!("encode index: {e}")))?;
-        let name = Id::random().to_hex();
-        self.storage
-            .write_atomic(&format!("index/{name}"), &self.keys.encrypt(&plain))?;
-        Ok(Some(name))
-    }
-
     /// Takes the repository lock for one operation. Every operation starts here, so
     /// this is also where reads kept by an earlier operation are dropped (the copies'
     /// indexes too): each one reads what is stored now.
@@ -711,28 +471,5 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Repository>();
         assert_send_sync::<KeySet>();
-    }
-
-    #[test]
-    fn the_blob_map_gives_back_what_was_put_in_and_keeps_the_first_place() {
-        let entry = |id: Id, offset: u64| PackEntry {
-            id,
-            kind: BlobKind::Tree,
-            compressed: true,
-            offset,
-            length: 70_000,
-            raw_len: 5_000_000,
-        };
-        let (a, b, blob) = (Id::random(), Id::random(), Id::random());
-        let mut map = BlobMap::default();
-        map.insert_if_absent(a, &entry(blob, u64::from(u32::MAX) + 9));
-        map.insert_if_absent(b, &entry(blob, 1));
-        map.insert_if_absent(b, &entry(Id::random(), 2));
-        let loc = map.get(&blob).unwrap();
-        assert_eq!(loc.pack, a);
-        assert_eq!(loc.entry, entry(blob, u64::from(u32::MAX) + 9));
-        assert_eq!(map.len(), 2);
-        assert_eq!(map.values().filter(|l| l.pack == b).count(), 1);
-        assert!(map.get(&Id::random()).is_none());
     }
 }

@@ -7,9 +7,10 @@
 mod common;
 
 use common::{
-    describe, files_under, flip_middle_byte, random_bytes, restored, unix_ms_now, Fixture,
+    describe, files_under, flip_middle_byte, path_plan, random_bytes, read_data, restore_all,
+    restored, unix_ms_now, Fixture,
 };
-use drd_repo::{PruneOptions, Repository, Retention, VerifyOptions};
+use drd_repo::{BackupOptions, PruneOptions, Repository, Retention, VerifyOptions};
 
 fn dir_size(p: &std::path::Path) -> u64 {
     files_under(p)
@@ -86,6 +87,63 @@ fn prune_frees_what_only_forgotten_snapshots_used() {
     // (Only the ancestor trees are new: the restore above changed the temp dir's mtime.)
     assert_eq!(s3.stats.bytes_read, 0, "{:?}", s3.stats);
     assert!(s3.stats.bytes_added < 4096, "{:?}", s3.stats);
+}
+
+/// Two handles on one repository, as two processes. Each operation reads only the index
+/// files that are new since the handle's last one, so what one handle stored the other
+/// dedups against; but once one has pruned data away, the other must store it again,
+/// not point at a pack that is gone.
+#[test]
+fn a_second_handle_sees_what_another_stored_and_what_it_pruned() {
+    let fx = Fixture::new();
+    let other = Repository::open(&fx.repo_path(), &fx.keys).unwrap();
+    let by_other = |src: &std::path::Path| {
+        other
+            .backup(
+                path_plan("test", src),
+                &BackupOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap()
+    };
+    let src = fx.mkdir("src");
+    let content = random_bytes(3 * 1024 * 1024);
+    std::fs::write(src.join("a"), &content).unwrap();
+    fx.backup(&src, None);
+    let second = by_other(&src);
+    assert!(
+        second.snapshot.stats.bytes_added < 64 * 1024,
+        "the other handle stored the data again: {:?}",
+        second.snapshot.stats
+    );
+
+    // Only a small file left, and only its snapshot kept: the data of "a" is pruned.
+    std::fs::remove_file(src.join("a")).unwrap();
+    std::fs::write(src.join("b"), b"small").unwrap();
+    fx.backup(&src, None);
+    let last = Retention {
+        keep_last: 1,
+        ..Retention::default()
+    };
+    fx.repo.forget(&last, None, false).unwrap();
+    let pruned = fx.repo.prune(&PruneOptions::default()).unwrap();
+    assert!(pruned.bytes_freed >= content.len() as u64, "{pruned:?}");
+
+    std::fs::write(src.join("a"), &content).unwrap();
+    let again = by_other(&src);
+    assert!(
+        again.snapshot.stats.bytes_added >= content.len() as u64,
+        "the other handle pointed at pruned data: {:?}",
+        again.snapshot.stats
+    );
+    let report = fx.reopen().verify(&read_data(), &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let target = fx.dir.path().join("restore");
+    restore_all(&fx.reopen(), &again.snapshot, &target).unwrap();
+    assert_eq!(
+        std::fs::read(restored(&target, &src).join("a")).unwrap(),
+        content
+    );
 }
 
 #[test]
