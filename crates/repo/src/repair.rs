@@ -132,6 +132,12 @@ mod tests {
         fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
             self.inner.write_atomic(name, data)
         }
+        fn stage(&self, dir: &str) -> Result<Box<dyn crate::Staged>> {
+            self.inner.stage(dir)
+        }
+        fn unfinished(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+            self.inner.unfinished(dir)
+        }
         fn list(&self, dir: &str) -> Result<Vec<String>> {
             self.inner.list(dir)
         }

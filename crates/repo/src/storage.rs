@@ -62,21 +62,16 @@ pub trait Storage: Send + Sync {
     /// Writes a file atomically and durably (temp name, fsync, rename, fsync dir).
     fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()>;
     /// Starts a file in `dir` whose name is known only once it is complete (a pack is
-    /// named by the hash of its bytes). The default keeps its bytes in memory until
-    /// [`Staged::commit`] writes them with `write_atomic`; a local directory writes them
-    /// to a temporary file as they come, so that a pack being filled costs no memory.
-    fn stage(&self, dir: &str) -> Result<Box<dyn Staged>> {
-        let _ = dir;
-        Ok(Box::new(InMemory(Vec::new())))
-    }
+    /// named by the hash of its bytes). A local directory writes its bytes to a
+    /// temporary file as they come, so that a pack being filled costs no memory; a
+    /// storage that can only write whole files returns [`stage_in_memory`] (S3). A wrapper
+    /// must pass this on to the storage it wraps.
+    fn stage(&self, dir: &str) -> Result<Box<dyn Staged>>;
     /// Temporaries in `dir` (and, for "data", its fan-out directories) with their
     /// sizes: writes that never finished because their process was killed. Remove them
-    /// (with [`Storage::remove`]) only under the exclusive lock, when nothing writes. The
-    /// default has none: a storage whose files appear whole (S3) leaves no temporaries.
-    fn unfinished(&self, dir: &str) -> Result<Vec<(String, u64)>> {
-        let _ = dir;
-        Ok(Vec::new())
-    }
+    /// (with [`Storage::remove`]) only under the exclusive lock, when nothing writes. A
+    /// storage whose files appear whole (S3) has none.
+    fn unfinished(&self, dir: &str) -> Result<Vec<(String, u64)>>;
     /// Lists the file names (not paths) in a directory; temporaries are left out.
     /// For "data" the two-character fan-out directories are walked and the returned
     /// names are "ab/abcd...".
@@ -100,7 +95,12 @@ pub trait Staged: Send {
     fn commit(self: Box<Self>, storage: &dyn Storage, name: &str) -> Result<()>;
 }
 
-/// The default stage: bytes in memory, written in one piece at the commit.
+/// A stage for a storage that writes whole files only: the bytes are kept in memory and
+/// written with [`Storage::write_atomic`] at the commit.
+pub fn stage_in_memory() -> Box<dyn Staged> {
+    Box::new(InMemory(Vec::new()))
+}
+
 struct InMemory(Vec<u8>);
 
 impl Staged for InMemory {

@@ -491,6 +491,12 @@ impl Storage for Recording {
     fn write_atomic(&self, name: &str, data: &[u8]) -> drd_repo::Result<()> {
         self.inner.write_atomic(name, data)
     }
+    fn stage(&self, dir: &str) -> drd_repo::Result<Box<dyn drd_repo::Staged>> {
+        self.inner.stage(dir)
+    }
+    fn unfinished(&self, dir: &str) -> drd_repo::Result<Vec<(String, u64)>> {
+        self.inner.unfinished(dir)
+    }
     fn list(&self, dir: &str) -> drd_repo::Result<Vec<String>> {
         self.inner.list(dir)
     }

@@ -128,6 +128,14 @@ impl Storage for CachedIndex {
         Ok(())
     }
 
+    fn stage(&self, dir: &str) -> drd_repo::Result<Box<dyn drd_repo::Staged>> {
+        self.inner.stage(dir)
+    }
+
+    fn unfinished(&self, dir: &str) -> drd_repo::Result<Vec<(String, u64)>> {
+        self.inner.unfinished(dir)
+    }
+
     fn list(&self, dir: &str) -> drd_repo::Result<Vec<String>> {
         let names = self.inner.list(dir)?;
         if dir == "index" {

@@ -32,7 +32,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
-use super::Storage;
+use super::{stage_in_memory, Staged, Storage};
 use crate::error::{Error, Result};
 
 mod readahead;
@@ -552,6 +552,15 @@ impl Storage for S3Storage {
 
     fn forget_reads(&self) {
         self.readahead.clear();
+    }
+
+    /// An object appears whole with its PUT: a pack is collected in memory until then.
+    fn stage(&self, _dir: &str) -> Result<Box<dyn Staged>> {
+        Ok(stage_in_memory())
+    }
+
+    fn unfinished(&self, _dir: &str) -> Result<Vec<(String, u64)>> {
+        Ok(Vec::new())
     }
 
     fn remove(&self, name: &str) -> Result<()> {
