@@ -374,8 +374,11 @@ fn a_backup_killed_while_a_pack_fills_leaves_a_temporary_that_prune_removes() {
     let kept = backup(&daemon, 0);
     let data = daemon.dir.path().join("data");
     for i in 0..6 {
-        std::fs::write(data.join(format!("big-{i}.bin")), random_bytes(500 + 2 * i, 8 << 20))
-            .unwrap();
+        std::fs::write(
+            data.join(format!("big-{i}.bin")),
+            random_bytes(500 + 2 * i, 8 << 20),
+        )
+        .unwrap();
     }
     let socket = daemon.socket();
     let run = std::thread::spawn(move || {
@@ -388,7 +391,10 @@ fn a_backup_killed_while_a_pack_fills_leaves_a_temporary_that_prune_removes() {
         if !pack_temporaries(&daemon.repo()).is_empty() {
             break;
         }
-        assert!(!run.is_finished(), "the backup ended before a pack was seen filling");
+        assert!(
+            !run.is_finished(),
+            "the backup ended before a pack was seen filling"
+        );
         assert!(Instant::now() < deadline, "no pack filling within 120 s");
         daemon.signal(Signal::SIGCONT);
         std::thread::sleep(Duration::from_millis(1));
@@ -402,7 +408,9 @@ fn a_backup_killed_while_a_pack_fills_leaves_a_temporary_that_prune_removes() {
     daemon.wait_ready();
     daemon.set_retention("files", "retention = { keep_last = 5 }");
     let report = daemon.drctl_json(&["prune"]);
-    let removed = report["tiers"][0]["gc"]["orphan_packs_deleted"].as_u64().unwrap();
+    let removed = report["tiers"][0]["gc"]["orphan_packs_deleted"]
+        .as_u64()
+        .unwrap();
     assert!(removed >= left.len() as u64, "{report:#}");
     assert_eq!(pack_temporaries(&daemon.repo()), Vec::<String>::new());
     assert_kept_restore(&daemon, &[(kept, 0)], &daemon.dir.path().join("restored"));
