@@ -1,8 +1,10 @@
-//! Read-ahead for the walk. The walk reads one file at a time, so on a cold page cache
-//! the disk sees one request at a time; this thread walks the same sources in the same
-//! order a bounded distance ahead of it and asks the kernel for what comes next
-//! (`posix_fadvise(WILLNEED)` queues the reads and returns), so the disk works on many
-//! files at once while the walk hashes the current one.
+//! Read-ahead for the walk. The reader threads read one file each at a time, so on a
+//! cold page cache the disk sees only as many requests as there are readers; this
+//! thread walks the same sources in the same order a bounded distance ahead of the walk
+//! and asks the kernel for what comes next (`posix_fadvise(WILLNEED)` queues the reads
+//! and returns), so the disk works on many files at once while the readers hash theirs.
+//! On a warm cache it is pure cost (an open and an fadvise per file: 15 % of a first
+//! backup's CPU on 500,000 small files).
 //!
 //! It only warms the page cache: it never produces data for the backup, so the order of
 //! trees, the change-while-read check and memory use are the walk's alone, and whatever
