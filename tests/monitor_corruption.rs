@@ -101,15 +101,16 @@ fn a_damaged_sqlite_page_is_found_and_an_unopenable_database_says_why() {
         .unwrap();
     drop(file);
 
-    let damaged = wait_check(&daemon, &app, 20, "firing", |c| {
-        c.state == CheckState::Firing
+    // Its actions run after the check turns firing and the audit entry is written, and
+    // are shown once taken: wait for both (a look in between saw none, on CI).
+    let damaged = wait_check(&daemon, &app, 20, "firing, its actions taken", |c| {
+        c.state == CheckState::Firing && !c.actions.is_empty()
     });
     assert!(damaged.evidence.contains("quick_check"), "{damaged:?}");
     assert!(damaged.evidence.contains(" page "), "{damaged:?}");
     let audited = fired(&daemon, &app);
     assert_eq!(audited.len(), 1, "{audited:?}");
     assert!(audited[0].contains("quick_check"), "{audited:?}");
-    assert!(!damaged.actions.is_empty(), "{damaged:?}");
 
     // What the on-call engineer sees: exit 1, the check firing, SQLite's words.
     let out = daemon.drctl(&["monitors"]);
