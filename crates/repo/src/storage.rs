@@ -190,6 +190,44 @@ impl LocalDir {
             .ctx("fsync directory", dir)
     }
 
+    /// Calls `f` with every file in `dir` (a missing `dir` has none), temporaries too:
+    /// its name relative to `dir` ("ab/<id>" in the fan-out folders of "data", which
+    /// are walked; other folders are not), its own name, and its entry.
+    fn each_file(
+        &self,
+        dir: &str,
+        f: &mut dyn FnMut(&str, &str, &fs::DirEntry) -> Result<()>,
+    ) -> Result<()> {
+        let mut folders = vec![String::new()];
+        while let Some(sub) = folders.pop() {
+            let path = match sub.as_str() {
+                "" => self.root.join(dir),
+                sub => self.root.join(dir).join(sub),
+            };
+            let entries = match fs::read_dir(&path) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(crate::Error::io("list", path, e)),
+            };
+            for entry in entries {
+                let entry = entry.ctx("list", &path)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rel = if sub.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{sub}/{name}")
+                };
+                let ft = entry.file_type().ctx("stat", entry.path())?;
+                if ft.is_dir() && dir == "data" && sub.is_empty() && !name.starts_with('.') {
+                    folders.push(rel);
+                } else if ft.is_file() {
+                    f(&rel, &name, &entry)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates `dir` if it is missing, durably (its parent is synced).
     fn create_dir(dir: &Path) -> Result<()> {
         if !dir.exists() {
@@ -278,53 +316,26 @@ impl Storage for LocalDir {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let path = self.root.join(dir);
         let mut out = Vec::new();
-        let entries = match fs::read_dir(&path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(crate::Error::io("list", path, e)),
-        };
-        for entry in entries {
-            let entry = entry.ctx("list", &path)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
+        self.each_file(dir, &mut |rel, name, _| {
+            if !name.starts_with('.') {
+                out.push(rel.to_string());
             }
-            let ft = entry.file_type().ctx("stat", entry.path())?;
-            if dir == "data" && ft.is_dir() {
-                for sub in self.list(&format!("data/{name}"))? {
-                    out.push(format!("{name}/{sub}"));
-                }
-            } else if ft.is_file() {
-                out.push(name);
-            }
-        }
+            Ok(())
+        })?;
         out.sort();
         Ok(out)
     }
 
     fn unfinished(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let mut found = Vec::new();
-        let mut dirs = vec![dir.to_string()];
-        while let Some(rel) = dirs.pop() {
-            let path = self.root.join(&rel);
-            let entries = match fs::read_dir(&path) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(crate::Error::io("list", path, e)),
-            };
-            for entry in entries {
-                let entry = entry.ctx("list", &path)?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let meta = entry.metadata().ctx("stat", entry.path())?;
-                if meta.is_dir() && rel == "data" && !name.starts_with('.') {
-                    dirs.push(format!("{rel}/{name}"));
-                } else if meta.is_file() && name.starts_with(".tmp-") {
-                    found.push((format!("{rel}/{name}"), meta.len()));
-                }
+        self.each_file(dir, &mut |rel, name, entry| {
+            if name.starts_with(".tmp-") {
+                let size = entry.metadata().ctx("stat", entry.path())?.len();
+                found.push((format!("{dir}/{rel}"), size));
             }
-        }
+            Ok(())
+        })?;
         found.sort();
         Ok(found)
     }
