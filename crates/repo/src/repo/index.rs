@@ -164,23 +164,23 @@ impl Repository {
             return self.reload_index();
         }
         for name in &stored {
-            let token = self.storage.read(&format!("index/{name}"))?;
-            let digest = blake3::hash(&token);
-            match index.files.get(name) {
-                Some(known) if *known == digest => continue,
-                Some(_) => {}
+            let (token, digest) = self.read_index_token(name)?;
+            let in_step = match index.files.get(name) {
+                Some(known) => *known == digest,
                 None => match self.decode_index_file(name, &token) {
                     Ok(file) => {
                         index.add_file(name, digest, &file);
-                        continue;
+                        true
                     }
-                    Err(Error::DamagedIndex { .. }) => {}
+                    Err(Error::DamagedIndex { .. }) => false,
                     Err(e) => return Err(e),
                 },
+            };
+            if !in_step {
+                // Changed since it was read, or damaged: read everything again.
+                drop(index);
+                return self.reload_index();
             }
-            // Changed since it was read, or damaged.
-            drop(index);
-            return self.reload_index();
         }
         Ok(())
     }
@@ -271,9 +271,15 @@ impl Repository {
 
     /// Reads an index file; also returns the hash of its stored bytes.
     fn read_index_file_hashed(&self, name: &str) -> Result<(IndexFile, blake3::Hash)> {
+        let (token, digest) = self.read_index_token(name)?;
+        Ok((self.decode_index_file(name, &token)?, digest))
+    }
+
+    /// An index file's stored bytes and their hash (what [`Index::files`] remembers).
+    fn read_index_token(&self, name: &str) -> Result<(Vec<u8>, blake3::Hash)> {
         let token = self.storage.read(&format!("index/{name}"))?;
-        let file = self.decode_index_file(name, &token)?;
-        Ok((file, blake3::hash(&token)))
+        let digest = blake3::hash(&token);
+        Ok((token, digest))
     }
 
     fn decode_index_file(&self, name: &str, token: &[u8]) -> Result<IndexFile> {
