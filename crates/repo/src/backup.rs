@@ -28,7 +28,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver};
 use crate::error::{Error, Result};
 use crate::format::{BackupStats, BlobKind, Id, IndexPack, Snapshot};
 use crate::lock;
-use crate::pack::{self, PackWriter, SealedBlob};
+use crate::pack::{self, Blobs, PackWriter, SealedBlob};
 use crate::repo::Repository;
 use crate::snapshots::select_snapshot;
 use chunk::{Chunks, Shared};
@@ -142,11 +142,10 @@ pub struct BackupSummary {
     pub elapsed: Duration,
 }
 
-/// A chunk to seal.
+/// A chunk to seal (its bytes are in the batch, see [`Blobs`]).
 struct Job {
     id: Id,
     kind: BlobKind,
-    data: Vec<u8>,
 }
 
 /// What the packer hands back.
@@ -195,8 +194,8 @@ impl Repository {
         let threads = options.threads.max(1);
         let chunker = self.chunker();
         let job_cap = (options.max_in_flight_bytes / chunker.max as usize).max(2);
-        let (job_tx, job_rx) = bounded::<Vec<Job>>(job_cap);
-        let (seal_tx, seal_rx) = bounded::<Vec<SealedBlob>>(threads * 2);
+        let (job_tx, job_rx) = bounded::<Blobs<Job>>(job_cap);
+        let (seal_tx, seal_rx) = bounded::<Blobs<SealedBlob>>(threads * 2);
         // Enough files queued that no reader waits for the walk between two.
         let (task_tx, task_rx) = bounded::<read::Task>(threads * 64);
         let (outcome_tx, outcome_rx) = unbounded::<read::Outcome>();
@@ -239,10 +238,14 @@ impl Repository {
                 let keys = &self.keys;
                 spawn(s, "drd-seal", move || {
                     for batch in rx {
-                        let sealed: Vec<SealedBlob> = batch
-                            .iter()
-                            .map(|job| pack::seal(keys, job.id, job.kind, &job.data, level))
-                            .collect();
+                        let mut sealed = Blobs::with_capacity(
+                            batch.bytes_len() + batch.len() * pack::TOKEN_OVERHEAD,
+                        );
+                        for (job, data) in batch.iter() {
+                            sealed.push_with(|token| {
+                                pack::seal(keys, job.id, job.kind, data, level, token)
+                            });
+                        }
                         if tx.send(sealed).is_err() {
                             break;
                         }
@@ -355,7 +358,7 @@ impl Repository {
     /// first backup took over a second, and the sealers stalled behind each one.
     fn run_packer(
         &self,
-        rx: &Receiver<Vec<SealedBlob>>,
+        rx: &Receiver<Blobs<SealedBlob>>,
         shared: &Shared<'_>,
     ) -> Result<PackerOutcome> {
         let (full_tx, full_rx) = bounded::<PackWriter<'_>>(0);
@@ -367,18 +370,20 @@ impl Repository {
             let mut filling = PackWriter::new(storage, self.pack_size());
             let mut blobs_added = 0u64;
             let mut stopped = None;
-            for blob in rx.iter().flatten() {
-                if let Err(e) = filling.add(&blob) {
-                    stopped = Some(e);
-                    break;
-                }
-                blobs_added += 1;
-                if filling.is_full() {
-                    let full =
-                        std::mem::replace(&mut filling, PackWriter::new(storage, self.pack_size()));
-                    if full_tx.send(full).is_err() {
-                        stopped = Some(chunk::pipeline_stopped());
-                        break;
+            'batches: for batch in rx {
+                for (blob, token) in batch.iter() {
+                    if let Err(e) = filling.add(blob, token) {
+                        stopped = Some(e);
+                        break 'batches;
+                    }
+                    blobs_added += 1;
+                    if filling.is_full() {
+                        let next = PackWriter::new(storage, self.pack_size());
+                        let full = std::mem::replace(&mut filling, next);
+                        if full_tx.send(full).is_err() {
+                            stopped = Some(chunk::pipeline_stopped());
+                            break 'batches;
+                        }
                     }
                 }
             }

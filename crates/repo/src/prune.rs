@@ -366,13 +366,13 @@ impl Repository {
                 if options.dry_run {
                     continue;
                 }
-                writer.add(&SealedBlob {
+                let blob = SealedBlob {
                     id: e.id,
                     kind: e.kind,
                     compressed: e.compressed,
                     raw_len: e.raw_len,
-                    token,
-                })?;
+                };
+                writer.add(&blob, &token)?;
                 if writer.is_full() {
                     new_packs.push(writer.flush(&self.keys)?);
                 }

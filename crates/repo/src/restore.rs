@@ -298,14 +298,10 @@ mod tests {
     fn craft(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)], root: Id) -> Snapshot {
         let mut w = PackWriter::new(&*repo.storage, 1 << 20);
         for (kind, data) in blobs {
-            w.add(&seal(
-                &repo.keys,
-                blob_id(&repo.id_key, data),
-                *kind,
-                data,
-                3,
-            ))
-            .unwrap();
+            let mut token = Vec::new();
+            let id = blob_id(&repo.id_key, data);
+            let blob = seal(&repo.keys, id, *kind, data, 3, &mut token);
+            w.add(&blob, &token).unwrap();
         }
         let pack = w.flush(&repo.keys).unwrap();
         repo.write_index(&[pack]).unwrap();

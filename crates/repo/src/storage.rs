@@ -11,7 +11,7 @@
 mod s3;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,14 +114,11 @@ impl Staged for InMemory {
     }
 }
 
-/// Bytes a staged local file collects before one write: small blobs one by one would be
-/// a system call each.
-const STAGE_BUFFER: usize = 1024 * 1024;
-
 /// A local file being staged: written to a temporary name in its directory's parent
 /// (`data/.tmp-...` for a pack), renamed to its name at the commit.
+/// Unbuffered: its one writer, the pack writer, hands it large pieces.
 struct StagedFile {
-    out: Option<BufWriter<File>>,
+    out: Option<File>,
     tmp: PathBuf,
     root: PathBuf,
 }
@@ -135,14 +132,10 @@ impl Staged for StagedFile {
     }
 
     fn commit(mut self: Box<Self>, _: &dyn Storage, name: &str) -> Result<()> {
-        let out = self
+        let file = self
             .out
             .take()
             .ok_or_else(|| crate::Error::Internal("a staged file committed twice".into()))?;
-        let file = out
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)
-            .ctx("write", &self.tmp)?;
         file.sync_all().ctx("fsync", &self.tmp)?;
         drop(file);
         let path = self.root.join(name);
@@ -309,7 +302,7 @@ impl Storage for LocalDir {
             .open(&tmp)
             .ctx("create", &tmp)?;
         Ok(Box::new(StagedFile {
-            out: Some(BufWriter::with_capacity(STAGE_BUFFER, file)),
+            out: Some(file),
             tmp,
             root: self.root.clone(),
         }))
@@ -376,7 +369,7 @@ mod tests {
         let s = LocalDir::new(dir.path());
         let mut staged = s.stage("data").unwrap();
         staged.append(b"first ").unwrap();
-        staged.append(&vec![b'x'; STAGE_BUFFER + 1]).unwrap();
+        staged.append(&vec![b'x'; 100_000]).unwrap();
         assert!(
             s.list("data").unwrap().is_empty(),
             "listed before its commit"
@@ -384,10 +377,7 @@ mod tests {
         staged.commit(&s, "data/cd/cdef").unwrap();
         assert_eq!(s.list("data").unwrap(), vec!["cd/cdef".to_string()]);
         let back = s.read("data/cd/cdef").unwrap();
-        assert_eq!(
-            (&back[..6], back.len()),
-            (&b"first "[..], 6 + STAGE_BUFFER + 1)
-        );
+        assert_eq!((&back[..6], back.len()), (&b"first "[..], 6 + 100_000));
 
         let mut dropped = s.stage("data").unwrap();
         dropped.append(b"never committed").unwrap();

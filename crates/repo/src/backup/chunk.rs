@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use super::Job;
 use crate::error::{Error, Result};
 use crate::format::{BlobKind, ChunkerParams, Id};
-use crate::pack;
+use crate::pack::{self, Blobs};
 use crate::repo::Repository;
 
 /// Bytes of small blobs sent to the sealing workers in one message (at most).
@@ -62,29 +62,41 @@ pub(super) enum ChunkError {
 
 /// One thread's chunker: a buffer of twice the largest chunk and a batch of new blobs.
 pub(super) struct Chunks<'a> {
-    shared: &'a Shared<'a>,
     buf: Vec<u8>,
-    tx: Sender<Vec<Job>>,
-    batch: Vec<Job>,
-    batch_bytes: usize,
+    out: Outbox<'a>,
+}
+
+/// New blobs on their way to the sealing workers.
+struct Outbox<'a> {
+    shared: &'a Shared<'a>,
+    tx: Sender<Blobs<Job>>,
+    batch: Blobs<Job>,
 }
 
 impl<'a> Chunks<'a> {
-    pub fn new(shared: &'a Shared<'a>, tx: Sender<Vec<Job>>) -> Chunks<'a> {
+    pub fn new(shared: &'a Shared<'a>, tx: Sender<Blobs<Job>>) -> Chunks<'a> {
         Chunks {
-            shared,
             // Pages are only touched as far as the largest file read needs them.
             buf: vec![0u8; shared.chunker.max as usize * 2],
-            tx,
-            batch: Vec::new(),
-            batch_bytes: 0,
+            out: Outbox {
+                shared,
+                tx,
+                batch: Blobs::with_capacity(0),
+            },
         }
     }
 
     /// Chunks a stream, queueing new chunks; returns the chunk ids in order and the
-    /// size.
-    pub fn stream(&mut self, r: &mut dyn Read) -> Result<(Vec<Id>, u64), ChunkError> {
-        let ChunkerParams { min, avg, max } = self.shared.chunker;
+    /// size. `size` is a regular file's size as stat saw it: a read that comes back
+    /// short at exactly that size is taken as the end, which saves the read that would
+    /// return 0 (a system call per file). Had the file grown meanwhile, the reader's
+    /// fstat after reading sees a new size and reads it again.
+    pub fn stream(
+        &mut self,
+        r: &mut dyn Read,
+        size: Option<u64>,
+    ) -> Result<(Vec<Id>, u64), ChunkError> {
+        let ChunkerParams { min, avg, max } = self.out.shared.chunker;
         let max_len = max as usize;
         let mut ids = Vec::new();
         let mut len = 0usize;
@@ -92,9 +104,13 @@ impl<'a> Chunks<'a> {
         let mut total = 0u64;
         loop {
             while !eof && len < self.buf.len() {
+                let asked = self.buf.len() - len;
                 match r.read(&mut self.buf[len..]) {
                     Ok(0) => eof = true,
-                    Ok(n) => len += n,
+                    Ok(n) => {
+                        len += n;
+                        eof = n < asked && size == Some(total + len as u64);
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(ChunkError::Io(e)),
                 }
@@ -119,41 +135,40 @@ impl<'a> Chunks<'a> {
             if eof && len == 0 {
                 break;
             }
-            self.shared.check_stop().map_err(ChunkError::Stopped)?;
+            self.out.shared.check_stop().map_err(ChunkError::Stopped)?;
         }
         Ok((ids, total))
     }
 
     fn data_chunk(&mut self, off: usize, len: usize) -> Result<Id> {
         let data = &self.buf[off..off + len];
-        self.shared
+        self.out
+            .shared
             .bytes_read
             .fetch_add(len as u64, Ordering::Relaxed);
-        let id = pack::blob_id(&self.shared.repo.id_key, data);
-        if self.is_new(id) {
-            let data = data.to_vec();
-            self.queue(Job {
-                id,
-                kind: BlobKind::Data,
-                data,
-            })?;
+        let id = pack::blob_id(&self.out.shared.repo.id_key, data);
+        if self.out.is_new(id) {
+            self.out.queue(id, BlobKind::Data, data)?;
         }
         Ok(id)
     }
 
     /// Stores an encoded tree.
-    pub fn tree(&mut self, data: Vec<u8>) -> Result<Id> {
-        let id = pack::blob_id(&self.shared.repo.id_key, &data);
-        if self.is_new(id) {
-            self.queue(Job {
-                id,
-                kind: BlobKind::Tree,
-                data,
-            })?;
+    pub fn tree(&mut self, data: &[u8]) -> Result<Id> {
+        let id = pack::blob_id(&self.out.shared.repo.id_key, data);
+        if self.out.is_new(id) {
+            self.out.queue(id, BlobKind::Tree, data)?;
         }
         Ok(id)
     }
 
+    /// Sends the queued blobs.
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Outbox<'_> {
     /// True the first time a blob that is not in the repository is seen in this run.
     fn is_new(&self, id: Id) -> bool {
         !self.shared.repo.has_blob(&id)
@@ -165,35 +180,36 @@ impl<'a> Chunks<'a> {
                 .unwrap_or(true)
     }
 
-    /// Queues a job for the sealing workers. Small blobs (most files are one small
+    /// Queues a blob for the sealing workers. Small blobs (most files are one small
     /// chunk) are sent in batches: one channel message per blob cost more in wake-ups
     /// and spinning than sealing them did. A batch holds at most one largest chunk's
     /// worth of bytes, so the channel's bound on bytes in flight holds as before.
-    fn queue(&mut self, job: Job) -> Result<()> {
+    fn queue(&mut self, id: Id, kind: BlobKind, data: &[u8]) -> Result<()> {
         let limit = (self.shared.chunker.max as usize).min(BATCH_BYTES);
-        if !self.batch.is_empty() && self.batch_bytes + job.data.len() > limit {
+        if !self.batch.is_empty() && self.batch.bytes_len() + data.len() > limit {
             self.flush()?;
         }
-        if job.kind == BlobKind::Data {
+        if kind == BlobKind::Data {
             self.shared
                 .bytes_added
-                .fetch_add(job.data.len() as u64, Ordering::Relaxed);
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
         }
-        self.batch_bytes += job.data.len();
-        self.batch.push(job);
-        if self.batch_bytes >= limit || self.batch.len() >= BATCH_JOBS {
+        if self.batch.is_empty() {
+            self.batch = Blobs::with_capacity(limit.max(data.len()));
+        }
+        self.batch.push(Job { id, kind }, data);
+        if self.batch.bytes_len() >= limit || self.batch.len() >= BATCH_JOBS {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Sends the queued jobs.
-    pub fn flush(&mut self) -> Result<()> {
+    /// Sends the queued blobs.
+    fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.batch_bytes = 0;
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::replace(&mut self.batch, Blobs::with_capacity(0));
         self.tx.send(batch).map_err(|_| pipeline_stopped())
     }
 }

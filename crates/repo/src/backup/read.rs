@@ -18,6 +18,7 @@ use super::walk::{file_xattrs, fingerprint, node_from_meta};
 use super::Job;
 use crate::error::{Error, Result};
 use crate::format::{Node, NodeKind};
+use crate::pack::Blobs;
 
 /// A file or stream to read.
 pub(super) struct Task {
@@ -56,7 +57,7 @@ pub(super) struct Outcome {
 /// new blobs it chunked could not be handed on.
 pub(super) fn run(
     shared: &Shared<'_>,
-    jobs: Sender<Vec<Job>>,
+    jobs: Sender<Blobs<Job>>,
     tasks: Receiver<Task>,
     outcomes: Sender<Outcome>,
 ) -> Result<()> {
@@ -95,7 +96,7 @@ fn read_stream(
     mut reader: Box<dyn Read + Send>,
     mut node: Node,
 ) -> Result<Option<Node>> {
-    match chunks.stream(&mut reader) {
+    match chunks.stream(&mut reader, None) {
         Ok((content, size)) => {
             node.content = content;
             node.size = size;
@@ -131,7 +132,7 @@ fn read_file(
         };
         // Through the open file: one walk down the path fewer per file.
         node.xattrs = file_xattrs(&file);
-        let (content, size) = match chunks.stream(&mut file) {
+        let (content, size) = match chunks.stream(&mut file, Some(before.0)) {
             Ok(c) => c,
             Err(ChunkError::Io(e)) => {
                 warnings.push(format!("skipped {}: read failed: {e}", path.display()));
@@ -139,7 +140,7 @@ fn read_file(
             }
             Err(ChunkError::Stopped(e)) => return Err(e),
         };
-        match current_meta(&file, path) {
+        match current_meta(&file) {
             Some(m) if fingerprint(&m) == before => {
                 node.content = content;
                 return Ok(Some(node));
@@ -173,9 +174,12 @@ fn read_file(
     Ok(Some(node))
 }
 
-/// Metadata after reading: fstat, and the path must still name the same file.
-fn current_meta(file: &File, path: &Path) -> Option<Metadata> {
+/// Metadata after reading, through the open file; `None` when its last name was
+/// removed (or renamed over) while it was read. No lookup of the path: on many small
+/// files that was a walk down the path per file. A file renamed within the tree while
+/// it was read has a new ctime, so it is read again and stored under the name the walk
+/// saw.
+fn current_meta(file: &File) -> Option<Metadata> {
     let m = file.metadata().ok()?;
-    let l = std::fs::symlink_metadata(path).ok()?;
-    (l.ino() == m.ino() && l.dev() == m.dev()).then_some(m)
+    (m.nlink() > 0).then_some(m)
 }

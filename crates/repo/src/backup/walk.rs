@@ -386,12 +386,15 @@ impl Walker<'_> {
             self.report.files_seen += 1;
             self.files_started
                 .store(self.report.files_seen, Ordering::Relaxed);
-            self.report.current_path = path.display().to_string();
             let entry = self.backup_file(path, name, meta, parent)?;
             if !matches!(entry.1, Slot::File(_)) {
                 self.report.files_done += 1;
             }
-            self.emit(false);
+            // The path as text only when a report goes out, not a string per file.
+            if self.last_progress.elapsed() >= self.interval {
+                self.report.current_path = path.display().to_string();
+                self.emit(true);
+            }
             Ok(Some(entry))
         } else if ft.is_fifo() {
             // A named pipe has no content; restore makes it again with mkfifo.
@@ -666,7 +669,7 @@ impl Walker<'_> {
     fn store_tree(&mut self, tree: &Tree) -> Result<Id> {
         let data =
             bincode::serialize(tree).map_err(|e| Error::Internal(format!("encode tree: {e}")))?;
-        self.chunks.tree(data)
+        self.chunks.tree(&data)
     }
 
     fn store_virtual(&mut self, dir: VirtualDir) -> Result<Id> {
