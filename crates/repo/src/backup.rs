@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver};
 
+use crate::crypto::TOKEN_OVERHEAD;
 use crate::error::{Error, Result};
 use crate::format::{BackupStats, BlobKind, Id, IndexPack, Snapshot};
 use crate::lock;
@@ -238,9 +239,8 @@ impl Repository {
                 let keys = &self.keys;
                 spawn(s, "drd-seal", move || {
                     for batch in rx {
-                        let mut sealed = Blobs::with_capacity(
-                            batch.bytes_len() + batch.len() * pack::TOKEN_OVERHEAD,
-                        );
+                        let mut sealed =
+                            Blobs::with_capacity(batch.bytes_len() + batch.len() * TOKEN_OVERHEAD);
                         for (job, data) in batch.iter() {
                             sealed.push_with(|token| {
                                 pack::seal(keys, job.id, job.kind, data, level, token)

@@ -26,6 +26,8 @@ const VERSION: u8 = 0x80;
 const HEADER_LEN: usize = 1 + 8 + 16;
 /// HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
+/// Bytes a token adds to its plaintext at most: header, a whole block of padding, tag.
+pub(crate) const TOKEN_OVERHEAD: usize = HEADER_LEN + 16 + TAG_LEN;
 
 /// One Fernet key: 16 bytes signing key, 16 bytes encryption key.
 #[derive(Clone)]
@@ -78,13 +80,6 @@ impl FernetKey {
         let mut mac = self.mac.clone();
         mac.update(&out[start..]);
         out.extend_from_slice(&mac.finalize().into_bytes());
-    }
-
-    /// Encrypts `data` into a raw (not base64) Fernet token.
-    pub(crate) fn encrypt(&self, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encrypt_into(data, &mut out);
-        out
     }
 
     /// Opens a raw Fernet token; `None` if this key did not make it or it was altered.
@@ -154,7 +149,9 @@ impl KeySet {
 
     /// Encrypts with the first key into a raw Fernet token.
     pub(crate) fn encrypt(&self, data: &[u8]) -> Vec<u8> {
-        self.keys[0].encrypt(data)
+        let mut out = Vec::new();
+        self.encrypt_into(data, &mut out);
+        out
     }
 
     /// [`KeySet::encrypt`], appending the token to `out`.

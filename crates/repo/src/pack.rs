@@ -30,9 +30,6 @@ pub(crate) struct SealedBlob {
     pub raw_len: u32,
 }
 
-/// Bytes a Fernet token adds to its plaintext at most (header, padding, tag).
-pub(crate) const TOKEN_OVERHEAD: usize = 1 + 8 + 16 + 16 + 32;
-
 /// Blobs back to back in one buffer, with a record each: one allocation per batch, not
 /// several per blob. On small files a backup allocated and freed a few buffers per
 /// file, each freed by another thread than made it, all on the one arena's lock (see
@@ -257,7 +254,7 @@ impl<'a> PackWriter<'a> {
         }
         if bytes.len() >= WRITE_BYTES {
             self.hash.update(bytes);
-            return self.staged()?.append(bytes);
+            return staged(&mut self.out, self.storage)?.append(bytes);
         }
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(WRITE_BYTES);
@@ -271,22 +268,10 @@ impl<'a> PackWriter<'a> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.buf);
-        self.hash.update(&buf);
-        let written = self.staged()?.append(&buf);
-        // The same allocation for the next bytes.
-        self.buf = buf;
+        self.hash.update(&self.buf);
+        staged(&mut self.out, self.storage)?.append(&self.buf)?;
         self.buf.clear();
-        written
-    }
-
-    fn staged(&mut self) -> Result<&mut Box<dyn Staged>> {
-        if self.out.is_none() {
-            self.out = Some(self.storage.stage("data")?);
-        }
-        self.out
-            .as_mut()
-            .ok_or_else(|| Error::Internal("a pack with no file".into()))
+        Ok(())
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -327,6 +312,17 @@ impl<'a> PackWriter<'a> {
             size,
             entries: header.entries,
         })
+    }
+}
+
+/// The pack file being written, started at its first write.
+fn staged<'o>(
+    out: &'o mut Option<Box<dyn Staged>>,
+    storage: &dyn Storage,
+) -> Result<&'o mut Box<dyn Staged>> {
+    match out {
+        Some(out) => Ok(out),
+        None => Ok(out.insert(storage.stage("data")?)),
     }
 }
 

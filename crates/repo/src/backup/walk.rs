@@ -391,7 +391,7 @@ impl Walker<'_> {
                 self.report.files_done += 1;
             }
             // The path as text only when a report goes out, not a string per file.
-            if self.last_progress.elapsed() >= self.interval {
+            if self.report_due() {
                 self.report.current_path = path.display().to_string();
                 self.emit(true);
             }
@@ -698,8 +698,12 @@ impl Walker<'_> {
         self.shared.check_stop()
     }
 
+    fn report_due(&self) -> bool {
+        self.last_progress.elapsed() >= self.interval
+    }
+
     fn emit(&mut self, force: bool) {
-        if force || self.last_progress.elapsed() >= self.interval {
+        if force || self.report_due() {
             self.last_progress = Instant::now();
             self.report.elapsed = self.started.elapsed();
             self.report.bytes_done =
