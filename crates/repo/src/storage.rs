@@ -16,6 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use rand::RngCore;
 
 pub use s3::{S3Options, S3Storage};
@@ -137,6 +138,10 @@ impl Staged for StagedFile {
             .take()
             .ok_or_else(|| crate::Error::Internal("a staged file committed twice".into()))?;
         file.sync_all().ctx("fsync", &self.tmp)?;
+        // Synced, its pages are clean: let the kernel drop them now. A pack is read
+        // rarely (verify, restore), and kept cached it would push the host's own working
+        // set out of the page cache, the more so the larger the backup.
+        let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         drop(file);
         let path = self.root.join(name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
