@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver};
 
-use crate::crypto::TOKEN_OVERHEAD;
 use crate::error::{Error, Result};
 use crate::format::{BackupStats, BlobKind, Id, IndexPack, Snapshot};
 use crate::lock;
@@ -239,13 +238,8 @@ impl Repository {
                 let keys = &self.keys;
                 spawn(s, "drd-seal", move || {
                     for batch in rx {
-                        let mut sealed =
-                            Blobs::with_capacity(batch.bytes_len() + batch.len() * TOKEN_OVERHEAD);
-                        for (job, data) in batch.iter() {
-                            sealed.push_with(|token| {
-                                pack::seal(keys, job.id, job.kind, data, level, token)
-                            });
-                        }
+                        let blobs = batch.iter().map(|(job, data)| (job.id, job.kind, data));
+                        let sealed = pack::seal_all(keys, blobs, level, batch.bytes_len());
                         if tx.send(sealed).is_err() {
                             break;
                         }

@@ -10,7 +10,10 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+mod lanes;
+
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, InnerIvInit, KeyInit};
+use aes::Aes128;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -35,7 +38,8 @@ pub(crate) struct FernetKey {
     /// HMAC already keyed with the signing key: keying hashes two blocks, and for the
     /// small blobs most backups are made of that was a tenth of the MAC's work.
     mac: HmacSha256,
-    encryption: [u8; 16],
+    /// AES-128 with the encryption key, its round keys expanded once.
+    cipher: Aes128,
 }
 
 impl FernetKey {
@@ -43,15 +47,15 @@ impl FernetKey {
         if raw.len() != 32 {
             return None;
         }
-        let mut encryption = [0u8; 16];
-        encryption.copy_from_slice(&raw[16..]);
+        let cipher = Aes128::new_from_slice(&raw[16..]).ok()?;
         // HMAC accepts keys of any length.
         let mac = <HmacSha256 as Mac>::new_from_slice(&raw[..16]).ok()?;
-        Some(FernetKey { mac, encryption })
+        Some(FernetKey { mac, cipher })
     }
 
-    /// Encrypts `data` into a raw (not base64) Fernet token appended to `out`.
-    pub(crate) fn encrypt_into(&self, data: &[u8], out: &mut Vec<u8>) {
+    /// Appends the token for `data` to `out` with its body still plaintext (padded)
+    /// and its tag zeros: [`FernetKey::finish`] encrypts and signs it.
+    fn begin(&self, data: &[u8], out: &mut Vec<u8>) {
         // The thread's CSPRNG (ChaCha, seeded and reseeded from the OS): an IV needs to
         // be unpredictable, and a getrandom call per blob was a system call per file.
         let mut iv = [0u8; 16];
@@ -60,26 +64,38 @@ impl FernetKey {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let padded_len = (data.len() / 16 + 1) * 16;
-        let start = out.len();
-        out.reserve(HEADER_LEN + padded_len + TAG_LEN);
+        // PKCS#7: 1 to 16 bytes, each the count.
+        let pad = 16 - data.len() % 16;
+        out.reserve(HEADER_LEN + data.len() + pad + TAG_LEN);
         out.push(VERSION);
         out.extend_from_slice(&now.to_be_bytes());
         out.extend_from_slice(&iv);
-        let body = start + HEADER_LEN;
-        out.resize(body + padded_len, 0);
-        out[body..body + data.len()].copy_from_slice(data);
-        let enc = cbc::Encryptor::<aes::Aes128>::new(&self.encryption.into(), &iv.into());
-        // The buffer is sized for the padding, so this cannot fail. Were it to, the
-        // buffer would still hold plaintext: stop rather than MAC and store it.
-        let ct_len = enc
-            .encrypt_padded_mut::<Pkcs7>(&mut out[body..], data.len())
-            .map(|ct| ct.len())
-            .unwrap_or_else(|_| unreachable!("a buffer sized for PKCS#7 padding fits it"));
-        debug_assert_eq!(ct_len, padded_len);
-        let mut mac = self.mac.clone();
-        mac.update(&out[start..]);
-        out.extend_from_slice(&mac.finalize().into_bytes());
+        out.extend_from_slice(data);
+        out.extend(std::iter::repeat_n(pad as u8, pad));
+        out.extend_from_slice(&[0u8; TAG_LEN]);
+    }
+
+    /// Encrypts and signs tokens laid out by [`FernetKey::begin`], their bodies side by
+    /// side (see [`lanes`]).
+    fn finish(&self, tokens: &mut [&mut [u8]]) {
+        lanes::encrypt(
+            &self.cipher,
+            tokens.iter_mut().filter_map(|token| {
+                let body_end = token.len().checked_sub(TAG_LEN)?;
+                let (head, rest) = token[..body_end].split_at_mut_checked(HEADER_LEN)?;
+                let iv: [u8; 16] = head[9..].try_into().ok()?;
+                Some((iv, rest))
+            }),
+        );
+        for token in tokens.iter_mut() {
+            let Some(body_end) = token.len().checked_sub(TAG_LEN) else {
+                continue;
+            };
+            let (msg, tag) = token.split_at_mut(body_end);
+            let mut mac = self.mac.clone();
+            mac.update(msg);
+            tag.copy_from_slice(&mac.finalize().into_bytes());
+        }
     }
 
     /// Opens a raw Fernet token; `None` if this key did not make it or it was altered.
@@ -94,7 +110,7 @@ impl FernetKey {
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&msg[9..HEADER_LEN]);
         let mut buf = msg[HEADER_LEN..].to_vec();
-        let dec = cbc::Decryptor::<aes::Aes128>::new(&self.encryption.into(), &iv.into());
+        let dec = cbc::Decryptor::<Aes128>::inner_iv_init(self.cipher.clone(), &iv.into());
         let len = dec.decrypt_padded_mut::<Pkcs7>(&mut buf).ok()?.len();
         buf.truncate(len);
         Some(buf)
@@ -150,13 +166,22 @@ impl KeySet {
     /// Encrypts with the first key into a raw Fernet token.
     pub(crate) fn encrypt(&self, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        self.encrypt_into(data, &mut out);
+        self.begin_token(data, &mut out);
+        self.finish_tokens(&mut [&mut out[..]]);
         out
     }
 
-    /// [`KeySet::encrypt`], appending the token to `out`.
-    pub(crate) fn encrypt_into(&self, data: &[u8], out: &mut Vec<u8>) {
-        self.keys[0].encrypt_into(data, out);
+    /// Appends a token for `data` that is not encrypted or signed yet: many of them are
+    /// made at once by [`KeySet::finish_tokens`], which must be called on every one
+    /// before it is stored.
+    pub(crate) fn begin_token(&self, data: &[u8], out: &mut Vec<u8>) {
+        self.keys[0].begin(data, out);
+    }
+
+    /// Encrypts and signs tokens begun by [`KeySet::begin_token`], each slice one whole
+    /// token.
+    pub(crate) fn finish_tokens(&self, tokens: &mut [&mut [u8]]) {
+        self.keys[0].finish(tokens);
     }
 
     /// Decrypts a raw Fernet token with whichever key made it.
@@ -236,6 +261,38 @@ mod tests {
                 .decode(theirs)
                 .unwrap();
             assert_eq!(ours.decrypt(&raw_theirs).unwrap(), data);
+        }
+    }
+
+    /// Tokens made together (their bodies encrypted side by side) are each a standard
+    /// token that the `fernet` crate opens.
+    #[test]
+    fn tokens_made_together_each_open_with_the_fernet_crate() {
+        let key_text = fernet::Fernet::generate_key();
+        let other = fernet::Fernet::new(&key_text).unwrap();
+        let ours = KeySet::from_strings(&[&key_text]).unwrap();
+        let data: Vec<Vec<u8>> = [0usize, 1, 15, 16, 17, 5000, 31, 100_000, 2, 64, 3]
+            .iter()
+            .map(|&len| (0..len).map(|i| (i * 7) as u8).collect())
+            .collect();
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for d in &data {
+            ours.begin_token(d, &mut buf);
+            ends.push(buf.len());
+        }
+        let mut tokens = Vec::new();
+        let mut rest = &mut buf[..];
+        let mut start = 0;
+        for end in &ends {
+            let (token, tail) = std::mem::take(&mut rest).split_at_mut(end - start);
+            tokens.push(token);
+            rest = tail;
+            start = *end;
+        }
+        ours.finish_tokens(&mut tokens);
+        for (token, d) in tokens.iter().zip(&data) {
+            assert_eq!(&other.decrypt(&token_to_text(token)).unwrap(), d);
         }
     }
 

@@ -74,6 +74,20 @@ impl<T> Blobs<T> {
         self.items.is_empty()
     }
 
+    /// Each record's bytes, in order, to change in place.
+    fn bytes_each_mut(&mut self) -> Vec<&mut [u8]> {
+        let mut rest = &mut self.bytes[..];
+        let mut start = 0;
+        let mut each = Vec::with_capacity(self.items.len());
+        for (_, end) in &self.items {
+            let (bytes, tail) = std::mem::take(&mut rest).split_at_mut(end - start);
+            each.push(bytes);
+            rest = tail;
+            start = *end;
+        }
+        each
+    }
+
     /// The records with their bytes, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&T, &[u8])> {
         let mut start = 0;
@@ -86,6 +100,7 @@ impl<T> Blobs<T> {
 }
 
 /// Compresses (when it helps) and encrypts one blob, appending its token to `token`.
+#[cfg(test)]
 pub(crate) fn seal(
     keys: &KeySet,
     id: Id,
@@ -94,17 +109,45 @@ pub(crate) fn seal(
     level: i32,
     token: &mut Vec<u8>,
 ) -> SealedBlob {
+    let sealed = seal_all(keys, [(id, kind, data)], level, 0);
+    token.extend_from_slice(&sealed.bytes);
+    sealed
+        .items
+        .into_iter()
+        .map(|(blob, _)| blob)
+        .next()
+        .expect("one blob sealed")
+}
+
+/// Compresses (when it helps) and encrypts blobs into their tokens, all tokens
+/// encrypted side by side (see `crypto::lanes`). `bytes` is about how many bytes the
+/// blobs hold.
+pub(crate) fn seal_all<'d>(
+    keys: &KeySet,
+    blobs: impl IntoIterator<Item = (Id, BlobKind, &'d [u8])>,
+    level: i32,
+    bytes: usize,
+) -> Blobs<SealedBlob> {
+    let blobs = blobs.into_iter();
+    let mut sealed =
+        Blobs::with_capacity(bytes + blobs.size_hint().0 * crate::crypto::TOKEN_OVERHEAD);
     SCRATCH.with(|cell| {
         let mut scratch = cell.borrow_mut();
-        let compressed = compress(data, level, &mut scratch);
-        keys.encrypt_into(if compressed { &scratch } else { data }, token);
-        SealedBlob {
-            id,
-            kind,
-            compressed,
-            raw_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        for (id, kind, data) in blobs {
+            sealed.push_with(|token| {
+                let compressed = compress(data, level, &mut scratch);
+                keys.begin_token(if compressed { &scratch } else { data }, token);
+                SealedBlob {
+                    id,
+                    kind,
+                    compressed,
+                    raw_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                }
+            });
         }
-    })
+    });
+    keys.finish_tokens(&mut sealed.bytes_each_mut());
+    sealed
 }
 
 /// zstd-compresses `data` into `out` unless quick samples show it is incompressible
@@ -204,6 +247,11 @@ pub(crate) fn pack_name(id: &Id) -> String {
 /// hash was most of the pack writer's CPU on small files).
 const WRITE_BYTES: usize = 1024 * 1024;
 
+/// A token this large is written (and hashed) as it is, not copied into the buffer
+/// first: a system call and a hash update per 64 KiB cost little, and copying the
+/// large tokens of a large file was a copy of all its bytes.
+const DIRECT_BYTES: usize = 64 * 1024;
+
 /// Collects sealed blobs into a pack, writing them to storage as they come (see
 /// [`Storage::stage`]), and names and commits the pack once it is full.
 pub(crate) struct PackWriter<'a> {
@@ -252,7 +300,8 @@ impl<'a> PackWriter<'a> {
         if self.buf.len() + bytes.len() > WRITE_BYTES {
             self.drain()?;
         }
-        if bytes.len() >= WRITE_BYTES {
+        if bytes.len() >= DIRECT_BYTES {
+            self.drain()?;
             self.hash.update(bytes);
             return staged(&mut self.out, self.storage)?.append(bytes);
         }
