@@ -34,7 +34,7 @@ def du_bytes(path: Path) -> int | None:
 
 
 def parse_time_v(path: Path) -> dict:
-    """Parse GNU time -v output: peak RSS (KiB) and exit status."""
+    """Parse GNU time -v output: peak RSS (KiB), user and system CPU (s), exit status."""
     res: dict = {}
     try:
         text = path.read_text(errors="replace")
@@ -44,6 +44,10 @@ def parse_time_v(path: Path) -> dict:
         line = line.strip()
         if line.startswith("Maximum resident set size (kbytes):"):
             res["max_rss_kib"] = int(line.rsplit(":", 1)[1])
+        elif line.startswith("User time (seconds):"):
+            res["user_s"] = float(line.rsplit(":", 1)[1])
+        elif line.startswith("System time (seconds):"):
+            res["sys_s"] = float(line.rsplit(":", 1)[1])
         elif line.startswith("Exit status:"):
             res["exit_status"] = int(line.rsplit(":", 1)[1])
         elif line.startswith("Command terminated by signal"):

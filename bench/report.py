@@ -61,6 +61,7 @@ def render_run(results: dict, tools: list[str], drd_mem: dict) -> list[str]:
     if "drd" in tools:
         hdr.append("drd/limit")
     hdr += [f"{t} s" for t in tools] + ["limit s"]
+    hdr += [f"{t} CPU s" for t in tools] + ["limit CPU s"]
     hdr += [f"{t} repo MiB" for t in tools]
     if "drd" in tools:
         hdr += ["drd VmRSS after MiB", "drd VmHWM MiB"]
@@ -79,6 +80,9 @@ def render_run(results: dict, tools: list[str], drd_mem: dict) -> list[str]:
                 row.append("-" if t == "limit" or has[t] else "not run")
             else:
                 row.append("FAIL" if not c["ok"] else fmt(c.get(key), 2))
+        for t in tools + ["limit"]:
+            c = cells[t]
+            row.append(fmt(c.get("cpu_s") if c and c["ok"] else None, 2))
         for t in tools:
             c = cells[t]
             row.append(fmt(c["repo_bytes"] / MiB if c and c.get("repo_bytes") is not None else None))
@@ -102,7 +106,10 @@ NOTE = ("Ratios: time / time (below 1: drd faster; drd/limit 1.3 = 30 % slower t
         "Time: wall seconds of the command (drd: of the drctl call; the daemon was started "
         "before and is not counted). limit: `tar -c | zstd -3 -T<cores> > /dev/null` of the "
         "corpus for the first backup, `tar -x` of a tar already in the page cache for the "
-        "restore. Repo: `du -sb` after the phase. drd VmRSS after / VmHWM: the daemon's, from "
+        "restore. CPU: user + system seconds (drd: the daemon's, from /proc/PID/stat before "
+        "and after the drctl call; the others and the limit: `/usr/bin/time -v`, with the "
+        "processes they waited for); on a noisy machine the CPU moves less than the wall time. "
+        "Repo: `du -sb` after the phase. drd VmRSS after / VmHWM: the daemon's, from "
         "/proc after the phase (VmHWM: peak since the daemon started). restic/borg RSS: peak "
         "of the command (`/usr/bin/time -v`). restore + sync: the restore plus an `os.sync()` "
         "right after it (drd syncs the restored files itself before it answers; restic, borg "

@@ -18,24 +18,28 @@ from common import MiB, PASSWORD, REPO_ROOT, log, parse_time_v, tail
 
 
 class Cmd:
-    """Runs commands with wall time (monotonic) and peak RSS (GNU time -v)."""
+    """Runs commands with wall time (monotonic), and under GNU time -v their CPU time
+    (user + system, children waited for included) and, with rss, their peak RSS."""
 
     def __init__(self, logdir: Path):
         self.logdir = logdir
 
     def run(self, name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None,
-            rss: bool = True) -> dict:
+            rss: bool = True, cpu: bool = False) -> dict:
         out, err, tf = (self.logdir / f"{name}.{x}" for x in ("out", "err", "time"))
-        full = (["/usr/bin/time", "-v", "-o", str(tf)] if rss else []) + cmd
+        timed = rss or cpu
+        full = (["/usr/bin/time", "-v", "-o", str(tf)] if timed else []) + cmd
         with open(out, "wb") as fo, open(err, "wb") as fe:
             t0 = time.monotonic()
             p = subprocess.run(full, env=env, cwd=cwd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
             wall = time.monotonic() - t0
         res = {"rc": p.returncode, "wall_s": wall, "cmd": " ".join(cmd), "log": str(out)}
-        if rss:
+        if timed:
             tv = parse_time_v(tf)
-            if "max_rss_kib" in tv:
+            if rss and "max_rss_kib" in tv:
                 res["rss_mib"] = tv["max_rss_kib"] / 1024.0
+            if "user_s" in tv and "sys_s" in tv:
+                res["cpu_s"] = tv["user_s"] + tv["sys_s"]
         res["stdout"] = out.read_text(errors="replace")
         res["stderr_tail"] = tail(err)
         return res
@@ -137,6 +141,19 @@ def proc_mem_kib(pid: int | None) -> dict:
     except OSError:
         pass
     return out
+
+
+def proc_cpu_s(pid: int | None) -> float | None:
+    """CPU time (user + system, s) a live process has used so far, from /proc/PID/stat."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # Seconds between a drd phase's end and the VmRSS reading (see Drd.phase).
@@ -261,7 +278,13 @@ class Drd(Tool):
             c = self.drctl_cmd("verify", "--job", "bench", "--read-data", "--json")
         else:
             raise ValueError(phase)
+        pid = self.daemon.pid if self.daemon else None
+        cpu_before = proc_cpu_s(pid)
         res = self.cmd.run(f"drd-{phase}", c, rss=False)
+        cpu_after = proc_cpu_s(pid)
+        if cpu_before is not None and cpu_after is not None:
+            # The daemon's CPU for the phase; drctl's own is a few milliseconds.
+            res["cpu_s"] = cpu_after - cpu_before
         if self.daemon is not None and self.daemon.poll() is not None:
             res["stop_problem"] = f"daemon died during the phase (exit {self.daemon.returncode})"
             self.daemon = None
@@ -297,7 +320,7 @@ class Limit:
     def backup(self, phase: str) -> dict:
         sh = (f"set -o pipefail; tar -c -f - -C '{self.corpus}' . | zstd -3 -T{self.cores} -q -c "
               "> /dev/null")
-        return self.cmd.run(f"limit-{phase}", ["bash", "-c", sh], rss=False)
+        return self.cmd.run(f"limit-{phase}", ["bash", "-c", sh], rss=False, cpu=True)
 
     def backup_written(self, phase: str) -> dict:
         """The same pipeline writing its output next to the repositories and syncing that
@@ -319,7 +342,7 @@ class Limit:
 
     def restore(self, target: Path) -> dict:
         return self.cmd.run("limit-restore", ["tar", "-x", "-f", str(self.tar), "-C", str(target)],
-                            rss=False)
+                            rss=False, cpu=True)
 
     def cleanup(self) -> None:
         if self.tar.exists():
