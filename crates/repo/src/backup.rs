@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
+use crate::crypto::{KeySet, LANES};
 use crate::error::{Error, Result};
 use crate::format::{BackupStats, BlobKind, Id, IndexPack, Snapshot};
 use crate::lock;
@@ -154,6 +155,40 @@ struct PackerOutcome {
     blobs_added: u64,
 }
 
+/// Seals batches until the readers are done or the packer stops. A batch of a large
+/// file holds one chunk, and one chunk is one CBC chain, so the batches already queued
+/// are taken along, up to [`LANES`] blobs or `gather` bytes, and their tokens are
+/// encrypted side by side. It never waits for more than the first batch.
+fn seal_batches(
+    rx: &Receiver<Blobs<Job>>,
+    tx: &Sender<Blobs<SealedBlob>>,
+    keys: &KeySet,
+    level: i32,
+    gather: usize,
+) {
+    let mut batches = Vec::new();
+    for first in rx {
+        let (mut blobs, mut bytes) = (first.len(), first.bytes_len());
+        batches.push(first);
+        while blobs < LANES && bytes < gather {
+            let Ok(next) = rx.try_recv() else { break };
+            blobs += next.len();
+            bytes += next.bytes_len();
+            batches.push(next);
+        }
+        let all: Vec<_> = batches
+            .iter()
+            .flat_map(Blobs::iter)
+            .map(|(job, data)| (job.id, job.kind, data))
+            .collect();
+        let sealed = pack::seal_all(keys, all, level, bytes);
+        batches.clear();
+        if tx.send(sealed).is_err() {
+            break;
+        }
+    }
+}
+
 impl Repository {
     /// Runs a backup and writes a snapshot. See [`Source`] for what each source stores.
     pub fn backup(
@@ -236,14 +271,9 @@ impl Repository {
                 let tx = seal_tx.clone();
                 let level = options.compression_level;
                 let keys = &self.keys;
+                let gather = chunker.max as usize * 2;
                 spawn(s, "drd-seal", move || {
-                    for batch in rx {
-                        let blobs = batch.iter().map(|(job, data)| (job.id, job.kind, data));
-                        let sealed = pack::seal_all(keys, blobs, level, batch.bytes_len());
-                        if tx.send(sealed).is_err() {
-                            break;
-                        }
-                    }
+                    seal_batches(&rx, &tx, keys, level, gather);
                 });
             }
             drop(seal_tx);

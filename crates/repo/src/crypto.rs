@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 mod lanes;
 
+pub(crate) use lanes::LANES;
+
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, InnerIvInit, KeyInit};
 use aes::Aes128;
 use base64::Engine;

@@ -11,7 +11,7 @@ use aes::cipher::{BlockEncrypt, BlockEncryptMut, InnerIvInit};
 use aes::{Aes128, Block};
 
 /// Chains encrypted side by side: the AES-NI backend's batch of parallel blocks.
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// A token body being encrypted: the previous ciphertext block (the IV at first) and
 /// the plaintext blocks still to go.
