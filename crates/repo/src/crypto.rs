@@ -277,23 +277,12 @@ mod tests {
             .iter()
             .map(|&len| (0..len).map(|i| (i * 7) as u8).collect())
             .collect();
-        let mut buf = Vec::new();
-        let mut ends = Vec::new();
+        let mut tokens = crate::pack::Blobs::with_capacity(0);
         for d in &data {
-            ours.begin_token(d, &mut buf);
-            ends.push(buf.len());
+            tokens.push_with(|buf| ours.begin_token(d, buf));
         }
-        let mut tokens = Vec::new();
-        let mut rest = &mut buf[..];
-        let mut start = 0;
-        for end in &ends {
-            let (token, tail) = std::mem::take(&mut rest).split_at_mut(end - start);
-            tokens.push(token);
-            rest = tail;
-            start = *end;
-        }
-        ours.finish_tokens(&mut tokens);
-        for (token, d) in tokens.iter().zip(&data) {
+        ours.finish_tokens(&mut tokens.bytes_each_mut());
+        for ((_, token), d) in tokens.iter().zip(&data) {
             assert_eq!(&other.decrypt(&token_to_text(token)).unwrap(), d);
         }
     }

@@ -75,7 +75,7 @@ impl<T> Blobs<T> {
     }
 
     /// Each record's bytes, in order, to change in place.
-    fn bytes_each_mut(&mut self) -> Vec<&mut [u8]> {
+    pub(crate) fn bytes_each_mut(&mut self) -> Vec<&mut [u8]> {
         let mut rest = &mut self.bytes[..];
         let mut start = 0;
         let mut each = Vec::with_capacity(self.items.len());
@@ -297,11 +297,10 @@ impl<'a> PackWriter<'a> {
 
     /// Buffers `bytes`, or writes and hashes them at once when they are large.
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.buf.len() + bytes.len() > WRITE_BYTES {
+        if bytes.len() >= DIRECT_BYTES || self.buf.len() + bytes.len() > WRITE_BYTES {
             self.drain()?;
         }
         if bytes.len() >= DIRECT_BYTES {
-            self.drain()?;
             self.hash.update(bytes);
             return staged(&mut self.out, self.storage)?.append(bytes);
         }

@@ -16,9 +16,9 @@ use crate::repo::Repository;
 
 /// Bytes of small blobs sent to the sealing workers in one message (at most).
 ///
-/// Larger batches would let a sealer encrypt more of a large file's chunks side by side
-/// (see `crypto::lanes`): two largest chunks a batch took a tenth off the CPU of a
-/// first backup of `random`, but raised the daemon's peak from 67 to 104-122 MiB.
+/// A batch of a large file's chunks holds one; the sealer takes the queued batches along
+/// to encrypt several side by side (`seal_batches`). Batches of two largest chunks did
+/// that too, but raised the daemon's peak on `random` from 67 to 104-122 MiB.
 const BATCH_BYTES: usize = 256 * 1024;
 /// Blobs sent in one message (at most).
 const BATCH_JOBS: usize = 128;
