@@ -100,22 +100,29 @@ impl FernetKey {
         }
     }
 
-    /// Opens a raw Fernet token; `None` if this key did not make it or it was altered.
-    pub(crate) fn decrypt(&self, token: &[u8]) -> Option<Vec<u8>> {
+    /// Opens a raw Fernet token into `out` (replacing what it held); false if this key
+    /// did not make it or it was altered.
+    fn decrypt_into(&self, token: &[u8], out: &mut Vec<u8>) -> bool {
         if token.len() < HEADER_LEN + 16 + TAG_LEN || token[0] != VERSION {
-            return None;
+            return false;
         }
         let (msg, tag) = token.split_at(token.len() - TAG_LEN);
         let mut mac = self.mac.clone();
         mac.update(msg);
-        mac.verify_slice(tag).ok()?;
+        if mac.verify_slice(tag).is_err() {
+            return false;
+        }
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&msg[9..HEADER_LEN]);
-        let mut buf = msg[HEADER_LEN..].to_vec();
+        out.clear();
+        out.extend_from_slice(&msg[HEADER_LEN..]);
         let dec = cbc::Decryptor::<Aes128>::inner_iv_init(self.cipher.clone(), &iv.into());
-        let len = dec.decrypt_padded_mut::<Pkcs7>(&mut buf).ok()?.len();
-        buf.truncate(len);
-        Some(buf)
+        let Ok(plain) = dec.decrypt_padded_mut::<Pkcs7>(out) else {
+            return false;
+        };
+        let len = plain.len();
+        out.truncate(len);
+        true
     }
 }
 
@@ -188,7 +195,14 @@ impl KeySet {
 
     /// Decrypts a raw Fernet token with whichever key made it.
     pub(crate) fn decrypt(&self, token: &[u8]) -> Option<Vec<u8>> {
-        self.keys.iter().find_map(|k| k.decrypt(token))
+        let mut out = Vec::new();
+        self.decrypt_into(token, &mut out).then_some(out)
+    }
+
+    /// Decrypts a raw Fernet token into `out` (replacing what it held, so a reader of
+    /// many blobs reuses one buffer); false if no key made it or it was altered.
+    pub(crate) fn decrypt_into(&self, token: &[u8], out: &mut Vec<u8>) -> bool {
+        self.keys.iter().any(|k| k.decrypt_into(token, out))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::format::{
     FORMAT_VERSION,
 };
 use crate::lock::{self, LockGuard};
-use crate::pack::{self, pack_name};
+use crate::pack::{self, pack_name, BlobBuf};
 use crate::storage::{LocalDir, Storage};
 use copies::CopyIndexes;
 pub(crate) use index::{BlobLoc, Index};
@@ -316,32 +316,54 @@ impl Repository {
     /// A blob that is missing, damaged or unreadable here is read from a copy that
     /// lists it in its own index; if none has it whole, the error met here is returned.
     pub(crate) fn read_blob(&self, id: &Id, context: &str) -> Result<Vec<u8>> {
+        let mut buf = BlobBuf::default();
+        self.read_blob_into(id, context, &mut buf)?;
+        Ok(buf.data)
+    }
+
+    /// [`Repository::read_blob`] into buffers the caller reuses from blob to blob.
+    pub(crate) fn read_blob_into<'b>(
+        &self,
+        id: &Id,
+        context: &str,
+        buf: &'b mut BlobBuf,
+    ) -> Result<&'b [u8]> {
         let first = match self.locate(id) {
-            Some(loc) => self.read_blob_in(&*self.storage, &loc, context),
+            Some(loc) => self.read_blob_in(&*self.storage, &loc, context, buf),
             None => Err(Error::MissingBlob {
                 id: id.to_hex(),
                 context: context.to_string(),
             }),
         };
-        if first.is_ok() {
-            return first;
-        }
-        for (copy, loc) in self.in_copies(id) {
-            if let Ok(data) = self.read_blob_in(copy, &loc, context) {
-                return Ok(data);
+        if let Err(e) = first {
+            let from_copy = self
+                .in_copies(id)
+                .into_iter()
+                .any(|(copy, loc)| self.read_blob_in(copy, &loc, context, buf).is_ok());
+            if !from_copy {
+                return Err(e);
             }
         }
-        first
+        Ok(&buf.data)
     }
 
-    fn read_blob_in(&self, storage: &dyn Storage, loc: &BlobLoc, context: &str) -> Result<Vec<u8>> {
-        storage
-            .read_at(
-                &pack_name(&loc.pack),
-                loc.entry.offset,
-                loc.entry.length as usize,
-            )
-            .and_then(|token| self.open_token(loc, &token, context))
+    fn read_blob_in(
+        &self,
+        storage: &dyn Storage,
+        loc: &BlobLoc,
+        context: &str,
+        buf: &mut BlobBuf,
+    ) -> Result<()> {
+        let name = pack_name(&loc.pack);
+        storage.read_at_into(
+            &name,
+            loc.entry.offset,
+            loc.entry.length as usize,
+            &mut buf.token,
+        )?;
+        buf.open(&self.keys, &loc.entry)
+            .map_err(|reason| self.unopened(loc, &name, &reason, context))?;
+        self.check_id(loc, &name, &buf.data, context)
     }
 
     /// Adds a replica of this repository (see [`Repository::replicate_to`]) from which
@@ -352,22 +374,33 @@ impl Repository {
     }
 
     pub(crate) fn open_token(&self, loc: &BlobLoc, token: &[u8], context: &str) -> Result<Vec<u8>> {
-        let pack_path = self.storage.describe(&pack_name(&loc.pack));
-        let data = pack::open_blob(&self.keys, &loc.entry, token).map_err(|reason| {
-            Error::corrupt(
-                "blob",
-                &pack_path,
-                format!("blob {} for {context} {reason}", loc.entry.id),
-            )
-        })?;
-        if pack::blob_id(&self.id_key, &data) != loc.entry.id {
+        let name = pack_name(&loc.pack);
+        let data = pack::open_blob(&self.keys, &loc.entry, token)
+            .map_err(|reason| self.unopened(loc, &name, &reason, context))?;
+        self.check_id(loc, &name, &data, context)?;
+        Ok(data)
+    }
+
+    /// A blob whose token does not decrypt or decompress (the pack's path is made only
+    /// for the error).
+    fn unopened(&self, loc: &BlobLoc, pack: &str, reason: &str, context: &str) -> Error {
+        Error::corrupt(
+            "blob",
+            self.storage.describe(pack),
+            format!("blob {} for {context} {reason}", loc.entry.id),
+        )
+    }
+
+    /// Checks that opened plaintext is the blob the index says it is.
+    fn check_id(&self, loc: &BlobLoc, pack: &str, data: &[u8], context: &str) -> Result<()> {
+        if pack::blob_id(&self.id_key, data) != loc.entry.id {
             return Err(Error::BlobMismatch {
                 id: loc.entry.id.to_hex(),
-                pack: pack_path,
+                pack: self.storage.describe(pack),
                 context: context.to_string(),
             });
         }
-        Ok(data)
+        Ok(())
     }
 
     pub(crate) fn read_tree(&self, id: &Id, context: &str) -> Result<Tree> {

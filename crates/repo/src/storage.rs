@@ -58,6 +58,13 @@ pub trait Storage: Send + Sync {
     fn read(&self, name: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset`.
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset` into `buf`, replacing what it held, so that a reader
+    /// of many blobs reuses one buffer (a restore's threads share one allocator arena,
+    /// see drd-memory). A wrapper should pass this on to the storage it wraps.
+    fn read_at_into(&self, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read_at(name, offset, len)?;
+        Ok(())
+    }
     /// The size of a file, or `None` if it does not exist.
     fn size(&self, name: &str) -> Result<Option<u64>>;
     /// Writes a file atomically and durably (temp name, fsync, rename, fsync dir).
@@ -253,18 +260,24 @@ impl Storage for LocalDir {
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_at_into(name, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_at_into(&self, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
         // Opened per read, never kept: a handle kept between reads would go on reading
         // a pack that a sync or repair tool has since renamed a new file over (and
         // would keep a pruned pack's space in use). The open and close cost about 5 us
         // per blob (7.1 us against 1.9 us for a 2 KiB pread on a kept handle), small
         // next to decrypting the blob and writing it out.
         let path = self.root.join(name);
-        let mut buf = vec![0u8; len];
+        buf.clear();
+        buf.resize(len, 0);
         File::open(&path)
             .ctx("open", &path)?
-            .read_exact_at(&mut buf, offset)
-            .ctx("read", &path)?;
-        Ok(buf)
+            .read_exact_at(buf, offset)
+            .ctx("read", &path)
     }
 
     fn size(&self, name: &str) -> Result<Option<u64>> {

@@ -116,6 +116,16 @@ impl Storage for CachedIndex {
         self.inner.read_at(name, offset, len)
     }
 
+    fn read_at_into(
+        &self,
+        name: &str,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+    ) -> drd_repo::Result<()> {
+        self.inner.read_at_into(name, offset, len, buf)
+    }
+
     fn size(&self, name: &str) -> drd_repo::Result<Option<u64>> {
         self.inner.size(name)
     }

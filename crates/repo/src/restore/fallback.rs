@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use crate::format::{Id, Tree};
+use crate::pack::BlobBuf;
 use crate::repo::{BlobLoc, Repository};
 
 /// A restore's reader.
@@ -17,9 +18,10 @@ impl<'a> Reader<'a> {
         Reader { repo }
     }
 
-    /// Reads, decrypts and checks one blob, from the landing tier or any copy.
-    pub fn blob(&self, id: &Id, context: &str) -> Result<Vec<u8>> {
-        self.repo.read_blob(id, context)
+    /// Reads, decrypts and checks one blob, from the landing tier or any copy, into
+    /// buffers the caller reuses from blob to blob.
+    pub fn blob<'b>(&self, id: &Id, context: &str, buf: &'b mut BlobBuf) -> Result<&'b [u8]> {
+        self.repo.read_blob_into(id, context, buf)
     }
 
     /// Reads a tree blob.

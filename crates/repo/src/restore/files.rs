@@ -22,6 +22,7 @@ use super::target::TargetDir;
 use super::{is_damage, DamagedFile, RestoreOptions, RestoreProgress, DAMAGED_SUFFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::format::Node;
+use crate::pack::BlobBuf;
 
 /// Who we run as: owners are restored only as root; otherwise a difference is reported.
 #[derive(Clone, Copy)]
@@ -146,28 +147,37 @@ impl Reader<'_> {
         std::thread::scope(|s| {
             let mut handles = Vec::new();
             for _ in 0..threads {
-                handles.push(s.spawn(|| loop {
-                    if failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(&idx) = order.get(i) else { return };
-                    let (rel, node) = &files[idx];
-                    match self.write_one(target, rel, node, options.overwrite, meta, &bytes) {
-                        Ok(damage) => {
-                            if let Some(d) = damage {
-                                if let Ok(mut list) = damaged.lock() {
-                                    list.push(d);
-                                }
-                            }
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
-                            }
+                handles.push(s.spawn(|| {
+                    let mut buf = BlobBuf::default();
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
                             return;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(&idx) = order.get(i) else { return };
+                        match self.write_one(
+                            target,
+                            &files[idx],
+                            options.overwrite,
+                            meta,
+                            &bytes,
+                            &mut buf,
+                        ) {
+                            Ok(damage) => {
+                                if let Some(d) = damage {
+                                    if let Ok(mut list) = damaged.lock() {
+                                        list.push(d);
+                                    }
+                                }
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                if let Ok(mut slot) = first_error.lock() {
+                                    slot.get_or_insert(e);
+                                }
+                                return;
+                            }
                         }
                     }
                 }));
@@ -200,11 +210,11 @@ impl Reader<'_> {
     fn write_one(
         &self,
         target: &TargetDir,
-        rel: &Path,
-        node: &Node,
+        (rel, node): &(PathBuf, Node),
         overwrite: bool,
         meta: &MetaSink,
         bytes: &AtomicU64,
+        buf: &mut BlobBuf,
     ) -> Result<Option<DamagedFile>> {
         let path = target.full(rel);
         let mut f = target.create_file(rel, overwrite)?;
@@ -213,7 +223,7 @@ impl Reader<'_> {
         let mut hole = false;
         let mut damage: Option<String> = None;
         for id in &node.content {
-            let (len, data) = match self.blob(id, &context) {
+            let (len, data) = match self.blob(id, &context, buf) {
                 Ok(data) => (data.len() as u64, Some(data)),
                 Err(e) if is_damage(&e) => {
                     damage.get_or_insert_with(|| e.to_string());
@@ -222,8 +232,8 @@ impl Reader<'_> {
                 Err(e) => return Err(e),
             };
             match data {
-                Some(data) if !is_zero(&data) => {
-                    f.write_all(&data).ctx("write", &path)?;
+                Some(data) if !is_zero(data) => {
+                    f.write_all(data).ctx("write", &path)?;
                     hole = false;
                 }
                 // Zeros, or a part that cannot be read: leave a hole; set_len below
