@@ -64,6 +64,6 @@ pub use snapshots::{
     at_or_before_of, latest_of, read_snapshots, select_snapshot, DamagedSnapshot, SnapshotList,
 };
 pub use storage::{
-    is_s3, open_storage, stage_in_memory, LocalDir, S3Options, S3Storage, Staged, Storage,
+    is_s3, open_storage, stage_in_memory, KeptOpen, LocalDir, S3Options, S3Storage, Staged, Storage,
 };
 pub use verify::{Affected, Problem, VerifyOptions, VerifyProgress, VerifyReport};

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use crate::crypto::KeySet;
 use crate::error::{Error, Result};
 use crate::format::{BlobKind, Id, IndexPack, PackEntry, PackHeader};
-use crate::storage::{Staged, Storage};
+use crate::storage::{KeptOpen, Staged, Storage};
 
 /// Bytes sampled to decide whether a blob is worth compressing.
 const SAMPLE: usize = 16 * 1024;
@@ -241,6 +241,8 @@ pub(crate) fn open_blob(
 pub(crate) struct BlobBuf {
     /// The raw token as read from the pack.
     pub token: Vec<u8>,
+    /// The pack last read, kept open for the next blob in it.
+    pub pack: KeptOpen,
     plain: Vec<u8>,
     /// The blob's plaintext, once opened.
     pub data: Vec<u8>,

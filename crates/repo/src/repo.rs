@@ -360,6 +360,7 @@ impl Repository {
             loc.entry.offset,
             loc.entry.length as usize,
             &mut buf.token,
+            &mut buf.pack,
         )?;
         buf.open(&self.keys, &loc.entry)
             .map_err(|reason| self.unopened(loc, &name, &reason, context))?;

@@ -60,8 +60,18 @@ pub trait Storage: Send + Sync {
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset` into `buf`, replacing what it held, so that a reader
     /// of many blobs reuses one buffer (a restore's threads share one allocator arena,
-    /// see drd-memory). A wrapper should pass this on to the storage it wraps.
-    fn read_at_into(&self, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+    /// see drd-memory). A storage of local files may keep the file open in `kept` for
+    /// the caller's next read of it. A wrapper should pass this on to the storage it
+    /// wraps.
+    fn read_at_into(
+        &self,
+        name: &str,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+        kept: &mut KeptOpen,
+    ) -> Result<()> {
+        let _ = kept;
         *buf = self.read_at(name, offset, len)?;
         Ok(())
     }
@@ -245,6 +255,19 @@ impl LocalDir {
     }
 }
 
+/// A file one reader keeps open between its reads of it ([`Storage::read_at_into`]): a
+/// restore reads the blobs of one pack one after another, and opening the pack for each
+/// 2 KiB blob cost 5 us of the 7 (against 1.9 us for the read on a kept handle), a tenth
+/// of the CPU of restoring many small files. Keep one only for one operation, such as a
+/// restore, that holds the repository's lock: a handle kept longer would go on reading
+/// a pack that a sync or repair tool has since renamed a new file over, and would keep
+/// a pruned pack's space in use.
+#[derive(Default)]
+pub struct KeptOpen {
+    path: PathBuf,
+    file: Option<File>,
+}
+
 impl Storage for LocalDir {
     fn location(&self) -> PathBuf {
         self.root.clone()
@@ -261,23 +284,29 @@ impl Storage for LocalDir {
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        self.read_at_into(name, offset, len, &mut buf)?;
+        self.read_at_into(name, offset, len, &mut buf, &mut KeptOpen::default())?;
         Ok(buf)
     }
 
-    fn read_at_into(&self, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
-        // Opened per read, never kept: a handle kept between reads would go on reading
-        // a pack that a sync or repair tool has since renamed a new file over (and
-        // would keep a pruned pack's space in use). The open and close cost about 5 us
-        // per blob (7.1 us against 1.9 us for a 2 KiB pread on a kept handle), small
-        // next to decrypting the blob and writing it out.
+    fn read_at_into(
+        &self,
+        name: &str,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+        kept: &mut KeptOpen,
+    ) -> Result<()> {
         let path = self.root.join(name);
         buf.clear();
         buf.resize(len, 0);
-        File::open(&path)
-            .ctx("open", &path)?
-            .read_exact_at(buf, offset)
-            .ctx("read", &path)
+        let file = match kept.file.take() {
+            Some(file) if kept.path == path => file,
+            _ => File::open(&path).ctx("open", &path)?,
+        };
+        file.read_exact_at(buf, offset).ctx("read", &path)?;
+        kept.path = path;
+        kept.file = Some(file);
+        Ok(())
     }
 
     fn size(&self, name: &str) -> Result<Option<u64>> {
@@ -379,6 +408,31 @@ mod tests {
         assert_eq!(s.size("index/02").unwrap(), None);
         s.remove("index/01").unwrap();
         assert!(s.list("index").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_kept_file_serves_only_reads_of_the_same_file_of_the_same_storage() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (LocalDir::new(one.path()), LocalDir::new(two.path()));
+        a.write_atomic("data/ab/ab01", b"first pack").unwrap();
+        a.write_atomic("data/ab/ab02", b"other pack").unwrap();
+        b.write_atomic("data/ab/ab01", b"the copy's").unwrap();
+        let (mut buf, mut kept) = (Vec::new(), KeptOpen::default());
+        let mut read = |s: &LocalDir, name: &str| {
+            s.read_at_into(name, 4, 5, &mut buf, &mut kept).unwrap();
+            String::from_utf8(buf.clone()).unwrap()
+        };
+        assert_eq!(read(&a, "data/ab/ab01"), "t pac");
+        // Removed while kept: the kept handle still reads it.
+        a.remove("data/ab/ab01").unwrap();
+        assert_eq!(read(&a, "data/ab/ab01"), "t pac");
+        assert_eq!(read(&a, "data/ab/ab02"), "r pac");
+        assert_eq!(read(&b, "data/ab/ab01"), "copy'");
+        let missing = a.read_at_into("data/ab/ab01", 0, 1, &mut buf, &mut kept);
+        assert!(
+            missing.is_err(),
+            "a removed file is opened anew, and missing"
+        );
     }
 
     #[test]

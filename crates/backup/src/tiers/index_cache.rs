@@ -122,8 +122,9 @@ impl Storage for CachedIndex {
         offset: u64,
         len: usize,
         buf: &mut Vec<u8>,
+        kept: &mut drd_repo::KeptOpen,
     ) -> drd_repo::Result<()> {
-        self.inner.read_at_into(name, offset, len, buf)
+        self.inner.read_at_into(name, offset, len, buf, kept)
     }
 
     fn size(&self, name: &str) -> drd_repo::Result<Option<u64>> {
