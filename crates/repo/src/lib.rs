@@ -43,6 +43,7 @@ mod repo;
 mod restore;
 mod snapshots;
 mod storage;
+mod threads;
 mod verify;
 
 pub use backup::{BackupOptions, BackupPlan, BackupProgress, BackupSummary, Source};

@@ -17,6 +17,7 @@
 mod check;
 mod fallback;
 mod files;
+mod parts;
 mod plan;
 mod target;
 

@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::format::{Id, NodeKind, Snapshot};
 use crate::pack::{self, pack_name};
 use crate::repo::{BlobLoc, Repository};
+use crate::threads::run_reporting;
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -577,33 +578,23 @@ impl Repository {
         let done = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
         let results = Mutex::new(Vec::new());
-        std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            for _ in 0..threads {
-                handles.push(s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = packs.get(i) else { return };
-                    let locs = by_pack.get(id).map(Vec::as_slice).unwrap_or(&[]);
-                    let local = self.check_pack(id, locs, &bytes);
-                    done.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut r) = results.lock() {
-                        r.extend(local);
-                    }
-                }));
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(id) = packs.get(i) else { return };
+            let locs = by_pack.get(id).map(Vec::as_slice).unwrap_or(&[]);
+            let local = self.check_pack(id, locs, &bytes);
+            done.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut r) = results.lock() {
+                r.extend(local);
             }
-            let report = |progress: &mut dyn FnMut(&VerifyProgress)| {
-                progress(&VerifyProgress {
-                    packs_done: done.load(Ordering::Relaxed),
-                    packs_total: packs.len() as u64,
-                    bytes_done: bytes.load(Ordering::Relaxed),
-                    elapsed: started.elapsed(),
-                });
-            };
-            while handles.iter().any(|h| !h.is_finished()) {
-                std::thread::sleep(Duration::from_millis(100));
-                report(progress);
-            }
-            report(progress);
+        };
+        run_reporting(threads, &work, &mut || {
+            progress(&VerifyProgress {
+                packs_done: done.load(Ordering::Relaxed),
+                packs_total: packs.len() as u64,
+                bytes_done: bytes.load(Ordering::Relaxed),
+                elapsed: started.elapsed(),
+            });
         });
         results.into_inner().unwrap_or_default()
     }

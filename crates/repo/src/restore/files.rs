@@ -9,20 +9,21 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::fallback::Reader;
+use super::parts::{self, Part, PartDone, Split};
 use super::target::TargetDir;
 use super::{is_damage, DamagedFile, RestoreOptions, RestoreProgress, DAMAGED_SUFFIX};
 use crate::error::{Error, IoContext, Result};
-use crate::format::Node;
+use crate::format::{Id, Node};
 use crate::pack::BlobBuf;
+use crate::threads::run_reporting;
 
 /// Who we run as: owners are restored only as root; otherwise a difference is reported.
 #[derive(Clone, Copy)]
@@ -136,6 +137,9 @@ impl Reader<'_> {
                 .map(|l| (l.pack, l.entry.offset))
         };
         order.sort_by_cached_key(key);
+        let threads = options.threads.max(1);
+        let (parts, splits) = parts::cut(self, files, &order, threads);
+        drop(order);
         let total_bytes: u64 = files.iter().map(|(_, n)| n.size).sum();
         let next = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
@@ -143,59 +147,54 @@ impl Reader<'_> {
         let failed = AtomicBool::new(false);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let damaged: Mutex<Vec<DamagedFile>> = Mutex::new(Vec::new());
-        let threads = options.threads.max(1);
-        std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            for _ in 0..threads {
-                handles.push(s.spawn(|| {
-                    let mut buf = BlobBuf::default();
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        let Some(&idx) = order.get(i) else { return };
-                        match self.write_one(
-                            target,
-                            &files[idx],
-                            options.overwrite,
-                            meta,
-                            &bytes,
-                            &mut buf,
-                        ) {
-                            Ok(damage) => {
-                                if let Some(d) = damage {
-                                    if let Ok(mut list) = damaged.lock() {
-                                        list.push(d);
-                                    }
-                                }
-                                done.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                if let Ok(mut slot) = first_error.lock() {
-                                    slot.get_or_insert(e);
-                                }
-                                return;
+        let writer = Writer {
+            reader: self,
+            target,
+            overwrite: options.overwrite,
+            meta,
+            bytes: &bytes,
+        };
+        let work = || {
+            let mut buf = BlobBuf::default();
+            loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(part) = parts.get(i) else { return };
+                let file = &files[part.file as usize];
+                let written = match part.split {
+                    None => writer.whole(file, &mut buf).map(Some),
+                    Some(s) => writer.part(file, part, &splits[s as usize], &mut buf),
+                };
+                match written {
+                    Ok(None) => {}
+                    Ok(Some(damage)) => {
+                        if let Some(d) = damage {
+                            if let Ok(mut list) = damaged.lock() {
+                                list.push(d);
                             }
                         }
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
-                }));
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
             }
-            let report = |progress: &mut dyn FnMut(&RestoreProgress)| {
-                progress(&RestoreProgress {
-                    files_done: done.load(Ordering::Relaxed),
-                    files_total: files.len() as u64,
-                    bytes_done: bytes.load(Ordering::Relaxed),
-                    bytes_total: total_bytes,
-                    elapsed: started.elapsed(),
-                });
-            };
-            while handles.iter().any(|h| !h.is_finished()) {
-                std::thread::sleep(Duration::from_millis(100));
-                report(progress);
-            }
-            report(progress);
+        };
+        run_reporting(threads, &work, &mut || {
+            progress(&RestoreProgress {
+                files_done: done.load(Ordering::Relaxed),
+                files_total: files.len() as u64,
+                bytes_done: bytes.load(Ordering::Relaxed),
+                bytes_total: total_bytes,
+                elapsed: started.elapsed(),
+            });
         });
         if let Some(e) = first_error.into_inner().ok().flatten() {
             return Err(e);
@@ -206,77 +205,9 @@ impl Reader<'_> {
         })
     }
 
-    /// Writes one file; `Some` when part of it could not be read from any tier.
-    fn write_one(
-        &self,
-        target: &TargetDir,
-        (rel, node): &(PathBuf, Node),
-        overwrite: bool,
-        meta: &MetaSink,
-        bytes: &AtomicU64,
-        buf: &mut BlobBuf,
-    ) -> Result<Option<DamagedFile>> {
-        let path = target.full(rel);
-        let mut f = target.create_file(rel, overwrite)?;
-        let context = format!("file /{}", rel.display());
-        let mut pos = 0u64;
-        let mut hole = false;
-        let mut damage: Option<String> = None;
-        for id in &node.content {
-            let (len, data) = match self.blob(id, &context, buf) {
-                Ok(data) => (data.len() as u64, Some(data)),
-                Err(e) if is_damage(&e) => {
-                    damage.get_or_insert_with(|| e.to_string());
-                    (self.blob_len(node, id), None)
-                }
-                Err(e) => return Err(e),
-            };
-            match data {
-                Some(data) if !is_zero(data) => {
-                    f.write_all(data).ctx("write", &path)?;
-                    hole = false;
-                }
-                // Zeros, or a part that cannot be read: leave a hole; set_len below
-                // materializes a trailing one.
-                _ => {
-                    f.seek(SeekFrom::Current(len as i64))
-                        .ctx("seek in", &path)?;
-                    hole = true;
-                }
-            }
-            pos += len;
-            bytes.fetch_add(len, Ordering::Relaxed);
-        }
-        if hole {
-            f.set_len(pos).ctx("set length of", &path)?;
-        }
-        meta.set(&f, &path, node)?;
-        drop(f);
-        let Some(reason) = damage else {
-            return Ok(None);
-        };
-        let kept_as = match target.rename_with_suffix(rel, DAMAGED_SUFFIX, overwrite) {
-            Ok(kept) => Some(target.full(&kept)),
-            Err(e) => {
-                // The real name must not hold a file with holes where data was.
-                target.remove_file(rel)?;
-                meta.warn(format!(
-                    "could not keep the readable parts of {}: {e}",
-                    path.display()
-                ));
-                None
-            }
-        };
-        Ok(Some(DamagedFile {
-            path: format!("/{}", rel.display()),
-            kept_as,
-            reason,
-        }))
-    }
-
     /// The plaintext length of a content blob that could not be read: from the index,
     /// or, for the one blob of a file the index lacks, what the file's size leaves.
-    fn blob_len(&self, node: &Node, id: &crate::format::Id) -> u64 {
+    fn blob_len(&self, node: &Node, id: &Id) -> u64 {
         if let Some(loc) = self.locate(id) {
             return u64::from(loc.entry.raw_len);
         }
@@ -293,6 +224,144 @@ impl Reader<'_> {
         } else {
             0
         }
+    }
+}
+
+/// What the writer threads share: where and how to write, and the byte count.
+struct Writer<'a, 'r> {
+    reader: &'a Reader<'r>,
+    target: &'a TargetDir,
+    overwrite: bool,
+    meta: &'a MetaSink,
+    bytes: &'a AtomicU64,
+}
+
+/// What writing a run of blobs found.
+struct Run {
+    /// Where the run ends.
+    end: u64,
+    /// Its last blob was left as a hole.
+    tail_hole: bool,
+    /// The first reason a blob could not be read.
+    damage: Option<String>,
+}
+
+/// A file restored; `Some` when part of it could not be read from any tier.
+type Restored = Option<DamagedFile>;
+
+impl Writer<'_, '_> {
+    /// Writes a file whole.
+    fn whole(&self, (rel, node): &(PathBuf, Node), buf: &mut BlobBuf) -> Result<Restored> {
+        let f = self.target.create_file(rel, self.overwrite)?;
+        let run = self.run(&f, rel, node, &node.content, 0, buf)?;
+        self.finish(rel, node, &f, run.tail_hole.then_some(run.end), run.damage)
+    }
+
+    /// Writes one part of a file cut into parts; `Some` when it was the file's last.
+    fn part(
+        &self,
+        (rel, node): &(PathBuf, Node),
+        part: &Part,
+        split: &Split,
+        buf: &mut BlobBuf,
+    ) -> Result<Option<Restored>> {
+        let f = split.file(|| self.target.create_file(rel, self.overwrite))?;
+        let blobs = &node.content[part.blobs.start as usize..part.blobs.end as usize];
+        let run = self.run(&f, rel, node, blobs, part.offset, buf)?;
+        let last = part.blobs.end as usize == node.content.len();
+        let Some(done) = split.done(
+            f,
+            PartDone {
+                damage: run.damage,
+                tail_hole: last.then_some(run.tail_hole),
+            },
+        ) else {
+            return Ok(None);
+        };
+        let end = done.tail_hole.then_some(node.size);
+        self.finish(rel, node, &done.file, end, done.damage)
+            .map(Some)
+    }
+
+    /// Writes `blobs` from `offset` on. Zeros and parts that cannot be read are left as
+    /// holes (the file was created empty).
+    fn run(
+        &self,
+        f: &File,
+        rel: &Path,
+        node: &Node,
+        blobs: &[Id],
+        offset: u64,
+        buf: &mut BlobBuf,
+    ) -> Result<Run> {
+        let context = format!("file /{}", rel.display());
+        let mut run = Run {
+            end: offset,
+            tail_hole: false,
+            damage: None,
+        };
+        for id in blobs {
+            let (len, data) = match self.reader.blob(id, &context, buf) {
+                Ok(data) => (data.len() as u64, Some(data)),
+                Err(e) if is_damage(&e) => {
+                    run.damage.get_or_insert_with(|| e.to_string());
+                    (self.reader.blob_len(node, id), None)
+                }
+                Err(e) => return Err(e),
+            };
+            match data {
+                Some(data) if !is_zero(data) => {
+                    // The path is made only for an error.
+                    f.write_all_at(data, run.end)
+                        .map_err(|e| Error::io("write", self.target.full(rel), e))?;
+                    run.tail_hole = false;
+                }
+                _ => run.tail_hole = true,
+            }
+            run.end += len;
+            self.bytes.fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(run)
+    }
+
+    /// Sets the length when the file ends in a hole (`end`), then the metadata; renames
+    /// the file to `NAME.damaged` when part of it could not be read.
+    fn finish(
+        &self,
+        rel: &Path,
+        node: &Node,
+        f: &File,
+        end: Option<u64>,
+        damage: Option<String>,
+    ) -> Result<Restored> {
+        let path = self.target.full(rel);
+        if let Some(end) = end {
+            f.set_len(end).ctx("set length of", &path)?;
+        }
+        self.meta.set(f, &path, node)?;
+        let Some(reason) = damage else {
+            return Ok(None);
+        };
+        let kept_as = match self
+            .target
+            .rename_with_suffix(rel, DAMAGED_SUFFIX, self.overwrite)
+        {
+            Ok(kept) => Some(self.target.full(&kept)),
+            Err(e) => {
+                // The real name must not hold a file with holes where data was.
+                self.target.remove_file(rel)?;
+                self.meta.warn(format!(
+                    "could not keep the readable parts of {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        };
+        Ok(Some(DamagedFile {
+            path: format!("/{}", rel.display()),
+            kept_as,
+            reason,
+        }))
     }
 }
 
