@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::fallback::Reader;
-use super::parts::{self, Part, PartDone, Split};
+use super::parts::{self, Part, Run, Split};
 use super::target::TargetDir;
 use super::{is_damage, DamagedFile, RestoreOptions, RestoreProgress, DAMAGED_SUFFIX};
 use crate::error::{Error, IoContext, Result};
@@ -236,16 +236,6 @@ struct Writer<'a, 'r> {
     bytes: &'a AtomicU64,
 }
 
-/// What writing a run of blobs found.
-struct Run {
-    /// Where the run ends.
-    end: u64,
-    /// Its last blob was left as a hole.
-    tail_hole: bool,
-    /// The first reason a blob could not be read.
-    damage: Option<String>,
-}
-
 /// A file restored; `Some` when part of it could not be read from any tier.
 type Restored = Option<DamagedFile>;
 
@@ -269,13 +259,7 @@ impl Writer<'_, '_> {
         let blobs = &node.content[part.blobs.start as usize..part.blobs.end as usize];
         let run = self.run(&f, rel, node, blobs, part.offset, buf)?;
         let last = part.blobs.end as usize == node.content.len();
-        let Some(done) = split.done(
-            f,
-            PartDone {
-                damage: run.damage,
-                tail_hole: last.then_some(run.tail_hole),
-            },
-        ) else {
+        let Some(done) = split.done(f, run, last) else {
             return Ok(None);
         };
         let end = done.tail_hole.then_some(node.size);

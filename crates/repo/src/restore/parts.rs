@@ -42,11 +42,14 @@ struct SplitState {
     tail_hole: bool,
 }
 
-/// What a part's writer records in its file's shared state.
-pub(super) struct PartDone {
+/// What writing a run of blobs found: a whole file's, or one part's.
+pub(super) struct Run {
+    /// Where the run ends.
+    pub end: u64,
+    /// Its last blob was left as a hole.
+    pub tail_hole: bool,
+    /// The first reason a blob could not be read.
     pub damage: Option<String>,
-    /// `Some(hole)` from the part that holds the file's last blob.
-    pub tail_hole: Option<bool>,
 }
 
 /// A file whose last part is done: all its content is written.
@@ -79,15 +82,16 @@ impl Split {
         Ok(f)
     }
 
-    /// Records one part as written, with the writer's handle of the file; the file
-    /// when this was the last part outstanding.
-    pub fn done(&self, file: Arc<File>, part: PartDone) -> Option<Finished> {
+    /// Records one part as written (`last`: the part holding the file's last blob),
+    /// with the writer's handle of the file; the file when this was the last part
+    /// outstanding.
+    pub fn done(&self, file: Arc<File>, run: Run, last: bool) -> Option<Finished> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.damage.is_none() {
-            state.damage = part.damage;
+            state.damage = run.damage;
         }
-        if let Some(hole) = part.tail_hole {
-            state.tail_hole = hole;
+        if last {
+            state.tail_hole = run.tail_hole;
         }
         state.parts_left -= 1;
         if state.parts_left > 0 {
