@@ -195,6 +195,10 @@ class Drd(Tool):
             "[tiers.local]\n"
             'kind = "dir"\n'
             'path = "drd-repo"\n'
+            # A scheduled drill (the first comes 10 minutes and some jitter after a fresh start)
+            # would restore the corpus during a timed phase: the `small` run met one.
+            "[drills]\n"
+            "enabled = false\n"
             "[jobs.bench]\n"
             'tiers = ["local"]\n'
             f'sources = [ {{ kind = "path", path = {json.dumps(str(self.corpus))} }} ]\n')
