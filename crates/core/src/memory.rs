@@ -67,8 +67,8 @@ impl Marks {
         let low = self.low.map_or(resident, |low| low.min(resident));
         self.low = Some(low);
         self.busy_since_last |= !idle;
-        let new_since_last = self.busy_since_last
-            || self.after_last.is_none_or(|a| resident > a + REGROWTH);
+        let new_since_last =
+            self.busy_since_last || self.after_last.is_none_or(|a| resident > a + REGROWTH);
         idle && resident > low + GROWTH && new_since_last
     }
 
