@@ -12,17 +12,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::chunk::{Chunks, Shared};
-use super::read::{Outcome, Task, What};
+use super::read::{Outcome, Place, Task, What};
 use super::{BackupProgress, Source};
 use crate::error::{Error, Result};
 use crate::format::{BackupStats, Id, Node, NodeKind, Tree};
@@ -294,7 +298,11 @@ impl Walker<'_> {
             cause: e.to_string(),
         })?;
         let parent_node = parent_root.and_then(|t| self.find_parent_node(t, &parts));
-        let entry = self.backup_entry(&abs, &abs, leaf, &meta, parent_node.as_ref(), &globs)?;
+        let at = Place {
+            path: &abs,
+            dir: None,
+        };
+        let entry = self.backup_entry(at, &abs, leaf, &meta, parent_node.as_ref(), &globs)?;
         let Some(entry) = entry else {
             return Ok(());
         };
@@ -343,16 +351,18 @@ impl Walker<'_> {
         None
     }
 
-    /// Backs up one entry (recursing into directories). `None` means skipped.
+    /// Backs up one entry (recursing into directories), listed in `dir` when that is
+    /// open. `None` means skipped.
     fn backup_entry(
         &mut self,
-        path: &Path,
+        at: Place<'_>,
         source_root: &Path,
         name: &[u8],
         meta: &Metadata,
         parent: Option<&Node>,
         globs: &GlobSet,
     ) -> Result<Option<(Node, Slot)>> {
+        let path = at.path;
         self.check_cancel()?;
         let ft = meta.file_type();
         if ft.is_dir() {
@@ -386,7 +396,7 @@ impl Walker<'_> {
             self.report.files_seen += 1;
             self.files_started
                 .store(self.report.files_seen, Ordering::Relaxed);
-            let entry = self.backup_file(path, name, meta, parent)?;
+            let entry = self.backup_file(at, name, meta, parent)?;
             if !matches!(entry.1, Slot::File(_)) {
                 self.report.files_done += 1;
             }
@@ -429,6 +439,12 @@ impl Walker<'_> {
                 return self.close(Draft::default());
             }
         };
+        // Opened for the readers, who open its files by name in it. The walk lets go of
+        // it before it goes down into a subdirectory (and opens it again for the next
+        // file), so a deep tree holds no more descriptors than its files in flight. A
+        // directory that cannot be opened (it was just removed) has its files opened
+        // by path.
+        let mut dir_fd: Option<Arc<OwnedFd>> = None;
         let mut names = Vec::new();
         for entry in entries {
             match entry {
@@ -461,8 +477,20 @@ impl Walker<'_> {
                     .ok()
                     .map(|i| &t.nodes[i])
             });
+            if meta.is_dir() {
+                dir_fd = None;
+            } else if meta.is_file() && dir_fd.is_none() {
+                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                dir_fd = nix::fcntl::open(dir, flags, Mode::empty())
+                    .ok()
+                    .map(Arc::new);
+            }
+            let at = Place {
+                path: &path,
+                dir: dir_fd.as_ref(),
+            };
             if let Some(entry) =
-                self.backup_entry(&path, source_root, name, &meta, parent_node, globs)?
+                self.backup_entry(at, source_root, name, &meta, parent_node, globs)?
             {
                 draft.entries.push(entry);
             }
@@ -474,11 +502,12 @@ impl Walker<'_> {
     /// a reader.
     fn backup_file(
         &mut self,
-        path: &Path,
+        at: Place<'_>,
         name: &[u8],
         meta: &Metadata,
         parent: Option<&Node>,
     ) -> Result<(Node, Slot)> {
+        let path = at.path;
         let mut node = node_from_meta(name, NodeKind::File, meta);
         node.size = meta.len();
         self.stats.file_count += 1;
@@ -518,6 +547,7 @@ impl Walker<'_> {
         }
         let what = What::File {
             path: path.to_path_buf(),
+            dir: at.dir.cloned(),
             before: fingerprint(meta),
         };
         let ticket = self.hand_out(node, what)?;
