@@ -42,8 +42,8 @@ pub(super) enum What {
     File {
         path: PathBuf,
         /// The directory the walk listed it in, open: the file is opened by its name
-        /// in there rather than by walking down its whole path again (on many small
-        /// files those path walks were a twelfth of the readers' CPU).
+        /// in there rather than by walking down its whole path again (on 500,000
+        /// small files those path walks were 2 % of the backup's CPU).
         dir: Option<Arc<OwnedFd>>,
         /// Size, mtime and ctime from that lstat.
         before: (u64, i64, i64),

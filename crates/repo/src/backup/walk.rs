@@ -351,8 +351,8 @@ impl Walker<'_> {
         None
     }
 
-    /// Backs up one entry (recursing into directories), listed in `dir` when that is
-    /// open. `None` means skipped.
+    /// Backs up one entry (recursing into directories) found at `at`. `None` means
+    /// skipped.
     fn backup_entry(
         &mut self,
         at: Place<'_>,
