@@ -441,7 +441,8 @@ impl Walker<'_> {
         };
         // Opened for the readers, who open its files by name in it. The walk lets go of
         // it before it goes down into a subdirectory (and opens it again for the next
-        // file), so a deep tree holds no more descriptors than its files in flight. A
+        // file): going down a deep tree costs no descriptor per level beyond the one
+        // its listing already holds, only the directories of the files in flight. A
         // directory that cannot be opened (it was just removed) has its files opened
         // by path.
         let mut dir_fd: Option<Arc<OwnedFd>> = None;
