@@ -29,11 +29,16 @@ fn chain_with_a_held_start() -> Services {
     ])
 }
 
+/// How long mid's `undrain` hook takes: the recovery goes on that long after the last
+/// service is healthy, where its RTO has ended.
+const UNDRAIN_MS: i64 = 300;
+
 fn chain(undrained: &std::path::Path) -> Services {
     let mut mid = spec("mid", &["back"], 0.0);
     mid.extra = format!(
         "health = {{ run = [\"/bin/true\"], timeout = \"5s\" }}\n\
-         undrain = [{{ run = [\"/usr/bin/touch\", \"{}\"] }}]\n",
+         undrain = [{{ run = [\"/bin/sh\", \"-c\", \"sleep {} && touch '{}'\"] }}]\n",
+        format_args!("{}.{:03}", UNDRAIN_MS / 1000, UNDRAIN_MS % 1000),
         undrained.display()
     );
     Services::start(vec![
@@ -95,21 +100,41 @@ fn a_recovery_starts_what_the_shutdown_stopped_in_order_and_records_the_rto() {
     let mid = services.restarted_at("mid");
     let front = services.restarted_at("front");
     assert!(back < mid && mid < front, "{back} {mid} {front}");
-    // The RTO runs from the shutdown's start to the last service healthy: longer
-    // than the recovery itself, and kept with the run.
+    // The RTO runs from the shutdown's start until every service was back, its
+    // undrain hook done (UNDRAIN_MS after the services were healthy): it ends after
+    // that hook and no later than the recovery, and is kept with the run.
     let rto = report["rto_ms"].as_u64().unwrap();
-    assert!(rto >= report["elapsed_ms"].as_u64().unwrap(), "{report:#}");
     let conn = rusqlite::Connection::open(daemon.catalog()).unwrap();
-    let (kind, recovers, kept): (String, i64, i64) = conn
-        .query_row(
-            "SELECT kind, recovers, rto_ms FROM shutdown_runs WHERE id = ?1",
-            [report["run_id"].as_i64().unwrap()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    let run = |id: i64| -> (String, Option<i64>, i64, Option<i64>, Option<i64>) {
+        conn.query_row(
+            "SELECT kind, recovers, started_ms, ended_ms, rto_ms FROM shutdown_runs \
+             WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
+        .unwrap()
+    };
+    let (kind, recovers, _, recovery_ended, kept) = run(report["run_id"].as_i64().unwrap());
+    assert_eq!((kind.as_str(), recovers), ("recovery", Some(1)));
+    assert_eq!(kept.and_then(|ms| u64::try_from(ms).ok()), Some(rto));
+    let (_, _, shutdown_started, _, _) = run(1);
+    let back_at = shutdown_started + i64::try_from(rto).unwrap();
+    let undrained_at = std::fs::metadata(&undrained)
+        .expect("mid's undrain hook did not run")
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    assert_eq!((kind.as_str(), recovers), ("recovery", 1));
-    assert_eq!(u64::try_from(kept).unwrap(), rto);
-    assert!(undrained.exists(), "mid's undrain hook did not run");
+    let undrained_at = i64::try_from(undrained_at.as_millis()).unwrap();
+    assert!(
+        undrained_at <= back_at,
+        "the RTO ({rto} ms) ended at {back_at}, before the undrain hook at \
+         {undrained_at}: {report:#}"
+    );
+    assert!(
+        back_at <= recovery_ended.unwrap(),
+        "the RTO ended at {back_at}, after the recovery ({recovery_ended:?})"
+    );
     // The history lists the recovery, newest first, with the shutdown it brought
     // back and its RTO.
     let out = daemon.drctl(&["shutdowns", "--json"]);

@@ -68,7 +68,7 @@ fn fill(registry: &mut Registry, now: Option<&ShutdownStatus>, runs: &[RunSummar
         registry,
         "drd_recovery_last_rto_seconds",
         "The measured RTO of the newest recovery that has one: from its shutdown's \
-         start to the last service healthy",
+         start until every service was back, healthy and undrained",
     );
     for kind in RunKind::ALL {
         // Newest first; a run still going is not finished.

@@ -91,8 +91,8 @@ pub struct RecoveryReport {
     pub outcome: RecoveryOutcome,
     /// How long the recovery itself took (milliseconds).
     pub elapsed_ms: u64,
-    /// The measured RTO: from the shutdown's start to the last service healthy
-    /// (milliseconds); `None` unless every service came back.
+    /// The measured RTO: from the shutdown's start until every service was back,
+    /// healthy and undrained (milliseconds); `None` unless every service came back.
     pub rto_ms: Option<u64>,
     /// The go / no-go checks.
     pub checks: Vec<ValidationCheck>,

@@ -132,8 +132,8 @@ pub const MIGRATIONS: &[&str] = &[
     );",
     // 9: recoveries are runs of the same machine as shutdowns, in the same tables:
     // `kind` tells them apart, `recovers` names the shutdown a recovery brings back,
-    // and `rto_ms` is the recovery's measured RTO (from that shutdown's start to the
-    // last service healthy).
+    // and `rto_ms` is the recovery's measured RTO (from that shutdown's start until
+    // every service was back, healthy and undrained).
     "ALTER TABLE shutdown_runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'shutdown';
     ALTER TABLE shutdown_runs ADD COLUMN recovers INTEGER REFERENCES shutdown_runs (id);
     ALTER TABLE shutdown_runs ADD COLUMN rto_ms INTEGER;",

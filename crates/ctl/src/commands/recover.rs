@@ -184,7 +184,7 @@ pub fn render_report(report: &RecoveryReport) -> String {
         Some(ms) => {
             let _ = writeln!(
                 out,
-                "; RTO {:.1}s (from the shutdown's start to the last service healthy)",
+                "; RTO {:.1}s (from the shutdown's start until every service was back, undrained)",
                 ms as f64 / 1000.0
             );
         }

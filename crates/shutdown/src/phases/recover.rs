@@ -35,8 +35,9 @@ pub(in crate::phases) struct Recovery {
     wanted: BTreeSet<String>,
     checks: Vec<ValidationCheck>,
     restored: Vec<String>,
-    /// When the last service came up healthy (Unix ms).
-    healthy_at_ms: Option<i64>,
+    /// When every service was back: started, healthy, verified and undrained (Unix ms).
+    /// The RTO ends here, so it covers all the recovery did to bring traffic back.
+    back_at_ms: Option<i64>,
 }
 
 impl Recovery {
@@ -46,7 +47,7 @@ impl Recovery {
             wanted: BTreeSet::new(),
             checks: Vec::new(),
             restored: Vec::new(),
-            healthy_at_ms: None,
+            back_at_ms: None,
         }
     }
 }
@@ -110,9 +111,9 @@ impl Run {
                 return end;
             }
         }
-        rec.healthy_at_ms = Some(unix_ms_now());
         self.phase(ShutdownPhase::Verify).await;
         self.verify_recovery(&rec).await;
+        rec.back_at_ms = Some(unix_ms_now());
         let outcome = if self.problems.is_empty() {
             RecoveryOutcome::Recovered
         } else {
@@ -334,7 +335,7 @@ impl Run {
             .as_ref()
             .map(|r| r.run.started_ms)
             .unwrap_or_else(|| unix_ms_now() - i64::try_from(self.elapsed_ms()).unwrap_or(0));
-        let rto_ms = match (outcome, rec.healthy_at_ms) {
+        let rto_ms = match (outcome, rec.back_at_ms) {
             (RecoveryOutcome::Recovered, Some(at)) => u64::try_from(at - started_ms).ok(),
             _ => None,
         };
@@ -354,7 +355,7 @@ impl Run {
             self.elapsed_ms(),
             rto_ms
                 .map(|ms| format!(
-                    "; RTO {} (from shutdown start to the last service healthy)",
+                    "; RTO {} (from shutdown start until every service was back, undrained)",
                     humantime::format_duration(Duration::from_millis(ms / 100 * 100))
                 ))
                 .unwrap_or_default(),
