@@ -41,7 +41,7 @@ pub use jobs::{
 pub use message::{ClientFrame, Hello, ServerFrame, Welcome};
 pub use recovery::{
     PlannedStart, RecoveryOutcome, RecoveryPlan, RecoveryReport, RunKind, RunSummary,
-    ValidationCheck,
+    ValidationCheck, RTO_SPAN,
 };
 pub use request::Request;
 pub use response::{

@@ -80,6 +80,9 @@ pub struct RecoveryPlan {
     pub restore: Vec<String>,
 }
 
+/// What a recovery's measured RTO spans, as the audit log and drctl say it.
+pub const RTO_SPAN: &str = "from the shutdown's start until every service was back, undrained";
+
 /// The end of a recovery.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoveryReport {

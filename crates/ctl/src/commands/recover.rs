@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use drd_proto::text::table;
-use drd_proto::{RecoveryOutcome, RecoveryPlan, RecoveryReport, Reply, Request, ValidationCheck};
+use drd_proto::{
+    RecoveryOutcome, RecoveryPlan, RecoveryReport, Reply, Request, ValidationCheck, RTO_SPAN,
+};
 
 use super::shutdown::{confirmed, need_terminal, problems_text, services_table, show_event};
 use super::{print, Global};
@@ -182,11 +184,7 @@ pub fn render_report(report: &RecoveryReport) -> String {
     );
     match report.rto_ms {
         Some(ms) => {
-            let _ = writeln!(
-                out,
-                "; RTO {:.1}s (from the shutdown's start until every service was back, undrained)",
-                ms as f64 / 1000.0
-            );
+            let _ = writeln!(out, "; RTO {:.1}s ({RTO_SPAN})", ms as f64 / 1000.0);
         }
         None => out.push('\n'),
     }

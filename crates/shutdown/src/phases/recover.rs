@@ -17,7 +17,7 @@ use drd_core::audit::Outcome;
 use drd_core::util::unix_ms_now;
 use drd_proto::{
     EventState, RecoveryOutcome, RecoveryReport, ServiceResult, ServiceState, ShutdownPhase,
-    ValidationCheck,
+    ValidationCheck, RTO_SPAN,
 };
 
 use super::steps::Step;
@@ -355,7 +355,7 @@ impl Run {
             self.elapsed_ms(),
             rto_ms
                 .map(|ms| format!(
-                    "; RTO {} (from shutdown start until every service was back, undrained)",
+                    "; RTO {} ({RTO_SPAN})",
                     humantime::format_duration(Duration::from_millis(ms / 100 * 100))
                 ))
                 .unwrap_or_default(),
