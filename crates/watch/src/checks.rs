@@ -90,10 +90,10 @@ impl Watch {
     /// Feeds one cycle of `monitor`'s readings. Checks of the monitor that are not
     /// among them (taken out of the config) are forgotten.
     ///
-    /// A decision is kept in the catalog before it is shown or acted on, and a fired
-    /// check stays marked until its actions have run: drd stopped or killed at any
-    /// point neither fires a check twice nor loses its actions (they run after the
-    /// restart, audited as resumed).
+    /// A decision is kept in the catalog and audited before it is shown or acted on,
+    /// and a fired check stays marked until its actions have run: drd stopped or
+    /// killed at any point neither fires a check twice nor loses its actions (they run
+    /// after the restart, audited as resumed).
     pub async fn observe(&self, monitor: &'static str, readings: Vec<Reading>) {
         let now = self.now_ms();
         self.load_monitor(monitor).await;
@@ -123,12 +123,10 @@ impl Watch {
         }
         let gone: Vec<String> = gone.iter().map(|check| key(monitor, check)).collect();
         self.keep(monitor, &checks, gone, now).await;
-        {
-            let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
-            all.entry(monitor).or_default().checks = checks;
-        }
 
-        let mut acted = false;
+        // Each decision is audited before the view shows it: what `drctl monitors`
+        // says has fired is in the audit log already.
+        let mut decided = Vec::new();
         for (reading, decision) in decisions {
             let source = format!("{monitor}/{}", reading.check);
             let actor = Actor::Monitor(source.clone());
@@ -151,10 +149,6 @@ impl Watch {
                 tracing::warn!(check = %source, %evidence, "{action}");
             }
             self.core.audit(&actor, action, Outcome::Ok, detail).await;
-            if matches!(decision, Decision::Cleared) {
-                self.resolve_alert(&source).await;
-                continue;
-            }
             let condition = Condition {
                 source,
                 state,
@@ -162,6 +156,19 @@ impl Watch {
                 evidence,
                 at_unix_ms: now,
             };
+            decided.push((reading, decision, condition));
+        }
+        {
+            let mut all = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
+            all.entry(monitor).or_default().checks = checks;
+        }
+
+        let mut acted = false;
+        for (reading, decision, condition) in decided {
+            if matches!(decision, Decision::Cleared) {
+                self.resolve_alert(&condition.source).await;
+                continue;
+            }
             let taken = self.act(&condition, &reading.actions).await;
             self.note_actions(monitor, &reading.check, taken);
             acted = true;
