@@ -372,3 +372,34 @@ fn pings_go_out_for_a_job_run_and_for_drd_itself() {
         .as_str()
         .is_some_and(|b| !b.is_empty()));
 }
+
+#[test]
+fn a_runs_success_ping_waits_until_its_start_ping_was_answered() {
+    // healthchecks.io reads a /start that arrives after the run's success as a run
+    // that began and never ended, and marks the check down after its grace time.
+    let hc = Receiver::start_slow("/ping/files/start", 1.0);
+    let daemon = backup_daemon_with(
+        "",
+        &format!("{FILES_JOB}ping_url = \"{}\"\n", hc.url("/ping/files")),
+    );
+    std::fs::create_dir_all(daemon.dir.path().join("data")).unwrap();
+    std::fs::write(daemon.dir.path().join("data/a.txt"), "hello").unwrap();
+    daemon.backup_now("files");
+    // The receiver logs a request as it answers it.
+    wait(
+        "the job's start and success pings",
+        Duration::from_secs(10),
+        || {
+            !hc.requests_to("/ping/files/start").is_empty()
+                && !hc.requests_to("/ping/files").is_empty()
+        },
+    );
+    let (start, success) = (
+        &hc.requests_to("/ping/files/start")[0],
+        &hc.requests_to("/ping/files")[0],
+    );
+    assert!(
+        success["at_ms"].as_f64().unwrap() >= start["answered_ms"].as_f64().unwrap(),
+        "the success ping came before the start ping was answered: {start} {success}"
+    );
+}

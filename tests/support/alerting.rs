@@ -19,6 +19,16 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver that answers 200 (or 500 from the start with `failing`).
     pub fn start(failing: bool) -> Receiver {
+        Receiver::start_with(failing, None)
+    }
+
+    /// Starts a receiver that answers requests to `path` only `secs` seconds after
+    /// they arrive.
+    pub fn start_slow(path: &str, secs: f64) -> Receiver {
+        Receiver::start_with(false, Some((path, secs)))
+    }
+
+    fn start_with(failing: bool, slow: Option<(&str, f64)>) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let (port_file, log, fail) = (
             dir.path().join("port"),
@@ -37,6 +47,14 @@ impl Receiver {
             .arg(&log)
             .arg("--fail-while")
             .arg(&fail)
+            .args(slow.into_iter().flat_map(|(path, secs)| {
+                [
+                    "--slow-path".to_owned(),
+                    path.to_owned(),
+                    "--slow-secs".to_owned(),
+                    secs.to_string(),
+                ]
+            }))
             .stdin(Stdio::null())
             .spawn()
             .expect("start tests/support/receiver.py");
@@ -71,7 +89,8 @@ impl Receiver {
         }
     }
 
-    /// Every request so far, oldest first: `{path, code, auth, token, body}`.
+    /// Every request so far, oldest first: `{path, code, auth, token, body, at_ms,
+    /// answered_ms}`.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()

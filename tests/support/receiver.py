@@ -4,12 +4,15 @@ ping endpoint) on loopback that logs every request and answers 200, or 500 while
 file --fail-while exists, so a test can make the receiver fail and recover.
 
 Writes its port to --port-file once it listens. Each request is one JSON line in
---log: {"path", "code", "auth", "body"} (body parsed as JSON when it is JSON).
+--log: {"path", "code", "auth", "body", "at_ms", "answered_ms"} (body parsed as JSON
+when it is JSON; when it arrived and when its answer went out, Unix ms). With
+--slow-path P --slow-secs S, a request to P is answered S seconds after it arrived.
 """
 
 import argparse
 import json
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -18,10 +21,13 @@ def main():
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--fail-while", required=True)
+    parser.add_argument("--slow-path")
+    parser.add_argument("--slow-secs", type=float, default=0.0)
     args = parser.parse_args()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
+            at_ms = time.time() * 1000
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode("utf-8", "replace")
             try:
@@ -29,6 +35,8 @@ def main():
             except ValueError:
                 body = raw
             code = 500 if os.path.exists(args.fail_while) else 200
+            if self.path == args.slow_path:
+                time.sleep(args.slow_secs)
             with open(args.log, "a") as log:
                 log.write(json.dumps({
                     "path": self.path,
@@ -36,6 +44,8 @@ def main():
                     "auth": self.headers.get("Authorization"),
                     "token": self.headers.get("X-Token"),
                     "body": body,
+                    "at_ms": at_ms,
+                    "answered_ms": time.time() * 1000,
                 }) + "\n")
             self.send_response(code)
             self.end_headers()

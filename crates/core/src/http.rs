@@ -3,8 +3,10 @@
 //! healthchecks.io-style pings for jobs and for drd itself. The health probes, the
 //! alert receivers and the pings all go through here.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use crate::config::alerts::redact_url;
 use crate::workers::Supervisor;
@@ -62,19 +64,53 @@ pub struct Pinger {
 /// How long one ping may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Pinger {
-    /// Pings `url` (when there is one) with `signal`, the body (a run's summary or
-    /// error) as the request body, on a task of `workers`. A failure is logged with
-    /// the URL redacted.
-    pub fn ping(&self, workers: &Supervisor, url: Option<&str>, signal: Signal, body: String) {
-        let Some(url) = url else { return };
+/// The pings of one run, to its `ping_url` (when it has one), each sent once the one
+/// before it was answered or gave up: healthchecks.io reads a `/start` that arrives
+/// after the run's success as a run that began and never ended, and marks the check
+/// down after its grace time.
+pub struct RunPings {
+    pinger: Pinger,
+    workers: Supervisor,
+    url: Option<String>,
+    /// Closes when the previous ping is done.
+    previous: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl RunPings {
+    /// Pings with `signal`, the body (a run's summary or error) as the request body,
+    /// on a task of the workers, after the run's previous ping. A failure is logged
+    /// with the URL redacted.
+    pub fn ping(&self, signal: Signal, body: String) {
+        let Some(url) = &self.url else { return };
         let target = ping_url(url, signal);
-        let pinger = self.clone();
-        workers.spawn_task(async move {
+        let (done, next) = oneshot::channel::<()>();
+        let previous = self
+            .previous
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(next);
+        let pinger = self.pinger.clone();
+        self.workers.spawn_task(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             if let Err(cause) = pinger.send(&target, body).await {
                 tracing::warn!(url = %redact_url(&target), %cause, "ping failed");
             }
+            drop(done);
         });
+    }
+}
+
+impl Pinger {
+    /// The pings of one run to `url`, sent in order on tasks of `workers`.
+    pub fn run(&self, workers: &Supervisor, url: Option<&str>) -> RunPings {
+        RunPings {
+            pinger: self.clone(),
+            workers: workers.clone(),
+            url: url.map(str::to_owned),
+            previous: Mutex::new(None),
+        }
     }
 
     /// The daemon's one outbound client (pings, alert receivers), built at first use.

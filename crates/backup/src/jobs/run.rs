@@ -132,12 +132,11 @@ pub async fn run_job(
     })
     .await;
     let action = format!("backup {job}");
-    let ping = |signal, body: String| {
-        let core = &backups.core;
-        core.pinger
-            .ping(&core.workers, job_config.ping_url.as_deref(), signal, body);
-    };
-    ping(Signal::Start, String::new());
+    let core = &backups.core;
+    let pings = core
+        .pinger
+        .run(&core.workers, job_config.ping_url.as_deref());
+    pings.ping(Signal::Start, String::new());
     let mut env = vec![
         ("DRD_JOB", job.to_owned()),
         ("DRD_TRIGGER", trigger.as_str().to_owned()),
@@ -148,7 +147,7 @@ pub async fn run_job(
         if let Err(message) = hooks::run_all("before", &job_config.before, &env).await {
             tracing::warn!(job, trigger = trigger.as_str(), cause = %message, "run skipped");
             finish(backups, run_id, Outcome::Skipped, Some(message.clone())).await;
-            ping(Signal::Fail, format!("skipped: {message}"));
+            pings.ping(Signal::Fail, format!("skipped: {message}"));
             backups
                 .core
                 .audit(
@@ -186,7 +185,7 @@ pub async fn run_job(
                 message.push_str(&format!("; {failure}"));
             }
             finish(backups, run_id, outcome, Some(message.clone())).await;
-            ping(Signal::Fail, message.clone());
+            pings.ping(Signal::Fail, message.clone());
             backups
                 .core
                 .audit(
@@ -262,7 +261,7 @@ pub async fn run_job(
     // hold the repository while prune wants it alone.
     backups.replication.notify_one();
 
-    ping(
+    pings.ping(
         Signal::Success,
         format!(
             "snapshot {}: {} bytes added",
