@@ -143,8 +143,10 @@ fn a_switch_goes_late_then_down_runs_on_down_and_recovers() {
         listing.contains("export") && listing.contains("down"),
         "{listing}"
     );
-    let shown = switch(&daemon, "export");
-    assert_eq!(shown["actions"][0]["outcome"], "started", "{shown:#}");
+    // drd notes the action after it started it, so maybe after its report exists.
+    daemon.wait_until("the on_down action noted", Duration::from_secs(10), || {
+        switch(&daemon, "export")["actions"][0]["outcome"] == "started"
+    });
 
     let pinged = ping(&daemon, &["export"]);
     assert_eq!(pinged["state"], "up");
