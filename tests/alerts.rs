@@ -42,6 +42,21 @@ fn alerts(daemon: &Daemon) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// Polls `drctl alerts --all --json` until `done` holds of it; returns that listing.
+fn alerts_when(
+    daemon: &Daemon,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut shown = Vec::new();
+    wait(what, timeout, || {
+        shown = alerts(daemon);
+        done(&shown)
+    });
+    shown
+}
+
 fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
@@ -110,12 +125,11 @@ fn an_alert_reaches_alertmanager_and_is_resolved_there() {
     );
     // drd records a delivery once Alertmanager has answered, which may be after
     // Alertmanager dropped the alert.
-    let mut shown = Vec::new();
-    wait(
+    let shown = alerts_when(
+        &daemon,
         "drd to record both deliveries",
         Duration::from_secs(20),
-        || {
-            shown = alerts(&daemon);
+        |shown| {
             shown[0]["deliveries"]
                 .as_array()
                 .is_some_and(|d| d.iter().all(|d| d["delivered_unix_ms"].is_i64()))
@@ -214,21 +228,21 @@ fn an_alert_waiting_in_the_outbox_survives_sigkill() {
             .first()
             .map_or(0, |a| a["deliveries"][0]["attempts"].as_u64().unwrap_or(0))
     };
-    wait("a failed try, recorded", Duration::from_secs(10), || {
-        attempts(&alerts(&daemon)) >= 1
-    });
+    alerts_when(
+        &daemon,
+        "a failed try, recorded",
+        Duration::from_secs(10),
+        |shown| attempts(shown) >= 1,
+    );
     daemon.kill();
     hook.set_failing(false);
     daemon.spawn(&[]);
     daemon.wait_ready();
-    let mut shown = Vec::new();
-    wait(
+    let shown = alerts_when(
+        &daemon,
         "the firing delivered after the restart",
         Duration::from_secs(30),
-        || {
-            shown = alerts(&daemon);
-            shown[0]["deliveries"][0]["delivered_unix_ms"].is_i64()
-        },
+        |shown| shown[0]["deliveries"][0]["delivered_unix_ms"].is_i64(),
     );
     assert_eq!(answered(&hook.requests(), "firing", 200), 1);
     assert_eq!(shown.len(), 1, "one alert, not one per start: {shown:#?}");

@@ -39,7 +39,8 @@ impl Receiver {
             std::fs::write(&fail, "").unwrap();
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/receiver.py");
-        let child = Command::new("/usr/bin/python3")
+        let mut command = Command::new("/usr/bin/python3");
+        command
             .arg(script)
             .arg("--port-file")
             .arg(&port_file)
@@ -47,17 +48,11 @@ impl Receiver {
             .arg(&log)
             .arg("--fail-while")
             .arg(&fail)
-            .args(slow.into_iter().flat_map(|(path, secs)| {
-                [
-                    "--slow-path".to_owned(),
-                    path.to_owned(),
-                    "--slow-secs".to_owned(),
-                    secs.to_string(),
-                ]
-            }))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start tests/support/receiver.py");
+            .stdin(Stdio::null());
+        if let Some((path, secs)) = slow {
+            command.args(["--slow-path", path, "--slow-secs", &secs.to_string()]);
+        }
+        let child = command.spawn().expect("start tests/support/receiver.py");
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
             if let Ok(text) = std::fs::read_to_string(&port_file) {
